@@ -1,0 +1,44 @@
+"""The ``medseg`` command line: one sub-command per module, same verbs as the ChimeraX command."""
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from typing import Sequence
+
+from . import __version__
+from .errors import MedSegError
+
+# Each module named here defines ``add_parser(subparsers)``; the parser it adds sets ``func``.
+_COMMAND_MODULES = [
+    "inference.cli",
+]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="medseg", description="3D medical image segmentation (nnU-Net v2 models).")
+    parser.add_argument("--version", action="version", version=f"medseg {__version__}")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in _COMMAND_MODULES:
+        importlib.import_module(f"{__package__}.{name}").add_parser(subparsers)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args.func(args) or 0)
+    except MedSegError as exc:
+        print(f"medseg: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("medseg: interrupted; no partial output was written.", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

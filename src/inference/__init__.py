@@ -1,0 +1,1 @@
+"""Prediction: sliding window, mirroring, fold ensembling, regions, export, postprocessing."""

@@ -1,0 +1,1 @@
+"""Models: nnU-Net v2 model folders, safe checkpoint loading, the manifest, cache and downloads."""

@@ -1,0 +1,1 @@
+"""nnU-Net's preprocessing: transpose, crop to non-zero, normalize, resample (invertible)."""
