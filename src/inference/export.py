@@ -1,0 +1,48 @@
+"""Put network logits back onto the input grid: resample, labels (argmax or regions), un-crop, un-transpose."""
+from __future__ import annotations
+
+import numpy as np
+
+from ..models.labels import LabelScheme
+from ..preprocessing.cropping import uncrop
+from ..preprocessing.pipeline import PreprocessRecord
+from ..preprocessing.resampling import resample_logits
+
+
+def logits_to_probabilities(logits, labels: LabelScheme):
+    import torch
+    return torch.sigmoid(logits) if labels.is_region_based else torch.softmax(logits, 0)
+
+
+def probabilities_to_labels(probabilities, labels: LabelScheme) -> np.ndarray:
+    """argmax for softmax models; for region models later regions overwrite earlier ones (p > 0.5)."""
+    dtype = np.uint8 if max(labels.names, default=0) < 256 else np.int16
+    if not labels.is_region_based:
+        return probabilities.argmax(0).numpy().astype(dtype)
+    out = np.zeros(probabilities.shape[1:], dtype=dtype)
+    for channel, value in enumerate(labels.regions_class_order):
+        out[(probabilities[channel] > 0.5).numpy()] = value
+    return out
+
+
+def export(logits, record: PreprocessRecord, config: dict, labels: LabelScheme,
+           with_probabilities: bool = False) -> tuple[np.ndarray, np.ndarray | None]:
+    """Logits (k, *network grid) -> labels (z, y, x) on the input grid, and optionally probabilities."""
+    kwargs = config.get("resampling_fn_probabilities_kwargs", {})
+    logits = resample_logits(logits.float().cpu(), record.shape_after_cropping, record.target_spacing,
+                             record.spacing, order=kwargs.get("order", 1), order_z=kwargs.get("order_z", 0),
+                             force_separate_z=kwargs.get("force_separate_z"))
+    probabilities = logits_to_probabilities(logits, labels)
+    del logits
+    label_map = probabilities_to_labels(probabilities, labels)
+    label_map = uncrop(label_map, record.bbox, record.shape_before_cropping).transpose(record.transpose_backward)
+    if not with_probabilities:
+        return np.ascontiguousarray(label_map), None
+    probs = probabilities.numpy()
+    full = uncrop(probs, record.bbox, record.shape_before_cropping, fill=0)
+    if not labels.is_region_based:  # outside the crop: certainly background
+        outside = np.ones(record.shape_before_cropping, dtype=bool)
+        outside[tuple(slice(a, b) for a, b in record.bbox)] = False
+        full[0][outside] = 1
+    full = full.transpose([0, *[a + 1 for a in record.transpose_backward]])
+    return np.ascontiguousarray(label_map), np.ascontiguousarray(full)

@@ -1,0 +1,97 @@
+"""Turning ``medseg predict`` inputs into cases to read and outputs to write."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+
+from ..errors import MedSegError
+from ..fileio import atomic_path
+from ..images import Image, find_cases, read_case, write_label_image
+from ..images.nifti import NIFTI_SUFFIXES, strip_nifti_suffix
+
+
+@dataclass
+class Job:
+    name: str
+    reader: Callable[[str | None], Image]
+    output: Path             # label file (NIfTI) or DICOM-SEG file
+    output_format: str = "nifti"
+
+    def read(self, series: str | None = None) -> Image:
+        return self.reader(series)
+
+    def write(self, prediction, image: Image, predictor) -> list[Path]:
+        if self.output_format == "dicom-seg":
+            from ..images.dicom import write_dicom_seg
+            if getattr(image, "dicom_source", None) is None:
+                raise MedSegError("DICOM-SEG output needs DICOM input (the SEG must reference the source series).")
+            written = [write_dicom_seg(prediction.labels, image.dicom_source, predictor.label_names, self.output)]
+        else:
+            written = [write_label_image(prediction.labels, image, self.output)]
+        if prediction.probabilities is not None:
+            written.append(write_probabilities(prediction.probabilities, self.output))
+        return written
+
+
+def write_probabilities(probabilities: np.ndarray, label_path: Path) -> Path:
+    path = label_path.with_name(strip_nifti_suffix(label_path.name).removesuffix(".dcm") + ".npz")
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as handle:
+            np.savez_compressed(handle, probabilities=probabilities.astype(np.float32))
+    return path
+
+
+def parse_part(part: str) -> tuple[int, int]:
+    try:
+        k, n = (int(x) for x in part.split("/"))
+    except ValueError:
+        raise MedSegError(f"--part must look like k/N (e.g. 2/4); got {part!r}.") from None
+    if not 1 <= k <= n:
+        raise MedSegError(f"--part {part}: k must be between 1 and N.")
+    return k, n
+
+
+def plan_jobs(inputs: Sequence[str], output: str, part: str = "1/1", output_format: str = "nifti") -> list[Job]:
+    """One job per case: several files = one case; a folder = its cases (or one DICOM series)."""
+    k, n = parse_part(part)
+    out = Path(output)
+    suffix = ".dcm" if output_format == "dicom-seg" else ".nii.gz"
+    paths = [Path(p) for p in inputs]
+    for p in paths:
+        if not p.exists():
+            raise MedSegError(f"Input not found: {p}")
+    if len(paths) == 1 and paths[0].is_dir():
+        folder = paths[0]
+        if _is_dicom_folder(folder):
+            target = out if out.name.endswith((suffix, ".nii")) else out / f"{folder.name}{suffix}"
+            return [Job(folder.name, lambda series, f=folder: _read_dicom(f, series), target, output_format)][k - 1::n]
+        cases = find_cases(folder)
+        if out.name.endswith(NIFTI_SUFFIXES):
+            raise MedSegError(f"The input {folder} is a folder of cases, so the output must be a folder, not {out}.")
+        names = sorted(cases)[k - 1::n]
+        return [Job(c, lambda series, files=cases[c]: read_case(files), out / f"{c}{suffix}", output_format)
+                for c in names]
+    for p in paths:
+        if p.is_dir() or not p.name.endswith(NIFTI_SUFFIXES):
+            raise MedSegError(f"{p} is not a NIfTI file; give one case's channel files, or one folder.")
+    name = strip_nifti_suffix(paths[0].name)
+    if name[-5:-4] == "_" and name[-4:].isdigit():
+        name = name[:-5]
+    target = out if out.name.endswith((suffix, ".nii")) else out / f"{name}{suffix}"
+    return [Job(name, lambda series: read_case(paths), target, output_format)][k - 1::n]
+
+
+def _is_dicom_folder(folder: Path) -> bool:
+    try:
+        from ..images.dicom import is_dicom_folder
+    except ImportError:
+        return False
+    return is_dicom_folder(folder)
+
+
+def _read_dicom(folder: Path, series: str | None) -> Image:
+    from ..images.dicom import read_dicom_series
+    return read_dicom_series(folder, series)

@@ -1,0 +1,172 @@
+"""The predictor: an nnU-Net v2 model folder + an image -> a label map on the image's grid."""
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+
+from ..errors import MedSegError
+from ..images import Image
+from ..models.checkpoint import load_checkpoint
+from ..models.model_folder import ModelFolder, open_model_folder
+from ..preprocessing.pipeline import preprocess
+from .export import export
+from .sliding_window import SlidingWindow
+
+_DATA = Path(__file__).resolve().parent.parent / "data"
+
+# Fast mode: one fold, no mirroring, less tile overlap (its Dice cost is measured in benchmarks/).
+FAST_STEP = 0.75
+
+
+def example_model_path() -> Path:
+    """The small model embedded in the package (no download needed)."""
+    return _DATA / "example_model"
+
+
+def example_case_paths() -> list[Path]:
+    """The channel files of the embedded example case, in channel order."""
+    return sorted((_DATA / "example_case").glob("*_[0-9][0-9][0-9][0-9].nii.gz"))
+
+
+@dataclass
+class Prediction:
+    labels: np.ndarray                       # (z, y, x) on the input grid
+    probabilities: np.ndarray | None = None  # (k, z, y, x) float32
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass
+class Predictor:
+    """Runs one model configuration over images; build it with :meth:`from_folder`.
+
+    Example:
+        >>> p = Predictor.from_folder("Dataset101_X/nnUNetTrainer__nnUNetPlans__3d_fullres", folds=[0])
+        >>> labels = p.predict(read_case(["case_0000.nii.gz", "case_0001.nii.gz"])).labels
+    """
+
+    model: ModelFolder
+    fold_weights: list[dict]
+    device: object
+    step_size: float = 0.5
+    use_mirroring: bool = True
+    mirror_axes: tuple[int, ...] = (0, 1, 2)
+    postprocessing: list | None = None
+    _network: object = None
+
+    @classmethod
+    def from_folder(cls, model: str | os.PathLike, folds: Sequence[str | int] | None = None,
+                    device: str = "auto", fast: bool = False, use_mirroring: bool | None = None,
+                    step_size: float | None = None, checkpoint_name: str = "checkpoint_final.pth",
+                    configuration: str | None = None, postprocess: bool | str | os.PathLike = False) -> "Predictor":
+        from .device import select_device
+        folder = open_model_folder(model, configuration)
+        chosen = folder.select_folds(folds)
+        if fast and folds is None:
+            chosen = chosen[:1]
+        weights, axes = [], None
+        for fold in chosen:
+            checkpoint = load_checkpoint(folder.checkpoint_path(fold, checkpoint_name))
+            weights.append(checkpoint["network_weights"])
+            axes = checkpoint.get("inference_allowed_mirroring_axes", axes)
+        if axes is None:
+            axes = tuple(range(len(folder.configuration["patch_size"])))
+        step = step_size if step_size is not None else (FAST_STEP if fast else 0.5)
+        if not 0 < step <= 1:
+            raise MedSegError(f"Step size must be in (0, 1]; got {step}.")
+        mirroring = use_mirroring if use_mirroring is not None else not fast
+        steps = _postprocessing_steps(folder, chosen, postprocess)
+        return cls(folder, weights, select_device(device), step, mirroring, tuple(int(a) for a in axes), steps)
+
+    @property
+    def channel_names(self) -> list[str]:
+        return self.model.channel_names
+
+    @property
+    def label_names(self) -> dict[int, str]:
+        return self.model.labels.names
+
+    @property
+    def is_region_based(self) -> bool:
+        return self.model.labels.is_region_based
+
+    def network(self):
+        if self._network is None:
+            from ..network.build import build_network
+            net = build_network(self.model.configuration["architecture"], len(self.channel_names),
+                                self.model.labels.num_outputs)
+            self._network = net.to(self.device).eval()
+        return self._network
+
+    def check_image(self, image: Image) -> None:
+        """Refuse images the model cannot take, with a message saying what to fix."""
+        expected = self.channel_names
+        if image.num_channels != len(expected):
+            raise MedSegError(f"The model expects {len(expected)} channel(s) ({', '.join(expected)}) "
+                              f"but the input has {image.num_channels}.")
+        image.check_finite("The input image")
+
+    def predict(self, image: Image, save_probabilities: bool = False,
+                progress: Callable[[float, str], None] | None = None,
+                should_stop: Callable[[], bool] | None = None) -> Prediction:
+        """Segment ``image``; returns labels on exactly its grid."""
+        import torch
+
+        self.check_image(image)
+        report = progress or (lambda fraction, message: None)
+        timings, start = {}, time.perf_counter()
+        config = self.model.configuration
+        data, record = preprocess(image.array, image.spacing, self.model.plans, config)
+        timings["preprocess"] = time.perf_counter() - start
+        report(0.02, "preprocessed")
+        logits = self.predict_logits(torch.from_numpy(data), report, should_stop)
+        timings["network"] = time.perf_counter() - start - timings["preprocess"]
+        report(0.97, "exporting")
+        labels, probabilities = export(logits, record, config, self.model.labels, save_probabilities)
+        if self.postprocessing:
+            from .postprocessing import apply_postprocessing
+            labels = apply_postprocessing(labels, self.postprocessing)
+        timings["total"] = time.perf_counter() - start
+        report(1.0, "done")
+        return Prediction(labels, probabilities, timings)
+
+    def predict_logits(self, data, progress=None, should_stop=None):
+        """Preprocessed data (c, ...) -> logits averaged over folds (in logit space, as nnU-Net)."""
+        import torch
+        config = self.model.configuration
+        net = self.network()
+        window = SlidingWindow(net, config["patch_size"], self.model.labels.num_outputs, self.step_size,
+                               self.mirror_axes if self.use_mirroring else (), self.device)
+        total = None
+        n = len(self.fold_weights)
+        with torch.inference_mode():
+            for i, weights in enumerate(self.fold_weights):
+                _load_weights(net, weights, self.model.path)
+                logits = window(data, progress, should_stop, done=0.02 + 0.95 * i / n, share=0.95 / n)
+                total = logits if total is None else total.add_(logits)
+        return total / n if n > 1 else total
+
+
+def _load_weights(net, weights: dict, model_path: Path) -> None:
+    try:
+        net.load_state_dict(weights, strict=True)
+    except RuntimeError as exc:
+        first_line = str(exc).splitlines()[0]
+        raise MedSegError(f"The checkpoint of model {model_path} does not match the network its plans describe "
+                          f"({first_line}). The model folder may mix files from different trainings.") from exc
+
+
+def _postprocessing_steps(folder: ModelFolder, folds: list[str], postprocess) -> list | None:
+    if not postprocess:
+        return None
+    from .postprocessing import find_postprocessing_file, load_postprocessing
+    path = Path(postprocess) if isinstance(postprocess, (str, os.PathLike)) else \
+        find_postprocessing_file(folder.path, folds)
+    if path is None or not path.is_file():
+        raise MedSegError(f"Postprocessing was requested but model {folder.path} has no postprocessing.json "
+                          "(nnU-Net writes it to crossval_results_folds_*/ after cross-validation).")
+    return load_postprocessing(path)

@@ -1,0 +1,132 @@
+"""Sliding-window prediction with Gaussian importance weighting and mirroring test-time augmentation."""
+from __future__ import annotations
+
+import itertools
+from functools import lru_cache
+from typing import Callable, Sequence
+
+import numpy as np
+
+from ..errors import Cancelled
+
+Progress = Callable[[float, str], None]
+ShouldStop = Callable[[], bool]
+
+
+def tile_starts(image_size: Sequence[int], tile_size: Sequence[int], step: float) -> list[list[int]]:
+    """Tile start positions per axis: evenly spread, overlapping by at least 1 - step of a tile."""
+    starts = []
+    for size, tile in zip(image_size, tile_size):
+        n = int(np.ceil((size - tile) / (tile * step))) + 1
+        stride = (size - tile) / (n - 1) if n > 1 else 0
+        starts.append([int(np.round(stride * i)) for i in range(n)])
+    return starts
+
+
+@lru_cache(maxsize=4)
+def gaussian_weights(tile_size: tuple[int, ...], sigma_scale: float = 1 / 8, peak: float = 10.0) -> np.ndarray:
+    """Importance map peaking at the tile centre (sigma = tile/8, max ``peak``, no zeros)."""
+    from scipy.ndimage import gaussian_filter
+    delta = np.zeros(tile_size)
+    delta[tuple(s // 2 for s in tile_size)] = 1
+    weights = gaussian_filter(delta, [s * sigma_scale for s in tile_size], 0, mode="constant", cval=0)
+    weights *= peak / weights.max()
+    weights[weights == 0] = weights[weights > 0].min()
+    return weights.astype(np.float32)
+
+
+def pad_to_tile(data, tile_size: Sequence[int]):
+    """Zero-pad (c, ...) data symmetrically up to at least ``tile_size``; return it and the crop back."""
+    import torch.nn.functional as F
+    shape = data.shape[1:]
+    extra = [max(t - s, 0) for s, t in zip(shape, tile_size)]
+    below = [e // 2 for e in extra]
+    if not any(extra):
+        return data, tuple(slice(0, s) for s in shape)
+    pads = []
+    for b, e in reversed(list(zip(below, extra))):
+        pads += [b, e - b]
+    return F.pad(data, pads), tuple(slice(b, b + s) for b, s in zip(below, shape))
+
+
+def mirror_combinations(axes: Sequence[int]) -> list[tuple[int, ...]]:
+    """The identity plus every non-empty combination of mirrored axes."""
+    return [()] + [c for r in range(1, len(axes) + 1) for c in itertools.combinations(axes, r)]
+
+
+class SlidingWindow:
+    """Runs ``network`` over ``data`` (c, *spatial) tile by tile and returns averaged logits.
+
+    For 2d networks on 3D data, each slice of the first axis is a batch of its own tiles.
+    """
+
+    def __init__(self, network, tile_size: Sequence[int], num_outputs: int, step: float = 0.5,
+                 mirror_axes: Sequence[int] = (), device=None, use_gaussian: bool = True,
+                 tiles_per_batch: int = 1) -> None:
+        self.network = network
+        self.tile_size = tuple(int(t) for t in tile_size)
+        self.num_outputs = num_outputs
+        self.step = step
+        self.mirror_axes = tuple(mirror_axes)
+        self.device = device
+        self.use_gaussian = use_gaussian
+        self.tiles_per_batch = max(1, tiles_per_batch)
+
+    def tiles(self, shape: Sequence[int]) -> list[tuple]:
+        is_2d = len(self.tile_size) == len(shape) - 1
+        plane = shape[1:] if is_2d else shape
+        starts = tile_starts(plane, self.tile_size, self.step)
+        boxes = [tuple(slice(s, s + t) for s, t in zip(corner, self.tile_size)) for corner in itertools.product(*starts)]
+        if is_2d:
+            return [(z,) + box for z in range(shape[0]) for box in boxes]
+        return boxes
+
+    def num_forward_passes(self, shape: Sequence[int]) -> int:
+        return len(self.tiles(shape)) * len(mirror_combinations(self.mirror_axes))
+
+    def __call__(self, data, progress: Progress | None = None, should_stop: ShouldStop | None = None,
+                 done: float = 0.0, share: float = 1.0):
+        import torch
+        device = self.device or torch.device("cpu")
+        padded, unpad = pad_to_tile(data, self.tile_size if len(self.tile_size) == data.ndim - 1
+                                    else (data.shape[1],) + self.tile_size)
+        shape = padded.shape[1:]
+        logits = torch.zeros((self.num_outputs, *shape), dtype=torch.float32, device=device)
+        weight_sum = torch.zeros(shape, dtype=torch.float32, device=device)
+        weights = torch.from_numpy(gaussian_weights(self.tile_size)).to(device) if self.use_gaussian \
+            else torch.ones(self.tile_size, device=device)
+        tiles = self.tiles(shape)
+        padded = padded.to(device)
+        for first in range(0, len(tiles), self.tiles_per_batch):
+            if should_stop is not None and should_stop():
+                raise Cancelled("Prediction was stopped.")
+            batch_tiles = tiles[first:first + self.tiles_per_batch]
+            batch = torch.stack([padded[(slice(None),) + t] for t in batch_tiles])
+            out = self._predict_mirrored(batch)
+            for tile, tile_logits in zip(batch_tiles, out):
+                logits[(slice(None),) + tile] += tile_logits * weights
+                weight_sum[tile] += weights
+            if progress is not None:
+                progress(done + share * (first + len(batch_tiles)) / len(tiles),
+                         f"tile {first + len(batch_tiles)} of {len(tiles)}")
+        logits /= weight_sum
+        return logits[(slice(None),) + unpad]
+
+    def _predict_mirrored(self, batch):
+        import torch
+        combos = mirror_combinations(self.mirror_axes)
+        total = None
+        for axes in combos:
+            dims = [a + 2 for a in axes]
+            x = torch.flip(batch, dims) if dims else batch
+            out = self._forward(x)
+            out = torch.flip(out, dims) if dims else out
+            total = out if total is None else total + out
+        return total / len(combos)
+
+    def _forward(self, x):
+        import torch
+        if x.device.type == "cuda":
+            with torch.autocast("cuda", dtype=torch.float16):
+                return self.network(x).float()
+        return self.network(x)

@@ -1,0 +1,59 @@
+"""Load nnU-Net checkpoints without running pickled code.
+
+nnU-Net itself calls ``torch.load(weights_only=False)``, which executes whatever a downloaded
+file's pickle asks for. We use torch's restricted unpickler (``weights_only=True``) and allow,
+beyond tensors and plain containers, only numpy's scalar/array reconstructors (nnU-Net's
+training log holds numpy floats). Anything else is refused, naming what the file asked for.
+"""
+from __future__ import annotations
+
+import os
+import pickle
+from pathlib import Path
+from typing import Any
+
+from ..errors import MedSegError
+
+# Globals that rebuild numpy scalars/arrays from bytes; they cannot run code.
+_NUMPY_SAFE = {
+    "numpy.core.multiarray.scalar", "numpy._core.multiarray.scalar",
+    "numpy.core.multiarray._reconstruct", "numpy._core.multiarray._reconstruct",
+    "numpy.dtype", "numpy.ndarray",
+}
+
+
+def _is_safe_global(name: str) -> bool:
+    return name in _NUMPY_SAFE or name.startswith("numpy.dtypes.")
+
+
+def _resolve_global(name: str):
+    import importlib
+    module, _, attr = name.rpartition(".")
+    return getattr(importlib.import_module(module), attr)
+
+
+def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
+    """Load a ``.pth`` checkpoint safely onto the CPU; a file whose pickle would run code is refused."""
+    import torch
+
+    path = Path(path)
+    if not path.is_file():
+        raise MedSegError(f"Checkpoint not found: {path}")
+    try:
+        unsafe = torch.serialization.get_unsafe_globals_in_checkpoint(str(path))
+    except Exception as exc:
+        raise MedSegError(f"{path} is not a readable PyTorch checkpoint ({exc}).") from exc
+    refused = [g for g in unsafe if not _is_safe_global(g)]
+    if refused:
+        raise MedSegError(f"Refusing to load {path}: its pickle asks for {', '.join(sorted(refused))}, "
+                          "which could run code on this computer. Only load checkpoints from sources you trust; "
+                          "a genuine nnU-Net checkpoint needs none of these.")
+    allowed = [_resolve_global(g) for g in unsafe]
+    try:
+        with torch.serialization.safe_globals(allowed):
+            data = torch.load(str(path), map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError) as exc:
+        raise MedSegError(f"Cannot load checkpoint {path}: {exc}") from exc
+    if not isinstance(data, dict) or "network_weights" not in data:
+        raise MedSegError(f"{path} is not an nnU-Net checkpoint (no 'network_weights' entry).")
+    return data

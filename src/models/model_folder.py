@@ -1,0 +1,135 @@
+"""An nnU-Net v2 model folder: dataset.json, plans.json and fold_k/checkpoint_*.pth."""
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+from ..errors import MedSegError
+from ..fileio import read_json
+from .labels import LabelScheme
+
+_FOLD_DIR = re.compile(r"^fold_(\d+|all)$")
+
+
+@dataclass
+class ModelFolder:
+    """A trained model as nnU-Net writes it (``<Trainer>__<Plans>__<configuration>/``)."""
+
+    path: Path
+    dataset_json: dict
+    plans: dict
+    configuration_name: str
+    folds: list[str] = field(default_factory=list)
+
+    @property
+    def labels(self) -> LabelScheme:
+        return LabelScheme.from_dataset_json(self.dataset_json)
+
+    @property
+    def channel_names(self) -> list[str]:
+        channels = self.dataset_json.get("channel_names") or self.dataset_json.get("modality") or {}
+        return [channels[k] for k in sorted(channels, key=int)]
+
+    @property
+    def configuration(self) -> dict:
+        return resolve_configuration(self.plans, self.configuration_name)
+
+    def checkpoint_path(self, fold: str, checkpoint_name: str = "checkpoint_final.pth") -> Path:
+        path = self.path / f"fold_{fold}" / checkpoint_name
+        if not path.is_file():
+            present = sorted(p.name for p in (self.path / f"fold_{fold}").glob("*.pth"))
+            raise MedSegError(f"Fold {fold} of model {self.path} has no {checkpoint_name} "
+                              f"(found: {', '.join(present) or 'no checkpoints'}). "
+                              "Choose another checkpoint or fold, or re-download the model.")
+        return path
+
+    def select_folds(self, folds: Sequence[str | int] | None) -> list[str]:
+        """The requested folds (all present ones by default), checked to exist."""
+        if not self.folds:
+            raise MedSegError(f"Model {self.path} has no fold_* folders with checkpoints.")
+        if folds is None:
+            return list(self.folds)
+        wanted = [str(f) for f in folds]
+        missing = [f for f in wanted if f not in self.folds]
+        if missing:
+            raise MedSegError(f"Model {self.path} has no fold(s) {', '.join(missing)}; "
+                              f"available folds: {', '.join(self.folds)}.")
+        return wanted
+
+
+def resolve_configuration(plans: dict, name: str) -> dict:
+    """A configuration of the plans with ``inherits_from`` applied."""
+    configs = plans.get("configurations", {})
+    if name not in configs:
+        raise MedSegError(f"The plans have no configuration {name!r} (available: {', '.join(configs)}).")
+    config = dict(configs[name])
+    parent = config.pop("inherits_from", None)
+    if parent:
+        merged = resolve_configuration(plans, parent)
+        merged.update(config)
+        return merged
+    return config
+
+
+def open_model_folder(path: str | os.PathLike, configuration: str | None = None) -> ModelFolder:
+    """Open a model folder (or a folder/extracted zip holding one or more of them)."""
+    path = Path(path)
+    if not path.exists():
+        raise MedSegError(f"Model not found: {path}")
+    if path.is_file() and path.suffix == ".zip":
+        path = extract_model_zip(path)
+    folder = _find_model_dir(path, configuration)
+    dataset_json = read_json(folder / "dataset.json")
+    plans = read_json(folder / "plans.json")
+    folds = sorted((m.group(1) for p in folder.iterdir() if p.is_dir() and (m := _FOLD_DIR.match(p.name))),
+                   key=lambda f: (f == "all", int(f) if f != "all" else 0))
+    name = configuration or _configuration_from_name(folder.name) or _only_configuration(plans, folder)
+    if name.endswith("cascade_fullres"):
+        raise MedSegError(f"Model {folder} is a cascade stage ({name}); cascades need the low-resolution "
+                          "stage's prediction and are not supported yet. Use its 3d_fullres or 3d_lowres model.")
+    resolve_configuration(plans, name)
+    return ModelFolder(folder, dataset_json, plans, name, folds)
+
+
+def _find_model_dir(path: Path, configuration: str | None) -> Path:
+    if (path / "plans.json").is_file() and (path / "dataset.json").is_file():
+        return path
+    candidates = sorted({p.parent for p in path.rglob("plans.json") if (p.parent / "dataset.json").is_file()})
+    if configuration:
+        candidates = [c for c in candidates if _configuration_from_name(c.name) == configuration] or candidates
+    if len(candidates) == 1:
+        return candidates[0]
+    if not candidates:
+        raise MedSegError(f"{path} is not an nnU-Net model folder: no dataset.json + plans.json found in it.")
+    listing = ", ".join(str(c.relative_to(path)) for c in candidates)
+    raise MedSegError(f"{path} holds several models ({listing}); choose one with its folder or a configuration.")
+
+
+def _configuration_from_name(folder_name: str) -> str | None:
+    parts = folder_name.split("__")
+    return parts[2] if len(parts) == 3 else None
+
+
+def _only_configuration(plans: dict, folder: Path) -> str:
+    configs = list(plans.get("configurations", {}))
+    if len(configs) == 1:
+        return configs[0]
+    if "3d_fullres" in configs:
+        return "3d_fullres"
+    raise MedSegError(f"Cannot tell which configuration model {folder} uses; name it (one of {', '.join(configs)}).")
+
+
+def extract_model_zip(zip_path: Path) -> Path:
+    """Extract a model zip safely into the cache (once) and return the extracted folder."""
+    import hashlib
+    from .archive import safe_extract_zip
+    from .cache import cache_dir
+
+    digest = hashlib.sha256(f"{zip_path.resolve()}:{zip_path.stat().st_mtime_ns}".encode()).hexdigest()[:16]
+    target = cache_dir() / "extracted" / f"{zip_path.stem}-{digest}"
+    if not target.is_dir():
+        safe_extract_zip(zip_path, target)
+    return target

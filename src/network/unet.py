@@ -1,0 +1,187 @@
+"""U-Nets rebuilt from nnU-Net plans.
+
+Module and attribute names follow nnU-Net's `dynamic_network_architectures` so that the
+state dicts of public nnU-Net v2 checkpoints load strictly (including the duplicated keys:
+each conv block registers its conv and norm both by name and inside ``all_modules``, and the
+decoder keeps a reference to the encoder).
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+from torch import nn
+
+
+def _same_padding(kernel: Sequence[int]) -> list[int]:
+    return [(k - 1) // 2 for k in kernel]
+
+
+class ConvNormAct(nn.Module):
+    """conv -> (dropout) -> norm -> nonlinearity (or conv -> nonlin -> norm with nonlin_first)."""
+
+    def __init__(self, ops: "LayerOps", in_ch: int, out_ch: int, kernel: Sequence[int], stride: Sequence[int],
+                 bias: bool, with_nonlin: bool = True, with_dropout: bool = True) -> None:
+        super().__init__()
+        self.conv = ops.conv(in_ch, out_ch, list(kernel), list(stride), padding=_same_padding(kernel), bias=bias)
+        layers: list[nn.Module] = [self.conv]
+        if with_dropout and ops.dropout is not None:
+            self.dropout = ops.dropout(**ops.dropout_kwargs)
+            layers.append(self.dropout)
+        if ops.norm is not None:
+            self.norm = ops.norm(out_ch, **ops.norm_kwargs)
+            layers.append(self.norm)
+        if with_nonlin and ops.nonlin is not None:
+            self.nonlin = ops.nonlin(**ops.nonlin_kwargs)
+            layers.append(self.nonlin)
+            if ops.nonlin_first and ops.norm is not None:
+                layers[-1], layers[-2] = layers[-2], layers[-1]
+        self.all_modules = nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.all_modules(x)
+
+
+class ConvStack(nn.Module):
+    """``n`` ConvNormAct blocks; only the first one strides."""
+
+    def __init__(self, ops: "LayerOps", n: int, in_ch: int, out_ch: int, kernel, stride, bias: bool) -> None:
+        super().__init__()
+        ones = [1] * len(kernel)
+        self.convs = nn.Sequential(*[
+            ConvNormAct(ops, in_ch if i == 0 else out_ch, out_ch, kernel, stride if i == 0 else ones, bias)
+            for i in range(n)])
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.convs(x)
+
+
+class BasicResidualBlock(nn.Module):
+    """Two convs plus a skip path (average pool, then a 1x1 conv when the width changes)."""
+
+    def __init__(self, ops: "LayerOps", in_ch: int, out_ch: int, kernel, stride, bias: bool) -> None:
+        super().__init__()
+        ones = [1] * len(kernel)
+        self.conv1 = ConvNormAct(ops, in_ch, out_ch, kernel, stride, bias)
+        self.conv2 = ConvNormAct(ops, out_ch, out_ch, kernel, ones, bias, with_nonlin=False, with_dropout=False)
+        self.nonlin2 = ops.nonlin(**ops.nonlin_kwargs) if ops.nonlin is not None else nn.Identity()
+        strided = any(s != 1 for s in stride)
+        skip: list[nn.Module] = []
+        if strided:
+            skip.append(ops.avg_pool(list(stride), list(stride)))
+        if in_ch != out_ch:
+            skip.append(ConvNormAct(ops, in_ch, out_ch, ones, ones, False, with_nonlin=False, with_dropout=False))
+        self.skip = nn.Sequential(*skip) if skip else nn.Identity()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.conv2(self.conv1(x))
+        out = out + self.skip(x)
+        return self.nonlin2(out)
+
+
+class ResidualStack(nn.Module):
+    def __init__(self, ops: "LayerOps", n: int, in_ch: int, out_ch: int, kernel, stride, bias: bool) -> None:
+        super().__init__()
+        ones = [1] * len(kernel)
+        self.blocks = nn.Sequential(*[
+            BasicResidualBlock(ops, in_ch if i == 0 else out_ch, out_ch, kernel, stride if i == 0 else ones, bias)
+            for i in range(n)])
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.blocks(x)
+
+
+class Encoder(nn.Module):
+    """Returns the feature maps of every stage (the skips), the bottleneck last."""
+
+    def __init__(self, ops: "LayerOps", in_ch: int, features: Sequence[int], kernels, strides,
+                 blocks_per_stage: Sequence[int], bias: bool, residual: bool) -> None:
+        super().__init__()
+        self.stem = None
+        if residual:
+            self.stem = ConvStack(ops, 1, in_ch, features[0], kernels[0], [1] * len(kernels[0]), bias)
+            in_ch = features[0]
+        stages = []
+        for feat, kernel, stride, n in zip(features, kernels, strides, blocks_per_stage):
+            if residual:
+                stages.append(ResidualStack(ops, n, in_ch, feat, kernel, stride, bias))
+            else:
+                stages.append(nn.Sequential(ConvStack(ops, n, in_ch, feat, kernel, stride, bias)))
+            in_ch = feat
+        self.stages = nn.Sequential(*stages)
+        self.output_channels = list(features)
+        self.strides = [list(s) for s in strides]
+        self.kernel_sizes = [list(k) for k in kernels]
+
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        if self.stem is not None:
+            x = self.stem(x)
+        skips = []
+        for stage in self.stages:
+            x = stage(x)
+            skips.append(x)
+        return skips
+
+
+class Decoder(nn.Module):
+    """Transposed conv up, concatenate the skip, convs; a 1x1 segmentation head per stage."""
+
+    def __init__(self, ops: "LayerOps", encoder: Encoder, num_classes: int, convs_per_stage: Sequence[int],
+                 bias: bool, deep_supervision: bool = False) -> None:
+        super().__init__()
+        self.encoder = encoder  # kept as nnU-Net does: its weights appear under decoder.encoder.* too
+        self.deep_supervision = deep_supervision
+        feats, strides, kernels = encoder.output_channels, encoder.strides, encoder.kernel_sizes
+        stages, ups, heads = [], [], []
+        for s in range(1, len(feats)):
+            below, skip = feats[-s], feats[-(s + 1)]
+            ups.append(ops.transposed_conv(below, skip, strides[-s], strides[-s], bias=bias))
+            stages.append(ConvStack(ops, convs_per_stage[s - 1], 2 * skip, skip, kernels[-(s + 1)],
+                                    [1] * len(kernels[0]), bias))
+            heads.append(ops.conv(skip, num_classes, 1, 1, 0, bias=True))
+        self.stages = nn.ModuleList(stages)
+        self.transpconvs = nn.ModuleList(ups)
+        self.seg_layers = nn.ModuleList(heads)
+
+    def forward(self, skips: list[torch.Tensor]):
+        x = skips[-1]
+        outputs = []
+        last = len(self.stages) - 1
+        for s, (up, stage) in enumerate(zip(self.transpconvs, self.stages)):
+            x = stage(torch.cat((up(x), skips[-(s + 2)]), 1))
+            if self.deep_supervision:
+                outputs.append(self.seg_layers[s](x))
+            elif s == last:
+                outputs.append(self.seg_layers[-1](x))
+        if not self.deep_supervision:
+            return outputs[0]
+        return outputs[::-1]  # highest resolution first, as nnU-Net's loss expects
+
+
+class UNet(nn.Module):
+    """PlainConvUNet (``residual=False``) or ResidualEncoderUNet (``residual=True``)."""
+
+    def __init__(self, ops: "LayerOps", input_channels: int, num_classes: int, features: Sequence[int],
+                 kernels, strides, blocks_per_stage: Sequence[int], convs_per_stage_decoder: Sequence[int],
+                 bias: bool, residual: bool, deep_supervision: bool = False) -> None:
+        super().__init__()
+        self.encoder = Encoder(ops, input_channels, features, kernels, strides, blocks_per_stage, bias, residual)
+        self.decoder = Decoder(ops, self.encoder, num_classes, convs_per_stage_decoder, bias, deep_supervision)
+
+    def forward(self, x: torch.Tensor):
+        return self.decoder(self.encoder(x))
+
+
+class LayerOps:
+    """The layer types a plan names, for 2D or 3D."""
+
+    def __init__(self, dim: int, norm: type | None, norm_kwargs: dict | None, dropout: type | None,
+                 dropout_kwargs: dict | None, nonlin: type | None, nonlin_kwargs: dict | None,
+                 nonlin_first: bool = False) -> None:
+        self.conv = {2: nn.Conv2d, 3: nn.Conv3d}[dim]
+        self.transposed_conv = {2: nn.ConvTranspose2d, 3: nn.ConvTranspose3d}[dim]
+        self.avg_pool = {2: nn.AvgPool2d, 3: nn.AvgPool3d}[dim]
+        self.norm, self.norm_kwargs = norm, dict(norm_kwargs or {})
+        self.dropout, self.dropout_kwargs = dropout, dict(dropout_kwargs or {})
+        self.nonlin, self.nonlin_kwargs = nonlin, dict(nonlin_kwargs or {})
+        self.nonlin_first = nonlin_first

@@ -1,0 +1,71 @@
+"""Per-case preprocessing: transpose -> crop to non-zero -> normalize -> resample.
+
+Returns the network input and a record of every step so the prediction can be put back
+exactly onto the input grid (see ``inference/export.py``).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+
+from ..errors import MedSegError
+from .cropping import BBox, crop_to_nonzero
+from .normalization import normalize_channel
+from .resampling import compute_new_shape, resample_data
+
+
+@dataclass
+class PreprocessRecord:
+    """What preprocessing did to one case (nnU-Net's 'properties'), in transposed axis order."""
+
+    transpose_forward: list[int]
+    shape_before_cropping: tuple[int, ...]
+    bbox: BBox
+    shape_after_cropping: tuple[int, ...]
+    spacing: tuple[float, ...]          # original spacing, transposed
+    target_spacing: tuple[float, ...]   # spacing the network sees (3 entries, also for 2d models)
+
+    @property
+    def transpose_backward(self) -> list[int]:
+        return list(np.argsort(self.transpose_forward))
+
+
+def target_spacing_for(config: dict, spacing: Sequence[float]) -> tuple[float, ...]:
+    """The configuration's spacing; 2d configurations keep the case's own first-axis spacing."""
+    target = list(config["spacing"])
+    if len(target) < len(spacing):
+        target = [spacing[0]] + target
+    return tuple(float(s) for s in target)
+
+
+def preprocess(array: np.ndarray, spacing: Sequence[float], plans: dict, config: dict,
+               ) -> tuple[np.ndarray, PreprocessRecord]:
+    """Preprocess image data (c, z, y, x) with ``spacing`` (z, y, x) for ``config`` of ``plans``."""
+    transpose = [int(a) for a in plans.get("transpose_forward", [0, 1, 2])]
+    # always a copy: normalization works in place and must not touch the caller's image
+    data = np.array(array.transpose([0, *[a + 1 for a in transpose]]), dtype=np.float32, order="C")
+    spacing_t = tuple(float(spacing[a]) for a in transpose)
+    shape_before = tuple(data.shape[1:])
+    data, mask, bbox = crop_to_nonzero(data)
+    shape_cropped = tuple(data.shape[1:])
+    data = normalize(data, mask, plans, config)
+    target = target_spacing_for(config, spacing_t)
+    new_shape = compute_new_shape(shape_cropped, spacing_t, target)
+    kwargs = config.get("resampling_fn_data_kwargs", {})
+    data = resample_data(data, new_shape, spacing_t, target, order=kwargs.get("order", 3),
+                         order_z=kwargs.get("order_z", 0), force_separate_z=kwargs.get("force_separate_z"))
+    record = PreprocessRecord(transpose, shape_before, bbox, shape_cropped, spacing_t, target)
+    return data, record
+
+
+def normalize(data: np.ndarray, mask: np.ndarray, plans: dict, config: dict) -> np.ndarray:
+    schemes = config["normalization_schemes"]
+    if len(schemes) != data.shape[0]:
+        raise MedSegError(f"The plans normalize {len(schemes)} channels but the image has {data.shape[0]}.")
+    use_mask = config.get("use_mask_for_norm", [False] * len(schemes))
+    stats = plans.get("foreground_intensity_properties_per_channel", {})
+    for c, scheme in enumerate(schemes):
+        data[c] = normalize_channel(data[c], scheme, bool(use_mask[c]), mask, stats.get(str(c)))
+    return data
