@@ -24,15 +24,24 @@ def tile_starts(image_size: Sequence[int], tile_size: Sequence[int], step: float
 
 
 @lru_cache(maxsize=4)
-def gaussian_weights(tile_size: tuple[int, ...], sigma_scale: float = 1 / 8, peak: float = 10.0) -> np.ndarray:
-    """Importance map peaking at the tile centre (sigma = tile/8, max ``peak``, no zeros)."""
+def _gaussian(tile_size: tuple[int, ...], sigma_scale: float, peak: float) -> np.ndarray:
     from scipy.ndimage import gaussian_filter
     delta = np.zeros(tile_size)
     delta[tuple(s // 2 for s in tile_size)] = 1
     weights = gaussian_filter(delta, [s * sigma_scale for s in tile_size], 0, mode="constant", cval=0)
-    weights *= peak / weights.max()
-    weights[weights == 0] = weights[weights > 0].min()
-    return weights.astype(np.float32)
+    return weights * (peak / weights.max())
+
+
+def gaussian_weights(tile_size: Sequence[int], dtype, device=None, sigma_scale: float = 1 / 8, peak: float = 10.0):
+    """Importance map peaking at the tile centre (sigma = tile/8, max ``peak``) as a torch tensor.
+
+    Zeros are replaced by the smallest weight *after* conversion to ``dtype`` (fp16 underflows).
+    """
+    import torch
+    weights = torch.from_numpy(_gaussian(tuple(int(t) for t in tile_size), sigma_scale, peak)).to(dtype)
+    zero = weights == 0
+    weights[zero] = weights[~zero].min()
+    return weights.to(device)
 
 
 def pad_to_tile(data, tile_size: Sequence[int]):
@@ -62,7 +71,7 @@ class SlidingWindow:
 
     def __init__(self, network, tile_size: Sequence[int], num_outputs: int, step: float = 0.5,
                  mirror_axes: Sequence[int] = (), device=None, use_gaussian: bool = True,
-                 tiles_per_batch: int = 1) -> None:
+                 tiles_per_batch: int = 1, accumulate_dtype: str = "float16") -> None:
         self.network = network
         self.tile_size = tuple(int(t) for t in tile_size)
         self.num_outputs = num_outputs
@@ -71,6 +80,9 @@ class SlidingWindow:
         self.device = device
         self.use_gaussian = use_gaussian
         self.tiles_per_batch = max(1, tiles_per_batch)
+        # nnU-Net accumulates in half precision (also on CPU); we do the same by default so that results
+        # match it closely, and it halves the accumulator's memory. "float32" is more exact.
+        self.accumulate_dtype = accumulate_dtype
 
     def tiles(self, shape: Sequence[int]) -> list[tuple]:
         is_2d = len(self.tile_size) == len(shape) - 1
@@ -91,10 +103,10 @@ class SlidingWindow:
         padded, unpad = pad_to_tile(data, self.tile_size if len(self.tile_size) == data.ndim - 1
                                     else (data.shape[1],) + self.tile_size)
         shape = padded.shape[1:]
-        logits = torch.zeros((self.num_outputs, *shape), dtype=torch.float32, device=device)
-        weight_sum = torch.zeros(shape, dtype=torch.float32, device=device)
-        weights = torch.from_numpy(gaussian_weights(self.tile_size)).to(device) if self.use_gaussian \
-            else torch.ones(self.tile_size, device=device)
+        dtype = getattr(torch, self.accumulate_dtype)
+        logits = torch.zeros((self.num_outputs, *shape), dtype=dtype, device=device)
+        weight_sum = torch.zeros(shape, dtype=dtype, device=device)
+        weights = gaussian_weights(self.tile_size, dtype, device) if self.use_gaussian else torch.ones(self.tile_size, device=device, dtype=dtype)
         tiles = self.tiles(shape)
         padded = padded.to(device)
         for first in range(0, len(tiles), self.tiles_per_batch):
@@ -104,13 +116,13 @@ class SlidingWindow:
             batch = torch.stack([padded[(slice(None),) + t] for t in batch_tiles])
             out = self._predict_mirrored(batch)
             for tile, tile_logits in zip(batch_tiles, out):
-                logits[(slice(None),) + tile] += tile_logits * weights
+                logits[(slice(None),) + tile] += tile_logits.float() * weights
                 weight_sum[tile] += weights
             if progress is not None:
                 progress(done + share * (first + len(batch_tiles)) / len(tiles),
                          f"tile {first + len(batch_tiles)} of {len(tiles)}")
         logits /= weight_sum
-        return logits[(slice(None),) + unpad]
+        return logits[(slice(None),) + unpad].float()
 
     def _predict_mirrored(self, batch):
         import torch

@@ -32,6 +32,13 @@ def _resolve_global(name: str):
     return getattr(importlib.import_module(module), attr)
 
 
+def _numpy_dtype_classes() -> list:
+    """numpy's dtype classes (Float64DType, ...): plain types a pickled numpy scalar refers to."""
+    import numpy as np
+    dtypes = getattr(np, "dtypes", None)  # numpy >= 1.25
+    return [getattr(dtypes, n) for n in dir(dtypes) if n.endswith("DType")] if dtypes else []
+
+
 def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     """Load a ``.pth`` checkpoint safely onto the CPU; a file whose pickle would run code is refused."""
     import torch
@@ -48,7 +55,7 @@ def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
         raise MedSegError(f"Refusing to load {path}: its pickle asks for {', '.join(sorted(refused))}, "
                           "which could run code on this computer. Only load checkpoints from sources you trust; "
                           "a genuine nnU-Net checkpoint needs none of these.")
-    allowed = [_resolve_global(g) for g in unsafe]
+    allowed = [_resolve_global(g) for g in unsafe] + _numpy_dtype_classes()
     try:
         with torch.serialization.safe_globals(allowed):
             data = torch.load(str(path), map_location="cpu", weights_only=True)

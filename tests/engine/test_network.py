@@ -1,0 +1,53 @@
+"""Our U-Nets load nnU-Net's state dicts strictly and compute the same outputs."""
+import pytest
+import torch
+from dynamic_network_architectures.architectures.unet import PlainConvUNet, ResidualEncoderUNet
+from torch import nn
+
+from chimerax.medseg.errors import MedSegError
+from chimerax.medseg.network.build import build_network
+
+
+def _arch_kwargs(dim):
+    kernels = [[1, 3, 3], [3, 3, 3], [3, 3, 3]] if dim == 3 else [[3, 3]] * 3
+    strides = [[1, 1, 1], [1, 2, 2], [2, 2, 2]] if dim == 3 else [[1, 1], [2, 2], [2, 2]]
+    return dict(n_stages=3, features_per_stage=[4, 8, 16], kernel_sizes=kernels, strides=strides,
+                n_conv_per_stage_decoder=[1, 1], conv_bias=True, norm_op_kwargs={"eps": 1e-5, "affine": True},
+                dropout_op_kwargs=None, nonlin_kwargs={"inplace": True})
+
+
+@pytest.mark.parametrize("dim", [2, 3])
+@pytest.mark.parametrize("residual", [False, True])
+def test_matches_dynamic_network_architectures(dim, residual):
+    kw = _arch_kwargs(dim)
+    blocks = {"n_blocks_per_stage": [1, 2, 2]} if residual else {"n_conv_per_stage": [2, 2, 2]}
+    torch.manual_seed(0)
+    reference_class = ResidualEncoderUNet if residual else PlainConvUNet
+    reference = reference_class(input_channels=2, num_classes=3, conv_op=nn.Conv3d if dim == 3 else nn.Conv2d,
+                                norm_op=nn.InstanceNorm3d if dim == 3 else nn.InstanceNorm2d, dropout_op=None,
+                                nonlin=nn.LeakyReLU, **kw, **blocks).eval()
+    # random norm parameters so that a wrongly wired norm cannot go unnoticed
+    with torch.no_grad():
+        for name, p in reference.named_parameters():
+            p.add_(torch.randn_like(p) * 0.1)
+    arch = {"network_class_name": f"dynamic_network_architectures.architectures.unet.{reference_class.__name__}",
+            "arch_kwargs": {**kw, **blocks, "conv_op": f"torch.nn.modules.conv.Conv{dim}d",
+                            "norm_op": f"torch.nn.modules.instancenorm.InstanceNorm{dim}d",
+                            "dropout_op": None, "nonlin": "torch.nn.LeakyReLU"}}
+    ours = build_network(arch, 2, 3).eval()
+    ours.load_state_dict(reference.state_dict(), strict=True)
+    x = torch.randn(1, 2, *([8, 32, 24] if dim == 3 else [32, 24]))
+    with torch.no_grad():
+        assert torch.allclose(ours(x), reference(x), atol=1e-5)
+
+
+def test_unknown_layer_or_network_is_refused():
+    arch = {"network_class_name": "evil.Module", "arch_kwargs": {}}
+    with pytest.raises(MedSegError, match="not supported"):
+        build_network(arch, 1, 2)
+    kw = _arch_kwargs(3)
+    arch = {"network_class_name": "PlainConvUNet",
+            "arch_kwargs": {**kw, "n_conv_per_stage": 2, "conv_op": "os.system", "norm_op": None,
+                            "dropout_op": None, "nonlin": None}}
+    with pytest.raises(MedSegError, match="os.system"):
+        build_network(arch, 1, 2)
