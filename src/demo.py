@@ -1,0 +1,54 @@
+"""``medseg demo``: segment the embedded example case with the embedded model (no download)."""
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+import numpy as np
+
+
+def add_parser(subparsers) -> None:
+    p = subparsers.add_parser("demo", help="segment the embedded example case (no download needed)")
+    p.add_argument("-o", "--output", default="out", help="output folder (default: ./out)")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--fast", action="store_true")
+    p.set_defaults(func=run)
+
+
+def dice_scores(prediction: np.ndarray, truth: np.ndarray, names: dict[int, str]) -> dict[str, float]:
+    scores = {}
+    for value, name in names.items():
+        a, b = prediction == value, truth == value
+        total = a.sum() + b.sum()
+        scores[name] = float(2 * (a & b).sum() / total) if total else float("nan")
+    return scores
+
+
+def run(args: argparse.Namespace) -> int:
+    from .images import read_case, read_image, write_label_image
+    from .inference.predictor import Predictor, example_case_paths, example_model_path
+    from .progress import ProgressBar
+
+    files = example_case_paths()
+    start = time.perf_counter()
+    predictor = Predictor.from_folder(example_model_path(), device=args.device, fast=args.fast)
+    image = read_case(files)
+    bar = ProgressBar("example")
+    prediction = predictor.predict(image, progress=bar.update)
+    bar.close()
+    elapsed = time.perf_counter() - start
+    out = Path(args.output)
+    label_path = write_label_image(prediction.labels, image, out / "example_labels.nii.gz")
+    print(f"case:   {files[0].parent.name} ({', '.join(f.name for f in files)}; "
+          f"{' x '.join(map(str, image.shape))} voxels at {' x '.join(f'{s:g}' for s in image.spacing)} mm)")
+    print(f"model:  {predictor.model.path.name} ({predictor.model.configuration_name}, folds "
+          f"{', '.join(predictor.model.select_folds(None))}; labels: {', '.join(predictor.label_names.values())})")
+    print(f"time:   {elapsed:.1f} s on {predictor.device}")
+    truth_path = files[0].parent / "ground_truth.nii.gz"
+    if truth_path.is_file():
+        truth = read_image(truth_path).array[0].astype(np.int16)
+        scores = dice_scores(prediction.labels, truth, predictor.label_names)
+        print("Dice vs ground truth: " + ", ".join(f"{k} {v:.3f}" for k, v in scores.items()))
+    print(f"labels: {label_path}")
+    return 0
