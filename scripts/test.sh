@@ -1,9 +1,21 @@
 #!/usr/bin/env bash
-# Set up on a fresh machine and run the whole test suite (the README's test command).
+# The README's test command: set everything up on a fresh machine, then run the whole suite.
+#  - .venv: torch 2.13.0 (CPU), MedSeg with its test extras and the real nnU-Net v2 (the oracle),
+#    numpy 2 / pydicom 3: everything but the ChimeraX tests.
+#  - .venv-chimerax: the ChimeraX 1.7 wheel with numpy 1.26 / pydicom 2 (scripts/setup_chimerax_env.sh):
+#    the tests in tests/chimerax, headless.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 VENV=${MEDSEG_VENV:-.venv}
+PIP=(-q --disable-pip-version-check)
 [ -x "$VENV/bin/python" ] || python3 -m venv "$VENV"
-"$VENV/bin/pip" install -q --disable-pip-version-check torch==2.13.0
-"$VENV/bin/pip" install -q --disable-pip-version-check -e '.[test]'
-"$VENV/bin/python" -m pytest -q -p no:cacheprovider tests "$@"
+"$VENV/bin/pip" install "${PIP[@]}" torch==2.13.0
+# constraints keep nnunetv2's dependencies from replacing torch with a multi-GB CUDA build
+"$VENV/bin/pip" install "${PIP[@]}" -c scripts/constraints.txt -e '.[test,oracle]'
+"$VENV/bin/python" scripts/fetch_dicom_test_data.py
+bash scripts/setup_chimerax_env.sh .venv-chimerax
+
+status=0
+"$VENV/bin/python" -m pytest -q -p no:cacheprovider tests --ignore=tests/chimerax "$@" || status=$?
+.venv-chimerax/bin/python -m pytest -q -p no:cacheprovider tests/chimerax "$@" || status=$?
+exit $status

@@ -1,22 +1,29 @@
 """MedSeg: nnU-Net-quality 3D medical image segmentation for ChimeraX and the command line.
 
-Importing this package needs neither ChimeraX nor torch; the ChimeraX entry point
-(``bundle_api``) exists only when ChimeraX is importable.
+Importing this package needs neither ChimeraX nor torch. ChimeraX's toolshed asks for
+``bundle_api``, which is built on first access (module ``__getattr__``), so ChimeraX is
+imported only inside ChimeraX.
 """
 __version__ = "0.1.0"
 
-try:  # inside ChimeraX (or a headless ChimeraX session)
-    from chimerax.core.toolshed import BundleAPI as _BundleAPI
-except Exception:  # plain Python: no ChimeraX
-    _BundleAPI = None
 
-if _BundleAPI is not None:
-    class _MedSegAPI(_BundleAPI):
+def _make_bundle_api():
+    from chimerax.core.toolshed import BundleAPI
+
+    class _MedSegAPI(BundleAPI):
         api_version = 1
 
         @staticmethod
         def register_command(bundle_info, command_info, logger):
+            # Called lazily the first time any "segment ..." command is typed.
             from . import cmd
             cmd.register_commands(logger)
 
-    bundle_api = _MedSegAPI()
+    return _MedSegAPI()
+
+
+def __getattr__(name):
+    if name == "bundle_api":
+        api = globals()["bundle_api"] = _make_bundle_api()
+        return api
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -12,6 +12,12 @@ from .errors import MedSegError
 # Each module named here defines ``add_parser(subparsers)``; the parser it adds sets ``func``.
 _COMMAND_MODULES = [
     "inference.cli",
+    "demo",
+    "models.cli",
+    "images.cli",
+    "evaluation.cli",
+    "datasets.cli",
+    "planning.cli",
 ]
 
 

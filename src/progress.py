@@ -6,7 +6,8 @@ import time
 
 
 class ProgressBar:
-    def __init__(self, label: str, width: int = 30, stream=sys.stderr) -> None:
+    def __init__(self, label: str, width: int = 30, stream=None) -> None:
+        stream = stream or sys.stderr  # looked up now: sys.stderr may be replaced after import
         self.label, self.width, self.stream = label, width, stream
         self.start = time.perf_counter()
         self._last = -1.0

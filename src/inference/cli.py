@@ -2,11 +2,8 @@
 from __future__ import annotations
 
 import argparse
-import sys
 import time
-from pathlib import Path
 
-from ..errors import MedSegError
 from ..progress import ProgressBar
 
 

@@ -27,9 +27,15 @@ def _is_safe_global(name: str) -> bool:
 
 
 def _resolve_global(name: str):
+    """The object a pickle names; numpy 1.x and 2.x spell their core module differently."""
     import importlib
     module, _, attr = name.rpartition(".")
-    return getattr(importlib.import_module(module), attr)
+    for candidate in (module, module.replace("numpy._core", "numpy.core"), module.replace("numpy.core", "numpy._core")):
+        try:
+            return getattr(importlib.import_module(candidate), attr)
+        except (ImportError, AttributeError):
+            continue
+    raise MedSegError(f"Cannot resolve {name} needed by the checkpoint.")
 
 
 def _numpy_dtype_classes() -> list:
@@ -55,7 +61,8 @@ def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
         raise MedSegError(f"Refusing to load {path}: its pickle asks for {', '.join(sorted(refused))}, "
                           "which could run code on this computer. Only load checkpoints from sources you trust; "
                           "a genuine nnU-Net checkpoint needs none of these.")
-    allowed = [_resolve_global(g) for g in unsafe] + _numpy_dtype_classes()
+    # (object, name) pairs: a file written under numpy 2 names numpy._core, which numpy 1.26 maps elsewhere
+    allowed = [(_resolve_global(g), g) for g in unsafe] + _numpy_dtype_classes()
     try:
         with torch.serialization.safe_globals(allowed):
             data = torch.load(str(path), map_location="cpu", weights_only=True)

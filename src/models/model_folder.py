@@ -80,7 +80,8 @@ def open_model_folder(path: str | os.PathLike, configuration: str | None = None)
     if not path.exists():
         raise MedSegError(f"Model not found: {path}")
     if path.is_file() and path.suffix == ".zip":
-        path = extract_model_zip(path)
+        from .registry import extract_zip_to_cache
+        path = extract_zip_to_cache(path)
     folder = _find_model_dir(path, configuration)
     dataset_json = read_json(folder / "dataset.json")
     plans = read_json(folder / "plans.json")
@@ -120,16 +121,3 @@ def _only_configuration(plans: dict, folder: Path) -> str:
     if "3d_fullres" in configs:
         return "3d_fullres"
     raise MedSegError(f"Cannot tell which configuration model {folder} uses; name it (one of {', '.join(configs)}).")
-
-
-def extract_model_zip(zip_path: Path) -> Path:
-    """Extract a model zip safely into the cache (once) and return the extracted folder."""
-    import hashlib
-    from .archive import safe_extract_zip
-    from .cache import cache_dir
-
-    digest = hashlib.sha256(f"{zip_path.resolve()}:{zip_path.stat().st_mtime_ns}".encode()).hexdigest()[:16]
-    target = cache_dir() / "extracted" / f"{zip_path.stem}-{digest}"
-    if not target.is_dir():
-        safe_extract_zip(zip_path, target)
-    return target

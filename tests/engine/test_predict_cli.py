@@ -1,5 +1,4 @@
 """`medseg predict` and the Python API: outputs on the input grid, cohorts split by --part, bad input refused."""
-import os
 import subprocess
 import sys
 from pathlib import Path

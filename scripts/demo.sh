@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# The README's main job: set up, then segment the embedded example case with the embedded model
+# (no download). Writes out/example_labels.nii.gz and, where the ChimeraX wheel installs,
+# a picture rendered by headless ChimeraX (out/example.png).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+VENV=${MEDSEG_VENV:-.venv}
+PIP=(-q --disable-pip-version-check)
+[ -x "$VENV/bin/python" ] || python3 -m venv "$VENV"
+"$VENV/bin/pip" install "${PIP[@]}" torch==2.13.0
+"$VENV/bin/pip" install "${PIP[@]}" -e .
+if bash scripts/setup_chimerax_env.sh .venv-chimerax >/dev/null 2>&1; then
+    .venv-chimerax/bin/python scripts/render_example.py --output out
+else
+    echo "(ChimeraX wheel unavailable here: segmenting with the command line only)"
+    "$VENV/bin/medseg" demo --output out
+fi

@@ -1,0 +1,156 @@
+"""Turn what a user typed (a model name, a folder, a zip) into an nnU-Net model folder.
+
+Lookup order for a name: models installed in the cache, models embedded in the package,
+then the manifest (fetched on first use unless offline). Every dead end says what to do.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Optional
+
+from ..errors import MedSegError
+from . import cache
+from .download import Progress
+from .install import fetch_model, find_model_folders, get_entry, not_published_message
+from .manifest import Manifest, ModelEntry, load_manifest
+
+_PACKAGE_DIR = Path(__file__).resolve().parent.parent
+
+
+def embedded_path(entry: ModelEntry) -> Path:
+    path = _PACKAGE_DIR / entry.path
+    if not path.is_dir():
+        raise MedSegError(f"The embedded model {entry.name!r} is missing from this installation ({path}); "
+                          "reinstall MedSeg.")
+    return path
+
+
+def resolve_model(name_or_path: str, offline: bool | None = None, *, manifest: Manifest | None = None,
+                  progress: Progress | None = None, notify: Optional[Callable[[str], None]] = None) -> Path:
+    """The nnU-Net model folder for a path or a model name.
+
+    A folder is returned as is; a ``.zip`` is unpacked safely into the cache (once) and the
+    unpacked folder returned; a name is looked up among installed models, embedded models and
+    the manifest. A manifest model that is not installed is fetched now unless ``offline``
+    (or ``MEDSEG_OFFLINE=1``). Where a tree holds exactly one model folder, that folder is
+    returned; otherwise its root (the caller then picks a configuration).
+    """
+    text = str(name_or_path).strip()
+    path = Path(text).expanduser()
+    if path.is_dir():
+        return path
+    if path.is_file():
+        if path.suffix.lower() != ".zip":
+            raise MedSegError(f"{path} is a file but not a model zip; give a model folder, a .zip or a model name.")
+        return _single_model(extract_zip_to_cache(path))
+    if _looks_like_path(text):
+        raise MedSegError(f"Model not found: {path} does not exist.")
+    return _resolve_name(text, offline, manifest, progress, notify)
+
+
+def _looks_like_path(text: str) -> bool:
+    return os.sep in text or "/" in text or text.lower().endswith(".zip") or text.startswith("~")
+
+
+def _resolve_name(name: str, offline, manifest, progress, notify) -> Path:
+    try:
+        cache.check_model_name(name)
+    except MedSegError:
+        raise MedSegError(f"Model not found: {name!r} is neither an existing folder or zip nor a model name.") from None
+    if cache.is_installed(name):
+        return _single_model(cache.installed_path(name))
+    manifest = manifest or load_manifest()
+    entry = manifest.get(name)
+    if entry is None:
+        installed = ", ".join(cache.installed_names()) or "none"
+        raise MedSegError(f"Unknown model {name!r}: not a folder or zip, not installed (installed: {installed}) and not "
+                          f"in the manifest (available: {', '.join(manifest.names())}). See `medseg models list`.")
+    if entry.source == "embedded":
+        return _single_model(embedded_path(entry))
+    if entry.source == "none":
+        raise MedSegError(not_published_message(entry))
+    if cache.is_offline(offline):
+        why = "MedSeg is in offline mode" if cache.is_offline() else "this command does not download"
+        raise MedSegError(f"Model {name!r} is not installed ({why}). Fetch it once while online: `medseg models "
+                          f"fetch {name}` (in ChimeraX: `segment fetch {name}`).")
+    if progress is None and sys.stderr is not None and sys.stderr.isatty():
+        progress = text_progress(f"Fetching {name}")
+    if notify is None:  # e.g. "no SHA-256 published; recorded on first download" must reach the user
+        notify = lambda message: print(message, file=sys.stderr)  # noqa: E731
+    return _single_model(fetch_model(name, manifest=manifest, progress=progress, notify=notify))
+
+
+def _single_model(root: Path) -> Path:
+    folders = find_model_folders(root)
+    return folders[0] if len(folders) == 1 else root
+
+
+def extract_zip_to_cache(zip_path: Path) -> Path:
+    """Unpack a model zip into ``<cache>/extracted/`` once (keyed by path, size and time)."""
+    from .archive import safe_extract_zip
+
+    info = zip_path.stat()
+    key = hashlib.sha256(f"{zip_path.resolve()}:{info.st_size}:{info.st_mtime_ns}".encode()).hexdigest()[:16]
+    target = cache.cache_dir() / "extracted" / f"{zip_path.stem}-{key}"
+    if not target.is_dir():
+        safe_extract_zip(zip_path, target)
+    return target
+
+
+# --- listing ---------------------------------------------------------------------------------
+
+@dataclass
+class ModelStatus:
+    name: str
+    status: str          # installed | available | embedded | not published | installed (local)
+    task: str
+    size: int | None
+    path: Path | None
+
+
+def model_statuses(manifest: Manifest | None = None) -> list[ModelStatus]:
+    """Every manifest model with its state, then models installed from local files."""
+    manifest = manifest or load_manifest()
+    rows = []
+    for entry in manifest.models.values():
+        if cache.is_installed(entry.name):
+            rows.append(ModelStatus(entry.name, "installed", entry.task, entry.total_size, cache.installed_path(entry.name)))
+        elif entry.source == "embedded":
+            rows.append(ModelStatus(entry.name, "embedded", entry.task, None, _PACKAGE_DIR / entry.path))
+        elif entry.source == "none":
+            rows.append(ModelStatus(entry.name, "not published", entry.task, None, None))
+        else:
+            rows.append(ModelStatus(entry.name, "available", entry.task, entry.total_size, None))
+    for name in cache.installed_names():
+        if name not in manifest.models:
+            rows.append(ModelStatus(name, "installed (local)", "", None, cache.installed_path(name)))
+    return rows
+
+
+# --- progress on the command line -------------------------------------------------------------
+
+def text_progress(label: str) -> Progress:
+    """A ``progress(done, total)`` callback drawing the project's text bar on stderr."""
+    from ..progress import ProgressBar
+
+    bar = ProgressBar(label, stream=sys.stderr)  # the current stderr, not the one at import time
+    finished = []
+
+    def report(done: int, total: int | None) -> None:
+        if finished:
+            return
+        if total:
+            bar.update(done / total, f"{done / 1e6:.1f}/{total / 1e6:.1f} MB")
+            if done >= total:
+                bar.close()
+                finished.append(True)
+        else:
+            bar.update(0.0, f"{done / 1e6:.1f} MB")
+    return report
+
+
+__all__ = ["resolve_model", "model_statuses", "extract_zip_to_cache", "text_progress", "get_entry", "embedded_path"]

@@ -1,0 +1,123 @@
+"""``segment models|fetch|install|remove|verify`` in real headless ChimeraX, against a real local HTTP server."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "models"))
+from registry_helpers import (MODEL_DIR, Exploit, ModelServer, download_entry, sha256_bytes,  # noqa: E402
+                              tiny_model_folder, write_manifest, zip_bytes, zip_folder)
+
+
+@pytest.fixture
+def cache(tmp_path, monkeypatch):
+    root = tmp_path / "cache"
+    monkeypatch.setenv("MEDSEG_CACHE_DIR", str(root))
+    monkeypatch.delenv("MEDSEG_OFFLINE", raising=False)
+    monkeypatch.delenv("MEDSEG_MANIFEST", raising=False)
+    return root
+
+
+@pytest.fixture
+def server():
+    srv = ModelServer()
+    yield srv
+    srv.stop()
+
+
+def _serve(server, tmp_path, monkeypatch, name: str, data: bytes, sha: str | None = None):
+    route = server.add(f"{name}.zip", data)
+    manifest = write_manifest(tmp_path / "manifest.json",
+                              [download_entry(name, server.url(f"{name}.zip"), sha or sha256_bytes(data), len(data))])
+    monkeypatch.setenv("MEDSEG_MANIFEST", str(manifest))
+    return route
+
+
+def _tiny_zip(tmp_path, **kw) -> bytes:
+    return zip_folder(tiny_model_folder(tmp_path / "m", **kw), tmp_path / "m.zip").read_bytes()
+
+
+def test_segment_models_lists_the_manifest(cache, run, log):
+    names = run("segment models")
+    assert {"example", "brats", "totalseg_total_3mm"} <= set(names)
+    text = log.text()
+    assert "not published" in text and "available" in text and "Apache-2.0" in text
+
+
+def test_segment_fetch_reports_progress_and_installs(cache, server, tmp_path, monkeypatch, run, log):
+    route = _serve(server, tmp_path, monkeypatch, "tiny", _tiny_zip(tmp_path, weights=200_000))
+    run("segment fetch tiny")
+    assert route.requests == [None]
+    assert any(s.startswith("Fetching tiny:") and "%" in s for s in log.statuses)
+    assert "Fetching tiny: 100%" in " ".join(log.statuses)
+    assert "Model tiny is installed in" in log.text()
+    assert (cache / "models" / "tiny" / MODEL_DIR / "fold_0" / "checkpoint_final.pth").is_file()
+    assert run("segment verify tiny") == []
+    log.clear()
+    run("segment models")
+    assert "installed" in log.text()
+    run("segment remove tiny")
+    assert not (cache / "models" / "tiny").exists()
+
+
+def test_segment_fetch_in_the_background_finishes_and_logs(cache, server, tmp_path, monkeypatch, run, log):
+    _serve(server, tmp_path, monkeypatch, "tiny", _tiny_zip(tmp_path, weights=10))
+    task = run("segment fetch tiny wait false")
+    task.wait(60)
+    assert task.error is None and "Model tiny is installed in" in log.text()
+
+
+def test_segment_fetch_refuses_wrong_bytes_and_installs_nothing(cache, server, tmp_path, monkeypatch, run):
+    from chimerax.core.errors import UserError
+    data = _tiny_zip(tmp_path, weights=10)
+    _serve(server, tmp_path, monkeypatch, "tiny", data, sha="0" * 64)
+    with pytest.raises(UserError, match="Checksum mismatch"):
+        run("segment fetch tiny")
+    assert not (cache / "models" / "tiny").exists()
+    assert list((cache / "downloads").iterdir()) == []
+
+
+def test_segment_install_refuses_zip_slip_and_malicious_pickles(cache, tmp_path, run):
+    from chimerax.core.errors import UserError
+    slip = tmp_path / "slip.zip"
+    slip.write_bytes(zip_bytes({"Dataset1_X/ok.txt": b"ok", "../../escaped.txt": b"x"}))
+    with pytest.raises(UserError, match="outside the target"):
+        run(f"segment install slip {slip}")
+    marker = tmp_path / "pwned"
+    evil = zip_folder(tiny_model_folder(tmp_path / "evil", payload=Exploit(marker), weights=10), tmp_path / "evil.zip")
+    with pytest.raises(UserError, match="could run code"):
+        run(f"segment install evil {evil}")
+    assert not marker.exists() and not (tmp_path / "escaped.txt").exists()
+    assert not (cache / "models").exists() or list((cache / "models").iterdir()) == []
+
+
+def test_segment_brats_explains_how_to_get_a_model(cache, run, add_volume):
+    import numpy as np
+    from chimerax.core.errors import UserError
+    volume = add_volume(np.zeros((4, 5, 6), np.float32), name="flair")
+    with pytest.raises(UserError) as info:
+        run(f"segment brats #{volume.id_string}")
+    message = str(info.value)
+    assert "No weights are published" in message and "segment install brats PATH" in message
+
+
+def test_fetched_model_segments_offline_with_the_server_gone(cache, server, tmp_path, monkeypatch, run, log,
+                                                             add_volume, example_model, example_case):
+    """The whole promise: fetch once (verified), then segment with no network at all."""
+    import nibabel as nib
+    import numpy as np
+    data = zip_folder(example_model, tmp_path / "example.zip").read_bytes()
+    route = _serve(server, tmp_path, monkeypatch, "served_example", data)
+    run("segment fetch served_example")
+    assert route.requests == [None]
+    server.stop()
+    monkeypatch.setenv("MEDSEG_OFFLINE", "1")
+    image = nib.load(str(example_case[0]))
+    zooms = image.header.get_zooms()[:3]
+    array = np.asarray(image.dataobj, np.float32).transpose(2, 1, 0)  # (x, y, z) -> (z, y, x)
+    volume = add_volume(array, step=zooms, name="case")
+    job = run(f"segment served_example #{volume.id_string} surfaces false")
+    assert job.state == "done", log.text()
+    assert job.labels.shape == array.shape and job.labels.max() > 0

@@ -1,0 +1,88 @@
+"""resolve_model: paths, zips, names, auto-fetch, offline use after a fetch with the server gone."""
+from __future__ import annotations
+
+import pytest
+
+from chimerax.medseg.errors import MedSegError
+from chimerax.medseg.models.model_folder import open_model_folder
+from chimerax.medseg.models.registry import model_statuses, resolve_model
+from registry_helpers import MODEL_DIR, tiny_model_folder, zip_bytes, zip_folder
+
+
+def test_folder_is_returned_as_is(cache, tmp_path):
+    folder = tiny_model_folder(tmp_path, weights=10)
+    assert resolve_model(str(folder)) == folder
+
+
+def test_zip_is_unpacked_once_into_the_cache(cache, tmp_path):
+    zipped = zip_folder(tiny_model_folder(tmp_path / "m", weights=10), tmp_path / "m.zip")
+    first = resolve_model(str(zipped))
+    assert first.name == MODEL_DIR.split("/")[1] and first.is_relative_to(cache / "extracted")
+    assert open_model_folder(first).configuration_name == "3d_fullres"
+    stamp = first.stat().st_mtime_ns
+    assert resolve_model(str(zipped)) == first and first.stat().st_mtime_ns == stamp
+
+
+def test_unsafe_zip_and_missing_paths_are_clear_errors(cache, tmp_path):
+    slip = tmp_path / "slip.zip"
+    slip.write_bytes(zip_bytes({"../../evil.txt": b"x"}))
+    with pytest.raises(MedSegError, match="outside the target"):
+        resolve_model(str(slip))
+    assert not (tmp_path / "evil.txt").exists() and not (cache / "evil.txt").exists()
+    with pytest.raises(MedSegError, match="does not exist"):
+        resolve_model(str(tmp_path / "absent.zip"))
+    text = tmp_path / "notes.txt"
+    text.write_text("x")
+    with pytest.raises(MedSegError, match="not a model zip"):
+        resolve_model(str(text))
+
+
+def test_name_not_installed_in_offline_mode_says_how_to_fetch(cache, publish, monkeypatch):
+    route = publish()
+    with pytest.raises(MedSegError, match="not installed.*medseg models fetch tiny.*segment fetch tiny"):
+        resolve_model("tiny", offline=True)
+    monkeypatch.setenv("MEDSEG_OFFLINE", "1")
+    with pytest.raises(MedSegError, match="offline mode"):
+        resolve_model("tiny")
+    assert route.requests == []  # offline really means no network
+
+
+def test_fetched_once_then_usable_offline_with_the_server_stopped(cache, publish, server):
+    route = publish()
+    fetched = resolve_model("tiny")  # not installed: fetched now
+    assert route.requests == [None]
+    assert fetched == cache / "models" / "tiny" / MODEL_DIR
+    server.stop()
+    assert resolve_model("tiny", offline=True) == fetched
+    assert resolve_model("tiny") == fetched  # online mode does not touch the network either
+    assert open_model_folder(fetched).folds == ["0"]
+    assert {s.name: s.status for s in model_statuses()}["tiny"] == "installed"
+
+
+def test_unknown_name_lists_what_exists(cache, publish):
+    publish()
+    with pytest.raises(MedSegError, match="Unknown model 'nonesuch'.*available: tiny"):
+        resolve_model("nonesuch")
+
+
+def test_brats_without_published_weights_explains_how_to_get_one(cache):
+    with pytest.raises(MedSegError) as info:
+        resolve_model("brats")
+    message = str(info.value)
+    assert "No weights are published" in message
+    assert "medseg models install brats PATH" in message and "segment install brats PATH" in message
+    assert "\n" not in message
+
+
+def test_brats_installed_by_the_user_is_then_found(cache, tmp_path):
+    from chimerax.medseg.models.install import install_model
+
+    install_model("brats", tiny_model_folder(tmp_path, weights=10))
+    assert resolve_model("brats", offline=True) == cache / "models" / "brats" / MODEL_DIR
+    assert {s.name: s.status for s in model_statuses()}["brats"] == "installed"
+
+
+def test_embedded_example_model_resolves_offline(cache):
+    path = resolve_model("example", offline=True)
+    model = open_model_folder(path)
+    assert model.folds and (path / "dataset.json").is_file()
