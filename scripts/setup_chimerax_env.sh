@@ -34,6 +34,11 @@ if ! "$VENV/bin/python" -c "$HAVE_CX" 2>/dev/null ||
     "$VENV/bin/python" -c "$HAVE_CX" ||
         { echo "error: the chimerax wheel did not install" >&2; exit 1; }
 fi
+# DICOM decoders and DICOM-SEG (the "dicom" extra), held to ChimeraX's numpy and pydicom
+if ! "$VENV/bin/python" -c 'import highdicom, pylibjpeg' 2>/dev/null; then
+    "$VENV/bin/pip" install "${PIP[@]}" -c <(printf 'numpy==1.26.4\npydicom<3\n') \
+        'highdicom>=0.22' 'pylibjpeg>=2' 'pylibjpeg-openjpeg>=2' 'pylibjpeg-rle>=2'
+fi
 
 # The bundle itself, editable and without deps (its ChimeraX-Core requirement cannot be met
 # by the PyPI distribution named "ChimeraX"); ChimeraX's toolshed finds it by its classifiers.

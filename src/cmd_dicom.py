@@ -1,0 +1,108 @@
+"""ChimeraX ``segment dicom DIR``: list the series in a DICOM folder and open one as a volume.
+
+The volume is read by MedSeg's own DICOM reader (the grid dcm2niix gives: positions from
+ImagePositionPatient, not SliceThickness), so it lies exactly where a label map predicted on it
+or on the dcm2niix NIfTI lies. ``segment dicom DIR model NAME`` also segments the opened volume
+and ``saveSeg FILE`` writes the labels back as a DICOM-SEG object referencing the series.
+"""
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+from .errors import MedSegError
+
+
+def register_commands(logger) -> None:
+    from chimerax.core.commands import BoolArg, CmdDesc, OpenFolderNameArg, SaveFileNameArg, StringArg, register
+    desc = CmdDesc(required=[("folder", OpenFolderNameArg)],
+                   keyword=[("series", StringArg), ("list", BoolArg), ("resample_uneven", BoolArg),
+                            ("model", StringArg), ("save_seg", SaveFileNameArg)],
+                   synopsis="Open a DICOM series (MedSeg reader) and optionally segment it")
+    register("segment dicom", desc, segment_dicom, logger=logger)
+
+
+def segment_dicom(session, folder: str, series: str | None = None, list: bool = False,
+                  resample_uneven: bool = False, model: str | None = None, save_seg: str | None = None):
+    """Open the chosen series of ``folder`` as volumes; returns the opened volumes.
+
+    ``series`` is a number, description, SeriesInstanceUID or id; several may be given
+    separated by commas, or ``all``. With ``list true`` only the series table is logged.
+    """
+    from chimerax.core.errors import UserError
+    try:
+        return _segment_dicom(session, Path(folder).expanduser(), series, list, resample_uneven, model, save_seg)
+    except MedSegError as exc:
+        raise UserError(str(exc)) from None
+
+
+def _segment_dicom(session, folder: Path, series, only_list, resample_uneven, model, save_seg):
+    from .images.dicom import format_series_list, list_dicom_series, read_dicom_volume
+    infos = _logged(session, lambda: list_dicom_series(folder))
+    if not infos:
+        raise MedSegError(f"No DICOM image series found in {folder}: no DICOM files with image geometry.")
+    if only_list:
+        session.logger.info(f"DICOM series in {folder}:\n{format_series_list(infos)}")
+        return []
+    selectors = [i.id for i in infos] if series == "all" else (
+        [s.strip() for s in series.split(",")] if series else [None])
+    if (model or save_seg) and len(selectors) != 1:
+        raise MedSegError("Segmenting a DICOM folder needs one series: choose it with `series`.")
+    loaded = [_logged(session, lambda s=s: read_dicom_volume(folder, s, resample_uneven=resample_uneven))
+              for s in selectors]  # all read before any is opened: a bad one opens nothing
+    volumes = []
+    for image, source in loaded:
+        volume = open_image_as_volume(session, image, _volume_name(source.series))
+        volume.medseg_dicom_source = source
+        volumes.append(volume)
+        z, y, x = image.shape
+        session.logger.info(f"Opened DICOM series {_volume_name(source.series)} as #{volume.id_string}: "
+                            f"{x}x{y}x{z} voxels, spacing {image.spacing[2]:.4g} x {image.spacing[1]:.4g} x "
+                            f"{image.spacing[0]:.4g} mm (x, y, z)")
+    if model:
+        _segment_and_save(session, model, volumes[0], loaded[0][1], save_seg)
+    elif save_seg:
+        raise MedSegError("saveSeg needs a model to segment with: add `model NAME`.")
+    return volumes
+
+
+def _logged(session, work):
+    """Run ``work``; DICOM warnings (skipped files, interpolation) go to the ChimeraX log."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        result = work()
+    for item in caught:
+        session.logger.warning(str(item.message))
+    return result
+
+
+def _volume_name(info) -> str:
+    number = f"{info.number} " if info.number is not None else ""
+    part = f" [{info.part}]" if info.part else ""
+    return f"{number}{info.description or info.modality or 'DICOM'}{part}".strip()
+
+
+def open_image_as_volume(session, image, name: str):
+    """Open channel 0 of ``image`` as a volume whose scene placement is exactly ``image.affine``."""
+    from chimerax.map import volume_from_grid_data
+    from chimerax.map_data import ArrayGridData
+    linear = image.affine[:3, :3]
+    step = np.linalg.norm(linear, axis=0)  # (x, y, z) voxel sizes
+    rotation = linear / step                # unit axes; orthogonal for non-tilted DICOM stacks
+    grid = ArrayGridData(np.ascontiguousarray(image.array[0]), origin=tuple(image.affine[:3, 3]),
+                         step=tuple(step), rotation=tuple(map(tuple, rotation)), name=name)
+    volume = volume_from_grid_data(grid, session, show_dialog=False)
+    session.update_loop.draw_new_frame()  # lets ChimeraX settle the new model before the next one
+    return volume
+
+
+def _segment_and_save(session, model: str, volume, source, save_seg: str | None) -> None:
+    from .cmd import segment
+    job = segment(session, model, [volume], wait=True)
+    if save_seg:
+        from .images.dicom import write_dicom_seg
+        path = write_dicom_seg(job.labels, source, job.request.label_names, save_seg)
+        session.logger.info(f"Wrote DICOM-SEG {path} ({len(job.request.label_names)} segment(s)) "
+                            f"referencing series {_volume_name(source.series)}")

@@ -1,0 +1,80 @@
+"""``segment dicom DIR`` in headless ChimeraX: series listing, choice, and exact geometry."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "images"))  # the DICOM series factory
+from test_dicom_factory import make_volume, oblique_orientation, totalseg_ct_dir, write_series  # noqa: E402
+
+
+def test_real_ct_opens_on_the_dcm2niix_grid(run, log):
+    import nibabel as nib
+    from chimerax.medseg.display import grid_to_scene
+    (volume,) = run(f"segment dicom {totalseg_ct_dir()}")
+    # TotalSegmentator's label map of this series was made on dcm2niix's grid
+    reference = nib.load(str(totalseg_ct_dir().parent / "example_seg_dicom.nii.gz"))
+    np.testing.assert_allclose(grid_to_scene(volume), reference.affine, atol=1e-4)
+    assert volume.full_matrix().shape == reference.shape[::-1]
+    assert tuple(volume.data.step) == pytest.approx((0.9765625, 0.9765625, 2.0))  # 2 mm apart, not 3 mm thick
+    assert volume.full_matrix().min() == pytest.approx(-1024)
+    assert "Opened DICOM series" in log.text() and "x 2 mm (x, y, z)" in log.text()
+
+
+def test_oblique_series_keeps_its_geometry(run, tmp_path):
+    from chimerax.medseg.display import grid_to_scene
+    from chimerax.medseg.images.dicom import read_dicom_series
+    data = make_volume((5, 6, 7))
+    write_series(tmp_path / "d", data, orientation=oblique_orientation(35, (1, 2, 0)), slice_step=-1.5,
+                 slope=0.5, intercept=10)
+    (volume,) = run(f"segment dicom {tmp_path / 'd'}")
+    image = read_dicom_series(tmp_path / "d")
+    np.testing.assert_allclose(grid_to_scene(volume), image.affine, atol=1e-5)
+    np.testing.assert_allclose(volume.full_matrix(), image.array[0])
+    # and against the values written: rows from the last, slices ascending along the normal
+    np.testing.assert_allclose(volume.full_matrix(), 0.5 * data[::-1, ::-1, :] + 10)
+
+
+def test_series_listing_choice_and_errors(run, session, log, tmp_path):
+    from chimerax.core.errors import UserError
+    write_series(tmp_path / "d" / "a", make_volume((3, 4, 4)), series_number=2, description="Abdomen")
+    write_series(tmp_path / "d" / "b", make_volume((5, 4, 4)), series_number=6, description="Thorax")
+    assert run(f"segment dicom {tmp_path / 'd'} list true") == []
+    assert len(session.models) == 0 and "Abdomen" in log.text() and "Thorax" in log.text()
+    with pytest.raises(UserError, match="2 DICOM image volumes.*Abdomen.*Thorax"):
+        run(f"segment dicom {tmp_path / 'd'}")
+    (thorax,) = run(f"segment dicom {tmp_path / 'd'} series Thorax")
+    assert thorax.full_matrix().shape == (5, 4, 4) and thorax.name == "6 Thorax"
+    both = run(f"segment dicom {tmp_path / 'd'} series all")
+    assert [v.name for v in both] == ["2 Abdomen", "6 Thorax"]
+    with pytest.raises(UserError, match="No DICOM series 'Head'"):
+        run(f"segment dicom {tmp_path / 'd'} series Head")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(UserError, match="empty"):
+        run(f"segment dicom {tmp_path / 'empty'}")
+    from chimerax.map import Volume
+    assert len([m for m in session.models if isinstance(m, Volume)]) == 3  # none by the failed commands
+
+
+def test_uneven_series_refused_unless_resampled(run, session, tmp_path):
+    from chimerax.core.errors import UserError
+    write_series(tmp_path / "d", make_volume((4, 4, 4)), slice_offsets=[0, 2, 4, 8])
+    with pytest.raises(UserError, match="missing"):
+        run(f"segment dicom {tmp_path / 'd'}")
+    (volume,) = run(f"segment dicom {tmp_path / 'd'} resampleUneven true")
+    assert volume.full_matrix().shape == (5, 4, 4)
+
+
+def test_segment_dicom_with_model_writes_dicom_seg(run, tmp_path, example_model):
+    from chimerax.medseg.images.dicom import read_dicom_volume
+    from chimerax.medseg.images.dicom_seg import read_segmentation
+    write_series(tmp_path / "d", make_volume((12, 24, 20)), orientation=oblique_orientation(10), modality="MR",
+                 intercept=0)
+    out = tmp_path / "seg.dcm"
+    run(f"segment dicom {tmp_path / 'd'} model {example_model} saveSeg {out}")
+    _, source = read_dicom_volume(tmp_path / "d")
+    labels, names = read_segmentation(out, source)
+    assert labels.shape == (12, 24, 20) and names
