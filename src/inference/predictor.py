@@ -120,7 +120,7 @@ class Predictor:
         report = progress or (lambda fraction, message: None)
         timings, start = {}, time.perf_counter()
         config = self.model.configuration
-        data, record = preprocess(image.array, image.spacing, self.model.plans, config)
+        data, record, _ = preprocess(image.array, image.spacing, self.model.plans, config)
         timings["preprocess"] = time.perf_counter() - start
         report(0.02, "preprocessed")
         logits = self.predict_logits(torch.from_numpy(data), report, should_stop)

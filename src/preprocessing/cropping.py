@@ -30,6 +30,15 @@ def crop_to_nonzero(data: np.ndarray) -> tuple[np.ndarray, np.ndarray, BBox]:
     return data[(slice(None),) + region], mask[region], box
 
 
+def crop_labels(seg: np.ndarray, box: BBox, mask: np.ndarray) -> np.ndarray:
+    """Crop a (1, ...) label map to ``box``; background outside the non-zero ``mask`` becomes -1
+    (nnU-Net's marker, used for masked normalization and never sampled as background)."""
+    region = (slice(None),) + tuple(slice(a, b) for a, b in box)
+    seg = np.array(seg[region])
+    seg[0][(seg[0] == 0) & ~mask] = -1
+    return seg
+
+
 def uncrop(cropped: np.ndarray, box: BBox, full_shape, fill=0) -> np.ndarray:
     """Put ``cropped`` (..., *box extent) back into an array of ``full_shape`` (spatial) filled with ``fill``."""
     lead = cropped.shape[: cropped.ndim - len(box)]

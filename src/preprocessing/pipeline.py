@@ -1,7 +1,8 @@
 """Per-case preprocessing: transpose -> crop to non-zero -> normalize -> resample.
 
 Returns the network input and a record of every step so the prediction can be put back
-exactly onto the input grid (see ``inference/export.py``).
+exactly onto the input grid (see ``inference/export.py``). Training cases pass their label
+map too, which goes through the same transpose, crop and (label-aware) resampling.
 """
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from typing import Sequence
 import numpy as np
 
 from ..errors import MedSegError
-from .cropping import BBox, crop_to_nonzero
+from .cropping import BBox, crop_labels, crop_to_nonzero
 from .normalization import normalize_channel
 from .resampling import compute_new_shape, resample_data
 
@@ -41,14 +42,21 @@ def target_spacing_for(config: dict, spacing: Sequence[float]) -> tuple[float, .
 
 
 def preprocess(array: np.ndarray, spacing: Sequence[float], plans: dict, config: dict,
-               ) -> tuple[np.ndarray, PreprocessRecord]:
-    """Preprocess image data (c, z, y, x) with ``spacing`` (z, y, x) for ``config`` of ``plans``."""
+               seg: np.ndarray | None = None) -> tuple[np.ndarray, PreprocessRecord, np.ndarray | None]:
+    """Preprocess image data (c, z, y, x) with ``spacing`` (z, y, x) for ``config`` of ``plans``.
+
+    Returns (network input, record, labels): labels are None unless ``seg`` (1, z, y, x) is given.
+    """
     transpose = [int(a) for a in plans.get("transpose_forward", [0, 1, 2])]
+    axes = [0, *[a + 1 for a in transpose]]
     # always a copy: normalization works in place and must not touch the caller's image
-    data = np.array(array.transpose([0, *[a + 1 for a in transpose]]), dtype=np.float32, order="C")
+    data = np.array(array.transpose(axes), dtype=np.float32, order="C")
     spacing_t = tuple(float(spacing[a]) for a in transpose)
     shape_before = tuple(data.shape[1:])
     data, mask, bbox = crop_to_nonzero(data)
+    if seg is not None:
+        seg = crop_labels(seg.transpose(axes), bbox, mask)
+        mask = seg[0] >= 0  # nnU-Net normalizes over labelled voxels too
     shape_cropped = tuple(data.shape[1:])
     data = normalize(data, mask, plans, config)
     target = target_spacing_for(config, spacing_t)
@@ -56,8 +64,13 @@ def preprocess(array: np.ndarray, spacing: Sequence[float], plans: dict, config:
     kwargs = config.get("resampling_fn_data_kwargs", {})
     data = resample_data(data, new_shape, spacing_t, target, order=kwargs.get("order", 3),
                          order_z=kwargs.get("order_z", 0), force_separate_z=kwargs.get("force_separate_z"))
+    if seg is not None:
+        from .segmentation import resample_segmentation
+        kw = config.get("resampling_fn_seg_kwargs", {})
+        seg = resample_segmentation(seg, new_shape, spacing_t, target, kw.get("order", 1), kw.get("order_z", 0),
+                                    kw.get("force_separate_z"))
     record = PreprocessRecord(transpose, shape_before, bbox, shape_cropped, spacing_t, target)
-    return data, record
+    return data, record, seg
 
 
 def normalize(data: np.ndarray, mask: np.ndarray, plans: dict, config: dict) -> np.ndarray:

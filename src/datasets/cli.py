@@ -1,0 +1,71 @@
+"""``medseg dataset verify|convert``: check a raw dataset, or build one from BraTS / multi-mask / DICOM folders."""
+from __future__ import annotations
+
+import argparse
+
+
+def add_parser(subparsers) -> None:
+    p = subparsers.add_parser("dataset", help="check or convert training datasets",
+                              description="Work with training datasets in nnU-Net's raw layout.")
+    sub = p.add_subparsers(dest="dataset_command", metavar="ACTION")
+
+    v = sub.add_parser("verify", help="list every problem in a raw dataset")
+    v.add_argument("dataset", help="dataset id (102), name (Dataset102_Brain) or folder")
+    v.add_argument("-np", "--processes", type=int, default=2, help="parallel processes (default 2)")
+    v.set_defaults(func=run_verify)
+
+    c = sub.add_parser("convert", help="build a raw dataset from other layouts")
+    kinds = c.add_subparsers(dest="convert_kind", metavar="KIND")
+    b = kinds.add_parser("brats", help="BraTS patient folders -> region-based dataset (WT/TC/ET)")
+    _common(b, "BraTS")
+    b.set_defaults(func=run_brats)
+    for kind, what in (("multimask", "NIfTI images"), ("dicom", "DICOM series folders")):
+        m = kinds.add_parser(kind, help=f"case folders with {what} and several mask files -> one label map")
+        _common(m, None)
+        m.add_argument("--channel", action="append", required=True, metavar="NAME=PATTERN",
+                       help="an input channel and the file/folder pattern that finds it in each case (repeat, in order)")
+        m.add_argument("--label", action="append", required=True, metavar="NAME=PATTERN[,PATTERN]",
+                       help="a label (values 1, 2, ... in the order given) and the mask files united into it; "
+                            "masks matching no label are ignored")
+        m.add_argument("--overlap", choices=("later-wins", "error"), default="later-wins",
+                       help="where masks of two labels overlap: the label listed later wins (default), or refuse")
+        m.add_argument("--allow-missing", action="store_true", help="a case without a label's mask gets none of it")
+        m.set_defaults(func=run_cases)
+    p.set_defaults(func=lambda args: (p.print_help(), 2)[1])
+
+
+def _common(parser, default_name) -> None:
+    parser.add_argument("source", help="folder with one sub-folder per case/patient")
+    parser.add_argument("--id", type=int, required=True, help="new dataset id (3 digits)")
+    parser.add_argument("--name", default=default_name, required=default_name is None, help="dataset name")
+    parser.add_argument("--raw", help="raw data folder (default: nnUNet_raw or $MEDSEG_DATA/raw)")
+
+
+def _raw(args):
+    from .paths import data_folder
+    return args.raw or data_folder("raw")
+
+
+def run_verify(args: argparse.Namespace) -> int:
+    from .paths import find_dataset
+    from .verify import verify_dataset
+    report = verify_dataset(find_dataset(args.dataset), args.processes)
+    print(report.format())
+    return 0 if report.ok else 1
+
+
+def run_brats(args: argparse.Namespace) -> int:
+    from .convert_brats import convert_brats
+    folder = convert_brats(args.source, _raw(args), args.id, args.name)
+    print(f"Wrote {folder} (regions whole_tumor, tumor_core, enhancing_tumor). Next: medseg dataset verify {args.id}")
+    return 0
+
+
+def run_cases(args: argparse.Namespace) -> int:
+    from .convert_cases import convert_cases
+    folder, notes = convert_cases(args.source, _raw(args), args.id, args.name, args.channel, args.label,
+                                  args.overlap, args.allow_missing)
+    for note in notes:
+        print(f"note: {note}")
+    print(f"Wrote {folder}. Next: medseg dataset verify {args.id}")
+    return 0

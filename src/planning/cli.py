@@ -1,0 +1,45 @@
+"""``medseg plan ID``: fingerprint, plans and preprocessing, with a readable summary of every decision."""
+from __future__ import annotations
+
+import argparse
+
+from .presets import PRESETS
+
+
+def add_parser(subparsers) -> None:
+    p = subparsers.add_parser("plan", help="plan and preprocess a dataset for training",
+                              description="Extract the dataset fingerprint, write nnU-Net plans (nnUNetPlans.json) "
+                                          "and preprocess every training case, explaining each decision.")
+    p.add_argument("dataset", help="dataset id (102), name (Dataset102_Brain) or folder")
+    p.add_argument("--preset", default="default", choices=sorted(PRESETS),
+                   help="planner: nnU-Net default or residual-encoder presets (M 8 GB, L 24 GB, XL 40 GB)")
+    p.add_argument("-c", "--configurations", nargs="+", help="configurations to preprocess (default: all planned)")
+    p.add_argument("--gpu-memory", type=float, help="GPU memory target in GB (default: the preset's)")
+    p.add_argument("-np", "--processes", type=int, default=2, help="parallel processes (default 2)")
+    p.add_argument("--no-preprocess", action="store_true", help="only fingerprint and plans")
+    p.add_argument("--no-verify", action="store_true", help="skip the dataset integrity check")
+    p.add_argument("-o", "--output", help="output folder (default: <preprocessed>/<dataset>)")
+    p.add_argument("--intensity-samples", type=float, default=1e8,
+                   help="foreground voxels sampled for the intensity statistics (default 1e8, as nnU-Net)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..progress import ProgressBar
+    from .run import plan_dataset
+
+    bar = None if args.quiet else ProgressBar("plan")
+    try:
+        result = plan_dataset(args.dataset, args.preset, args.configurations, args.processes,
+                              preprocess=not args.no_preprocess, verify=not args.no_verify, output=args.output,
+                              gpu_memory_gb=args.gpu_memory, progress=bar.update if bar else None,
+                              foreground_samples=args.intensity_samples)
+    finally:
+        if bar:
+            bar.close()
+    print(result["summary"])
+    print(f"\nPlans: {result['plans_file']}")
+    for name, info in result["preprocessed"].items():
+        print(f"Preprocessed {name}: {info['done']} new, {info['skipped']} already done -> {info['folder']}")
+    return 0
