@@ -73,6 +73,8 @@ class Predictor:
             checkpoint = load_checkpoint(folder.checkpoint_path(fold, checkpoint_name))
             weights.append(checkpoint["network_weights"])
             axes = checkpoint.get("inference_allowed_mirroring_axes", axes)
+            if configuration is None:  # the checkpoint knows its configuration better than a folder name
+                folder = _with_checkpoint_configuration(folder, checkpoint)
         if axes is None:
             axes = tuple(range(len(folder.configuration["patch_size"])))
         step = step_size if step_size is not None else (FAST_STEP if fast else 0.5)
@@ -149,6 +151,15 @@ class Predictor:
                 logits = window(data, progress, should_stop, done=0.02 + 0.95 * i / n, share=0.95 / n)
                 total = logits if total is None else total.add_(logits)
         return total / n if n > 1 else total
+
+
+def _with_checkpoint_configuration(folder: ModelFolder, checkpoint: dict) -> ModelFolder:
+    from ..models.model_folder import resolve_configuration
+    name = (checkpoint.get("init_args") or {}).get("configuration")
+    if not name or name == folder.configuration_name or name not in folder.plans.get("configurations", {}):
+        return folder
+    resolve_configuration(folder.plans, name)
+    return ModelFolder(folder.path, folder.dataset_json, folder.plans, name, folder.folds)
 
 
 def _load_weights(net, weights: dict, model_path: Path) -> None:
