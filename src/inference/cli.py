@@ -26,7 +26,8 @@ def add_parser(subparsers) -> None:
     p.add_argument("--postprocess", nargs="?", const=True, default=False,
                    help="apply the model's postprocessing.json (or the given file)")
     p.add_argument("--part", default="1/1", help="k/N: process only the k-th of N shares of the cases")
-    p.add_argument("--series", help="DICOM series to use (UID, number or description) when a folder holds several")
+    p.add_argument("--series", nargs="+", help="DICOM series to use (UID, number or description) when a folder "
+                                               "holds several; one per channel for multi-channel models")
     p.add_argument("--output-format", choices=("nifti", "dicom-seg"), default="nifti")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=run)

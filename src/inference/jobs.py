@@ -16,11 +16,11 @@ from ..images.nifti import NIFTI_SUFFIXES, strip_nifti_suffix
 @dataclass
 class Job:
     name: str
-    reader: Callable[[str | None], Image]
+    reader: Callable[[Sequence[str] | None], Image]
     output: Path             # label file (NIfTI) or DICOM-SEG file
     output_format: str = "nifti"
 
-    def read(self, series: str | None = None) -> Image:
+    def read(self, series: Sequence[str] | None = None) -> Image:
         return self.reader(series)
 
     def write(self, prediction, image: Image, predictor) -> list[Path]:
@@ -92,6 +92,15 @@ def _is_dicom_folder(folder: Path) -> bool:
     return is_dicom_folder(folder)
 
 
-def _read_dicom(folder: Path, series: str | None) -> Image:
+def _read_dicom(folder: Path, series: Sequence[str] | None) -> Image:
+    """One series, or one series per channel (``--series T1 T2``), stacked on the first one's grid."""
+    from ..images import check_same_grid
     from ..images.dicom import read_dicom_series
-    return read_dicom_series(folder, series)
+    if not series or len(series) == 1:
+        return read_dicom_series(folder, series[0] if series else None)
+    channels = [read_dicom_series(folder, s) for s in series]
+    check_same_grid(channels, [f"series {s}" for s in series])
+    first = channels[0]
+    image = Image(np.concatenate([c.array for c in channels]), first.spacing, first.affine, first.header)
+    image.dicom_source = first.dicom_source  # the DICOM-SEG references the first series
+    return image

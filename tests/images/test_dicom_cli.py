@@ -66,16 +66,24 @@ def test_predict_on_dicom_folder_writes_dicom_seg(tmp_path, capsys):
     from chimerax.medseg.inference.predictor import example_model_path
     model = example_model_path()
     assert (model / "dataset.json").is_file(), f"the embedded example model is missing: {model}"
-    write_series(tmp_path / "d", make_volume((12, 24, 20)), orientation=oblique_orientation(10), modality="MR",
-                 intercept=0)
+    # the example model takes two channels (T1, T2): two MR series of one study, on one grid
+    volume = make_volume((12, 24, 20))
+    study, frame = "1.2.826.0.1.3680043.8.498.1", "1.2.826.0.1.3680043.8.498.2"
+    for number, (name, contrast) in enumerate((("T1", 1.0), ("T2", 1.6)), 1):
+        write_series(tmp_path / "d" / name, (volume * contrast).astype(volume.dtype), orientation=oblique_orientation(10),
+                     modality="MR", intercept=0, series_number=number, description=name, study_uid=study, for_uid=frame)
     out = tmp_path / "out" / "seg.dcm"
     code, _, err = run_cli(capsys, "predict", "-m", model, "-i", tmp_path / "d", "-o", out,
                            "--output-format", "dicom-seg", "--fast", "--quiet", "--device", "cpu")
+    assert code == 1 and "T1" in err and "T2" in err  # two series and no choice: they are listed
+    series = ["--series", "T1", "T2"]
+    code, _, err = run_cli(capsys, "predict", "-m", model, "-i", tmp_path / "d", "-o", out, *series,
+                           "--output-format", "dicom-seg", "--fast", "--quiet", "--device", "cpu")
     assert code == 0, err
     code, _, _ = run_cli(capsys, "predict", "-m", model, "-i", tmp_path / "d", "-o", tmp_path / "out" / "seg.nii.gz",
-                         "--fast", "--quiet", "--device", "cpu")
+                         *series, "--fast", "--quiet", "--device", "cpu")
     assert code == 0
-    _, source = read_dicom_volume(tmp_path / "d")
+    _, source = read_dicom_volume(tmp_path / "d", "T1")
     labels, names = read_segmentation(out, source)
     nifti = np.asarray(nib.load(str(tmp_path / "out" / "seg.nii.gz")).dataobj).transpose(2, 1, 0)
     np.testing.assert_array_equal(labels, nifti)  # the same prediction, in both formats
