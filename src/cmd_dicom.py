@@ -48,8 +48,9 @@ def _segment_dicom(session, folder: Path, series, only_list, resample_uneven, mo
         return []
     selectors = [i.id for i in infos] if series == "all" else (
         [s.strip() for s in series.split(",")] if series else [None])
-    if (model or save_seg) and len(selectors) != 1:
-        raise MedSegError("Segmenting a DICOM folder needs one series: choose it with `series`.")
+    if (model or save_seg) and series == "all":
+        raise MedSegError("Segmenting a DICOM folder needs one series per model channel: name them with "
+                          "`series` (e.g. `series T1,T2`), not `all`.")
     loaded = [_logged(session, lambda s=s: read_dicom_volume(folder, s, resample_uneven=resample_uneven))
               for s in selectors]  # all read before any is opened: a bad one opens nothing
     volumes = []
@@ -61,8 +62,8 @@ def _segment_dicom(session, folder: Path, series, only_list, resample_uneven, mo
         session.logger.info(f"Opened DICOM series {_volume_name(source.series)} as #{volume.id_string}: "
                             f"{x}x{y}x{z} voxels, spacing {image.spacing[2]:.4g} x {image.spacing[1]:.4g} x "
                             f"{image.spacing[0]:.4g} mm (x, y, z)")
-    if model:
-        _segment_and_save(session, model, volumes[0], loaded[0][1], save_seg)
+    if model:  # one volume per model channel, the DICOM-SEG referencing the first series
+        _segment_and_save(session, model, volumes, loaded[0][1], save_seg)
     elif save_seg:
         raise MedSegError("saveSeg needs a model to segment with: add `model NAME`.")
     return volumes
@@ -98,9 +99,9 @@ def open_image_as_volume(session, image, name: str):
     return volume
 
 
-def _segment_and_save(session, model: str, volume, source, save_seg: str | None) -> None:
+def _segment_and_save(session, model: str, volumes: list, source, save_seg: str | None) -> None:
     from .cmd import segment
-    job = segment(session, model, [volume], wait=True)
+    job = segment(session, model, volumes, wait=True)
     if save_seg:
         from .images.dicom import write_dicom_seg
         path = write_dicom_seg(job.labels, source, job.request.label_names, save_seg)

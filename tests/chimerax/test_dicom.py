@@ -71,10 +71,13 @@ def test_uneven_series_refused_unless_resampled(run, session, tmp_path):
 def test_segment_dicom_with_model_writes_dicom_seg(run, tmp_path, example_model):
     from chimerax.medseg.images.dicom import read_dicom_volume
     from chimerax.medseg.images.dicom_seg import read_segmentation
-    write_series(tmp_path / "d", make_volume((12, 24, 20)), orientation=oblique_orientation(10), modality="MR",
-                 intercept=0)
+    volume = make_volume((12, 24, 20))  # the example model takes T1 and T2: two series of one study
+    study, frame = "1.2.826.0.1.3680043.8.498.1", "1.2.826.0.1.3680043.8.498.2"
+    for number, (name, contrast) in enumerate((("T1", 1.0), ("T2", 1.6)), 1):
+        write_series(tmp_path / "d" / name, (volume * contrast).astype(volume.dtype), orientation=oblique_orientation(10),
+                     modality="MR", intercept=0, series_number=number, description=name, study_uid=study, for_uid=frame)
     out = tmp_path / "seg.dcm"
-    run(f"segment dicom {tmp_path / 'd'} model {example_model} saveSeg {out}")
-    _, source = read_dicom_volume(tmp_path / "d")
+    run(f"segment dicom {tmp_path / 'd'} series T1,T2 model {example_model} saveSeg {out}")
+    _, source = read_dicom_volume(tmp_path / "d", "T1")
     labels, names = read_segmentation(out, source)
     assert labels.shape == (12, 24, 20) and names

@@ -114,10 +114,11 @@ def test_fetched_model_segments_offline_with_the_server_gone(cache, server, tmp_
     assert route.requests == [None]
     server.stop()
     monkeypatch.setenv("MEDSEG_OFFLINE", "1")
-    image = nib.load(str(example_case[0]))
-    zooms = image.header.get_zooms()[:3]
-    array = np.asarray(image.dataobj, np.float32).transpose(2, 1, 0)  # (x, y, z) -> (z, y, x)
-    volume = add_volume(array, step=zooms, name="case")
-    job = run(f"segment served_example #{volume.id_string} surfaces false")
+    volumes = []
+    for path in example_case:  # one volume per channel (T1, T2)
+        image = nib.load(str(path))
+        array = np.asarray(image.dataobj, np.float32).transpose(2, 1, 0)  # (x, y, z) -> (z, y, x)
+        volumes.append(add_volume(array, step=image.header.get_zooms()[:3], name=path.name))
+    job = run(f"segment served_example {' '.join('#' + v.id_string for v in volumes)} surfaces false")
     assert job.state == "done", log.text()
     assert job.labels.shape == array.shape and job.labels.max() > 0
