@@ -462,6 +462,8 @@ def main() -> int:
     (out / "example_case").mkdir(exist_ok=True)
     for f in cases["typical"]["files"]:
         shutil.copy(out / "cases" / f, out / "example_case" / f)
+    # the phantom's true labels, so the demo can report its Dice
+    shutil.copy(out / "cases" / cases["typical"]["truth"], out / "example_case" / "ground_truth.nii.gz")
 
     manifest = {
         "generator": "scripts/make_nnunet_fixtures.py", "nnunetv2_version": _nnunet_version(),

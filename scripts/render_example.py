@@ -55,6 +55,7 @@ def main(argv=None) -> int:
     job = run(session, f"segment {example_model_path()} {spec} device {args.device} fast {str(args.fast).lower()} "
                        "smooth true name example_labels")
     labels_path = write_label_image(job.labels, image, out / "example_labels.nii.gz")
+    elapsed = time.perf_counter() - start
 
     # Picture: the label surfaces over the middle slice of the first channel, seen at an angle.
     for v in volumes[1:]:
@@ -66,12 +67,27 @@ def main(argv=None) -> int:
     run(session, "turn x -50", log=False)
     run(session, "view", log=False)
     run(session, "lighting simple", log=False)
+    inner = max((m.medseg_label_value for m in job.models if hasattr(m, "medseg_label_value")), default=None)
+    for model in job.models:  # outer structures see-through, so the inner ones show
+        if getattr(model, "medseg_label_value", inner) != inner:
+            color = model.color.copy()
+            color[3] = 100  # alpha of 255
+            model.color = color
     width, height = (int(x) for x in args.size.lower().split("x"))
     picture = session.main_view.image(width, height, supersample=3)
     png = out / "example_segmented.png"
     picture.save(png)
-    print(f"wrote {labels_path} and {png} ({time.perf_counter() - start:.1f} s)")
+    print(report(paths, job.labels, image, elapsed, args.device))
+    print(f"picture: {png}\nlabels:  {labels_path}")
     return 0
+
+
+def report(paths, labels, image, seconds: float, device: str) -> str:
+    """The demo's report: case, model, time and Dice against the phantom's ground truth."""
+    from chimerax.medseg.demo import describe_run
+    from chimerax.medseg.inference.predictor import Predictor, example_model_path
+    predictor = Predictor.from_folder(example_model_path(), device="cpu")
+    return describe_run(paths, image, predictor, labels, seconds, device + " (headless ChimeraX)")
 
 
 if __name__ == "__main__":

@@ -25,8 +25,25 @@ def dice_scores(prediction: np.ndarray, truth: np.ndarray, names: dict[int, str]
     return scores
 
 
+def describe_run(files, image, predictor, labels: np.ndarray, seconds: float, device) -> str:
+    """A few lines a newcomer can read: the case, the model, the time, Dice against the truth."""
+    from .images import read_image
+    model = predictor.model
+    lines = [f"case:   {files[0].parent.name} ({', '.join(f.name for f in files)}; "
+             f"{' x '.join(map(str, image.shape))} voxels at {' x '.join(f'{s:g}' for s in image.spacing)} mm)",
+             f"model:  {model.path.name} ({model.configuration_name}, folds {', '.join(model.select_folds(None))}; "
+             f"labels: {', '.join(predictor.label_names.values())})",
+             f"time:   {seconds:.1f} s on {device}"]
+    truth_path = Path(files[0]).parent / "ground_truth.nii.gz"
+    if truth_path.is_file():
+        truth = read_image(truth_path).array[0].astype(np.int16)
+        scores = dice_scores(labels, truth, predictor.label_names)
+        lines.append("Dice vs ground truth: " + ", ".join(f"{k} {v:.3f}" for k, v in scores.items()))
+    return "\n".join(lines)
+
+
 def run(args: argparse.Namespace) -> int:
-    from .images import read_case, read_image, write_label_image
+    from .images import read_case, write_label_image
     from .inference.predictor import Predictor, example_case_paths, example_model_path
     from .progress import ProgressBar
 
@@ -38,17 +55,7 @@ def run(args: argparse.Namespace) -> int:
     prediction = predictor.predict(image, progress=bar.update)
     bar.close()
     elapsed = time.perf_counter() - start
-    out = Path(args.output)
-    label_path = write_label_image(prediction.labels, image, out / "example_labels.nii.gz")
-    print(f"case:   {files[0].parent.name} ({', '.join(f.name for f in files)}; "
-          f"{' x '.join(map(str, image.shape))} voxels at {' x '.join(f'{s:g}' for s in image.spacing)} mm)")
-    print(f"model:  {predictor.model.path.name} ({predictor.model.configuration_name}, folds "
-          f"{', '.join(predictor.model.select_folds(None))}; labels: {', '.join(predictor.label_names.values())})")
-    print(f"time:   {elapsed:.1f} s on {predictor.device}")
-    truth_path = files[0].parent / "ground_truth.nii.gz"
-    if truth_path.is_file():
-        truth = read_image(truth_path).array[0].astype(np.int16)
-        scores = dice_scores(prediction.labels, truth, predictor.label_names)
-        print("Dice vs ground truth: " + ", ".join(f"{k} {v:.3f}" for k, v in scores.items()))
+    label_path = write_label_image(prediction.labels, image, Path(args.output) / "example_labels.nii.gz")
+    print(describe_run(files, image, predictor, prediction.labels, elapsed, predictor.device))
     print(f"labels: {label_path}")
     return 0
