@@ -9,9 +9,10 @@ PIP=(-q --disable-pip-version-check)
 [ -x "$VENV/bin/python" ] || python3 -m venv "$VENV"
 "$VENV/bin/pip" install "${PIP[@]}" torch==2.13.0
 "$VENV/bin/pip" install "${PIP[@]}" -e .
-if bash scripts/setup_chimerax_env.sh .venv-chimerax >/dev/null 2>&1; then
+mkdir -p out
+if bash scripts/setup_chimerax_env.sh .venv-chimerax >out/chimerax_setup.log 2>&1; then
     .venv-chimerax/bin/python scripts/render_example.py --output out
 else
-    echo "(ChimeraX wheel unavailable here: segmenting with the command line only)"
+    echo "(the ChimeraX wheel could not be set up, see out/chimerax_setup.log: using the command line only)"
     "$VENV/bin/medseg" demo --output out
 fi

@@ -27,8 +27,13 @@ if ! "$VENV/bin/python" -c "$HAVE_CX" 2>/dev/null ||
     # What ChimeraX's nogui/volume/command path really imports, plus the engine's deps.
     "$VENV/bin/pip" install "${PIP[@]}" numpy==1.26.4 'pydicom<3' torch==2.13.0 \
         'scipy>=1.10' 'nibabel>=5' 'SimpleITK>=2.2' requests \
-        appdirs sortedcontainers packaging 'setuptools>=64,<69' filelock pkginfo tinyarray grako \
+        appdirs sortedcontainers packaging filelock pkginfo tinyarray grako \
         PyOpenGL==3.1.7 Pillow 'pytest>=7' wheel Cython tomli lxml
+    # ChimeraX's toolshed needs pkg_resources and its bundle builder an old setuptools; torch's
+    # metadata asks for a newer one it does not need at run time, so this goes in on its own.
+    "$VENV/bin/pip" install "${PIP[@]}" 'setuptools>=64,<69' 2>&1 | grep -v -i "incompatible\|dependency conflicts\|requires setuptools" || true
+    "$VENV/bin/python" -c 'import pkg_resources' 2>/dev/null ||
+        { echo "error: setuptools with pkg_resources did not install" >&2; exit 1; }
     # The wheel's ~50 exact pins do not build here; it is yanked but installs with an exact pin.
     "$VENV/bin/pip" install "${PIP[@]}" --no-deps chimerax==0.1.71 2>&1 | grep -v -i yanked || true
     "$VENV/bin/python" -c "$HAVE_CX" ||
