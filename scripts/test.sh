@@ -7,11 +7,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 VENV=${MEDSEG_VENV:-.venv}
-PIP=(-q --disable-pip-version-check)
-[ -x "$VENV/bin/python" ] || python3 -m venv "$VENV"
-"$VENV/bin/pip" install "${PIP[@]}" torch==2.13.0
-# constraints keep nnunetv2's dependencies from replacing torch with a multi-GB CUDA build
-"$VENV/bin/pip" install "${PIP[@]}" -c scripts/constraints.txt -e '.[test,oracle]'
+bash scripts/setup_venv.sh test,oracle
 "$VENV/bin/python" scripts/fetch_dicom_test_data.py
 bash scripts/setup_chimerax_env.sh .venv-chimerax
 

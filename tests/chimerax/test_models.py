@@ -7,24 +7,8 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "models"))
-from registry_helpers import (MODEL_DIR, Exploit, ModelServer, download_entry, sha256_bytes,  # noqa: E402
-                              tiny_model_folder, write_manifest, zip_bytes, zip_folder)
-
-
-@pytest.fixture
-def cache(tmp_path, monkeypatch):
-    root = tmp_path / "cache"
-    monkeypatch.setenv("MEDSEG_CACHE_DIR", str(root))
-    monkeypatch.delenv("MEDSEG_OFFLINE", raising=False)
-    monkeypatch.delenv("MEDSEG_MANIFEST", raising=False)
-    return root
-
-
-@pytest.fixture
-def server():
-    srv = ModelServer()
-    yield srv
-    srv.stop()
+from registry_helpers import (MODEL_DIR, Exploit, cache, download_entry, server,  # noqa: E402,F401 (fixtures)
+                              sha256_bytes, tiny_model_folder, write_manifest, zip_bytes, zip_folder)
 
 
 def _serve(server, tmp_path, monkeypatch, name: str, data: bytes, sha: str | None = None):

@@ -3,25 +3,8 @@ from __future__ import annotations
 
 import pytest
 
-from registry_helpers import ModelServer, download_entry, sha256_bytes, tiny_model_folder, write_manifest, zip_folder
-
-
-@pytest.fixture
-def cache(tmp_path, monkeypatch):
-    """An empty per-test cache; online mode; fast retries."""
-    root = tmp_path / "cache"
-    monkeypatch.setenv("MEDSEG_CACHE_DIR", str(root))
-    monkeypatch.delenv("MEDSEG_OFFLINE", raising=False)
-    monkeypatch.delenv("MEDSEG_MANIFEST", raising=False)
-    monkeypatch.setenv("MEDSEG_DOWNLOAD_TIMEOUT", "5")
-    return root
-
-
-@pytest.fixture
-def server():
-    srv = ModelServer()
-    yield srv
-    srv.stop()
+from registry_helpers import (cache, download_entry, server, sha256_bytes, tiny_model_folder,  # noqa: F401 (fixtures)
+                              write_manifest, zip_folder)
 
 
 @pytest.fixture(scope="session")

@@ -6,6 +6,8 @@ answer slowly, trickle, or hold a response until the test says go.
 """
 from __future__ import annotations
 
+import pytest
+
 import hashlib
 import io
 import json
@@ -196,3 +198,22 @@ def zip_bytes(members: dict[str, bytes]) -> bytes:
         for name, data in members.items():
             zf.writestr(name, data)
     return buffer.getvalue()
+
+
+# Fixtures shared by tests/models and tests/chimerax/test_models.py (import them by name).
+@pytest.fixture
+def cache(tmp_path, monkeypatch):
+    """An empty per-test cache; online mode; fast retries."""
+    root = tmp_path / "cache"
+    monkeypatch.setenv("MEDSEG_CACHE_DIR", str(root))
+    monkeypatch.delenv("MEDSEG_OFFLINE", raising=False)
+    monkeypatch.delenv("MEDSEG_MANIFEST", raising=False)
+    monkeypatch.setenv("MEDSEG_DOWNLOAD_TIMEOUT", "5")
+    return root
+
+
+@pytest.fixture
+def server():
+    srv = ModelServer()
+    yield srv
+    srv.stop()
