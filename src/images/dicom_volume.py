@@ -62,7 +62,9 @@ def check_consistent(info: SeriesInfo) -> None:
         for f in info.frames:
             values[getattr(f, attribute)].append(f.path.name)
         if len(values) > 1:
-            detail = "; ".join(f"{v}: {len(names)} image(s), e.g. {names[0]}" for v, names in values.items())
+            # most common first, so the odd files are named last (and the message is stable)
+            ranked = sorted(values.items(), key=lambda item: (-len(item[1]), item[0]))
+            detail = "; ".join(f"{v}: {len(names)} image(s), e.g. {sorted(names)[0]}" for v, names in ranked)
             raise MedSegError(f"DICOM series {info.number} ({info.description}) mixes images with different numbers "
                               f"of {what} ({detail}); they cannot form one volume. Remove the odd files or "
                               "export the series again.")

@@ -17,6 +17,66 @@ def _same_padding(kernel: Sequence[int]) -> list[int]:
     return [(k - 1) // 2 for k in kernel]
 
 
+def _cpu_inference(x: torch.Tensor) -> bool:
+    return x.device.type == "cpu" and x.dtype == torch.float32 and not torch.is_grad_enabled() \
+        and torch.backends.mkldnn.is_available()
+
+
+class _FastConv:
+    """Convolution that always takes oneDNN on the CPU at inference.
+
+    PyTorch sends batch-1 inputs with few channels or small spatial extent to a slower
+    reference kernel; nnU-Net's first layer and deepest stages hit that path. Same weights,
+    same result up to float rounding.
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if _cpu_inference(x) and self.padding_mode == "zeros":
+            return torch.ops.aten.mkldnn_convolution(x, self.weight, self.bias, self.padding, self.stride,
+                                                     self.dilation, self.groups)
+        return super().forward(x)
+
+
+class FastConv2d(_FastConv, nn.Conv2d):
+    pass
+
+
+class FastConv3d(_FastConv, nn.Conv3d):
+    pass
+
+
+class _PatchUpsample:
+    """Transposed convolution whose kernel equals its stride (nnU-Net's decoder upsampling).
+
+    The output patches do not overlap, so it is one matrix product plus a reshuffle; at
+    inference on the CPU that is several times faster than PyTorch's generic kernel.
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not (_cpu_inference(x) and list(self.kernel_size) == list(self.stride) and not any(self.padding)):
+            return super().forward(x)
+        b, cin, *spatial = x.shape
+        cout, kernel = self.out_channels, list(self.kernel_size)
+        weight = self.weight.reshape(cin, -1)                     # (cin, cout * prod(kernel))
+        out = torch.matmul(x.reshape(b, cin, -1).transpose(1, 2), weight)  # (b, voxels, cout * k)
+        out = out.reshape(b, *spatial, cout, *kernel)
+        dims = len(spatial)
+        # (b, s1..sn, cout, k1..kn) -> (b, cout, s1, k1, ..., sn, kn)
+        order = [0, dims + 1] + [i for d in range(dims) for i in (1 + d, dims + 2 + d)]
+        out = out.permute(order).reshape(b, cout, *[s * k for s, k in zip(spatial, kernel)])
+        if self.bias is not None:
+            out += self.bias.view(1, -1, *([1] * dims))
+        return out
+
+
+class PatchUpsample2d(_PatchUpsample, nn.ConvTranspose2d):
+    pass
+
+
+class PatchUpsample3d(_PatchUpsample, nn.ConvTranspose3d):
+    pass
+
+
 class ConvNormAct(nn.Module):
     """conv -> (dropout) -> norm -> nonlinearity (or conv -> nonlin -> norm with nonlin_first)."""
 
@@ -178,8 +238,8 @@ class LayerOps:
     def __init__(self, dim: int, norm: type | None, norm_kwargs: dict | None, dropout: type | None,
                  dropout_kwargs: dict | None, nonlin: type | None, nonlin_kwargs: dict | None,
                  nonlin_first: bool = False) -> None:
-        self.conv = {2: nn.Conv2d, 3: nn.Conv3d}[dim]
-        self.transposed_conv = {2: nn.ConvTranspose2d, 3: nn.ConvTranspose3d}[dim]
+        self.conv = {2: FastConv2d, 3: FastConv3d}[dim]
+        self.transposed_conv = {2: PatchUpsample2d, 3: PatchUpsample3d}[dim]
         self.avg_pool = {2: nn.AvgPool2d, 3: nn.AvgPool3d}[dim]
         self.norm, self.norm_kwargs = norm, dict(norm_kwargs or {})
         self.dropout, self.dropout_kwargs = dropout, dict(dropout_kwargs or {})
