@@ -17,6 +17,7 @@ def tile_starts(image_size: Sequence[int], tile_size: Sequence[int], step: float
     """Tile start positions per axis: evenly spread, overlapping by at least 1 - step of a tile."""
     starts = []
     for size, tile in zip(image_size, tile_size):
+        size = max(size, tile)  # smaller images are padded up to one tile
         n = int(np.ceil((size - tile) / (tile * step))) + 1
         stride = (size - tile) / (n - 1) if n > 1 else 0
         starts.append([int(np.round(stride * i)) for i in range(n)])

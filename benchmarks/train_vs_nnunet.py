@@ -1,0 +1,126 @@
+"""Train with MedSeg and with nnU-Net's own ``nnUNetTrainer`` on the same plans and data; print
+iterations per second and the final full-image validation Dice of both.
+
+Usage: python benchmarks/train_vs_nnunet.py [--cases 10] [--epochs 3] [--iterations 10] [--features 8 16 32]
+Needs nnunetv2 in the same environment (the `oracle` extra). nnU-Net plans and preprocesses the
+synthetic dataset; its plans (with a smaller network, for CPU) are used by both; MedSeg
+preprocesses the same plans into its own format. Same fold 0 split, same epochs x iterations,
+one data-augmentation worker each, CPU.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import textwrap
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parents[1] / "tests" / "planning"))
+from synthetic import make_dataset  # noqa: E402
+
+NNUNET_TRAIN = """
+import sys, json, time, torch
+from batchgenerators.utilities.file_and_folder_operations import load_json
+from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
+pre, epochs, iterations, val_iterations = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+plans = load_json(pre + "/nnUNetPlans.json")
+plans["continue_training"] = False  # nnUNetTrainer built directly expects this key
+trainer = nnUNetTrainer(plans, "3d_fullres", 0, load_json(pre + "/dataset.json"), device=torch.device("cpu"))
+trainer.num_epochs, trainer.num_iterations_per_epoch = epochs, iterations
+trainer.num_val_iterations_per_epoch = val_iterations
+start = time.time()
+trainer.run_training()
+train_seconds = time.time() - start
+trainer.perform_actual_validation(False)
+log = trainer.logger.get_checkpoint()
+print(json.dumps({"seconds": train_seconds, "starts": log["epoch_start_timestamps"], "ends": log["epoch_end_timestamps"],
+                  "output": trainer.output_folder}))
+"""
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--cases", type=int, default=10)
+    parser.add_argument("--shape", type=int, nargs=3, default=(32, 40, 40))
+    parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--iterations", type=int, default=10)
+    parser.add_argument("--val-iterations", type=int, default=2)
+    parser.add_argument("--features", type=int, nargs="+", default=[8, 16, 32, 64])
+    parser.add_argument("--workers", type=int, default=1)
+    args = parser.parse_args()
+    root = Path(tempfile.mkdtemp(prefix="medseg_train_bench_"))
+    z, y, x = args.shape
+    shapes = [(z + i % 3, y + i % 5, x + i % 4) for i in range(args.cases)]
+    raw = make_dataset(root / "raw", 902, "TrainBench", shapes, [(1.0, 1.0, 1.0)] * args.cases, ["T1"], seed=7)
+    env = dict(os.environ, nnUNet_raw=str(root / "raw"), nnUNet_preprocessed=str(root / "pre_nnunet"),
+               nnUNet_results=str(root / "results_nnunet"), nnUNet_n_proc_DA=str(args.workers),
+               PYTHONWARNINGS="ignore")
+    bindir = Path(sys.executable).parent
+    subprocess.run([str(bindir / "nnUNetv2_plan_and_preprocess"), "-d", "902", "-c", "3d_fullres", "-np", "1",
+                    "-npfp", "1"], env=env, check=True, capture_output=True)
+    pre_nn = root / "pre_nnunet" / raw.name
+    plans = json.loads((pre_nn / "nnUNetPlans.json").read_text())
+    kw = plans["configurations"]["3d_fullres"]["architecture"]["arch_kwargs"]
+    n = kw["n_stages"]
+    kw["features_per_stage"] = (args.features + [args.features[-1]] * n)[:n]
+    (pre_nn / "nnUNetPlans.json").write_text(json.dumps(plans, indent=1))
+    config = plans["configurations"]["3d_fullres"]
+    print(f"plans: patch {config['patch_size']}, batch {config['batch_size']}, {n} stages, "
+          f"features {kw['features_per_stage']}; {args.epochs} epochs x {args.iterations} iterations")
+
+    # MedSeg: the same plans, preprocessed by MedSeg
+    from chimerax.medseg.datasets.dataset_json import load_dataset
+    from chimerax.medseg.preprocessing.to_disk import preprocess_dataset
+    pre_ms = root / "pre_medseg" / raw.name
+    pre_ms.mkdir(parents=True)
+    for name in ("nnUNetPlans.json", "dataset.json", "dataset_fingerprint.json", "splits_final.json"):
+        if (pre_nn / name).is_file():
+            (pre_ms / name).write_text((pre_nn / name).read_text())
+    preprocess_dataset(load_dataset(raw), plans, "3d_fullres", pre_ms, num_processes=1)
+
+    cpu0 = _children_cpu()
+    theirs = subprocess.run([sys.executable, "-c", textwrap.dedent(NNUNET_TRAIN), str(pre_nn), str(args.epochs),
+                             str(args.iterations), str(args.val_iterations)], env=env, capture_output=True, text=True)
+    if theirs.returncode:
+        sys.exit(f"nnU-Net failed:\n{theirs.stderr[-3000:]}")
+    nn = json.loads(theirs.stdout.strip().splitlines()[-1])
+    cpu1 = _children_cpu()
+    ours = subprocess.run([sys.executable, "-m", "chimerax.medseg.cli", "train", str(raw), "3d_fullres",
+                           "--preprocessed", str(pre_ms), "-o", str(root / "results_medseg"), "--device", "cpu",
+                           "--epochs", str(args.epochs), "--iterations", str(args.iterations),
+                           "--val-iterations", str(args.val_iterations), "--workers", str(args.workers)],
+                          env=env, capture_output=True, text=True)
+    if ours.returncode:
+        sys.exit(f"MedSeg failed:\n{ours.stderr[-3000:]}")
+    cpu2 = _children_cpu()
+    model = root / "results_medseg" / "nnUNetTrainer__nnUNetPlans__3d_fullres" / "fold_0"
+    records = json.loads((model / "training_log.json").read_text())["epochs"]
+
+    def rate(durations):  # epochs after the first (warm-up: worker start, first allocations)
+        later = durations[1:] or durations
+        return args.iterations / (sum(later) / len(later))
+    nn_rate = rate([e - s for s, e in zip(nn["starts"], nn["ends"])])
+    ms_rate = rate([r["epoch_seconds"] for r in records])
+    nn_dice = json.loads((Path(nn["output"]) / "validation" / "summary.json").read_text())["foreground_mean"]["Dice"]
+    ms_dice = json.loads((model / "validation" / "summary.json").read_text())["foreground_mean"]["Dice"]
+    print(f"iterations/s (epoch incl. its validation iterations): nnU-Net {nn_rate:.2f}, MedSeg {ms_rate:.2f} "
+          f"(ratio {ms_rate / nn_rate:.2f})")
+    print(f"CPU seconds of the whole run (all processes; training + final validation): nnU-Net {cpu1 - cpu0:.0f}, "
+          f"MedSeg {cpu2 - cpu1:.0f} (ratio {(cpu2 - cpu1) / (cpu1 - cpu0):.2f}; load from other users on the "
+          f"machine affects wall-clock rates more than CPU seconds)")
+    print(f"full-image validation, mean foreground Dice: nnU-Net {nn_dice:.4f}, MedSeg {ms_dice:.4f} "
+          f"(difference {ms_dice - nn_dice:+.4f})")
+    print(f"work folder: {root}")
+
+
+def _children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+if __name__ == "__main__":
+    main()
