@@ -18,6 +18,7 @@ _COMMAND_MODULES = [
     "evaluation.cli",
     "datasets.cli",
     "planning.cli",
+    "training.cli",
 ]
 
 

@@ -1,0 +1,202 @@
+"""After training: full-image validation of a fold, the cross-validation summary, and the
+choice of the best configuration or ensemble of configurations.
+
+``summary.json`` files follow nnU-Net's layout (``metric_per_case``, ``mean``,
+``foreground_mean``; per label value, or per region as ``"(1, 2, 3)"``) with Dice, IoU, HD95
+and the voxel counts; means leave out NaN (nothing to find and nothing found).
+"""
+from __future__ import annotations
+
+import math
+import os
+import shutil
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+
+from ..errors import MedSegError
+from ..fileio import read_json, write_json
+from .metrics import Region, case_metrics
+from .summary import json_safe
+
+SUMMARY = "summary.json"
+
+
+def regions_for(dataset_json: dict) -> list[Region]:
+    """The evaluated structures: each foreground label, or each region (nnU-Net's keys as names)."""
+    regions = []
+    for name, value in dataset_json["labels"].items():
+        values = tuple(int(v) for v in (value if isinstance(value, (list, tuple)) else [value]))
+        if name in ("ignore", "background") or not any(values):
+            continue
+        key = str(values[0]) if len(values) == 1 and not isinstance(value, (list, tuple)) else str(values)
+        regions.append(Region(key, tuple(v for v in values if v != 0)))
+    return regions
+
+
+def case_entry(pred: np.ndarray, ref: np.ndarray, spacing, regions: Sequence[Region],
+               prediction_file: str = "", reference_file: str = "") -> dict:
+    rows = case_metrics(pred, ref, regions, spacing)
+    metrics = {r["label"]: {"Dice": r["dice"], "IoU": r["iou"], "HD95": r["hd95"], "TP": r["tp"], "FP": r["fp"],
+                            "FN": r["fn"], "n_pred": r["tp"] + r["fp"], "n_ref": r["tp"] + r["fn"]} for r in rows}
+    return {"metrics": metrics, "prediction_file": prediction_file, "reference_file": reference_file}
+
+
+def summarize_cases(entries: Sequence[dict], regions: Sequence[Region]) -> dict:
+    """nnU-Net's summary: per-case metrics, the mean per label/region, and the mean over them."""
+    mean = {}
+    for region in regions:
+        mean[region.name] = {}
+        for metric in ("Dice", "IoU", "HD95", "TP", "FP", "FN", "n_pred", "n_ref"):
+            values = [e["metrics"][region.name][metric] for e in entries]
+            finite = [v for v in values if not (isinstance(v, float) and math.isnan(v))]
+            mean[region.name][metric] = float(np.mean(finite)) if finite else float("nan")
+    foreground = {}
+    for metric in ("Dice", "IoU", "HD95"):
+        values = [m[metric] for m in mean.values() if not math.isnan(m[metric])]
+        foreground[metric] = float(np.mean(values)) if values else float("nan")
+    return {"metric_per_case": list(entries), "mean": mean, "foreground_mean": foreground}
+
+
+def write_summary(path: str | os.PathLike, summary: dict) -> None:
+    write_json(path, json_safe(summary))
+
+
+def _raw_cases(setup) -> dict:
+    """Raw training cases by name (the validation compares against the original label files)."""
+    from ..datasets.dataset_json import load_dataset
+    raw = getattr(setup, "raw_dir", None)
+    if raw is None:
+        from ..datasets.paths import find_dataset
+        raw = find_dataset(setup.plans["dataset_name"])
+    return {c.name: c for c in load_dataset(raw).training_cases()}
+
+
+def validate_fold(model_dir: str | os.PathLike, fold: str, val_cases: Sequence[str], preprocessed_dir,
+                  setup, device: str = "cpu", save_probabilities: bool = False,
+                  report: Callable[[str], None] | None = None, use_mirroring: bool = True) -> dict:
+    """Predict every validation case of a fold on its full original image and score it.
+
+    Writes ``fold_k/validation/CASE.nii.gz`` (and ``CASE.npz`` probabilities when asked) and
+    ``fold_k/validation/summary.json``; returns the summary.
+    """
+    from ..images import read_case, read_image, write_label_image
+    from ..inference.predictor import Predictor
+
+    model_dir = Path(model_dir)
+    out = model_dir / f"fold_{fold}" / "validation"
+    out.mkdir(parents=True, exist_ok=True)
+    predictor = Predictor.from_folder(model_dir, folds=[fold], device=device, use_mirroring=use_mirroring)
+    regions = regions_for(predictor.model.dataset_json)
+    cases = _raw_cases(setup)
+    missing = [c for c in val_cases if c not in cases]
+    if missing:
+        raise MedSegError(f"Validation case(s) {', '.join(missing[:5])} are not in the raw dataset; "
+                          "the preprocessed data and the raw dataset do not match.")
+    ending = predictor.model.dataset_json.get("file_ending", ".nii.gz")
+    entries = []
+    for i, name in enumerate(val_cases):
+        case = cases[name]
+        image = read_case(case.images)
+        prediction = predictor.predict(image, save_probabilities=save_probabilities)
+        pred_file = write_label_image(prediction.labels, image, out / f"{name}{ending}")
+        if save_probabilities:
+            from ..fileio import atomic_path
+            with atomic_path(out / f"{name}.npz") as tmp:
+                with open(tmp, "wb") as fh:
+                    np.savez_compressed(fh, probabilities=prediction.probabilities.astype(np.float16))
+        ref = read_image(case.label)
+        entries.append(case_entry(prediction.labels, ref.array[0].astype(np.int16), image.spacing, regions,
+                                  str(pred_file), str(case.label)))
+        if report:
+            report(f"validated {name} ({i + 1}/{len(val_cases)})")
+    summary = summarize_cases(entries, regions)
+    write_summary(out / SUMMARY, summary)
+    return summary
+
+
+def crossval_folder(model_dir: Path, folds: Sequence[str]) -> Path:
+    return Path(model_dir) / f"crossval_results_folds_{'_'.join(str(f) for f in folds)}"
+
+
+def summarize_crossval(model_dir: str | os.PathLike, folds: Sequence[str] | None = None,
+                       choose_postprocessing: bool = True) -> dict:
+    """Merge the folds' validation predictions into ``crossval_results_folds_*/`` with a summary.json,
+    then choose the postprocessing on them (``postprocessing.json``). Returns the merged summary."""
+    model_dir = Path(model_dir)
+    if folds is None:
+        folds = sorted((p.name[5:] for p in model_dir.glob("fold_*") if (p / "validation" / SUMMARY).is_file()
+                        and p.name != "fold_all"), key=int)
+    if not folds:
+        raise MedSegError(f"No validated folds in {model_dir}; train the folds (with validation) first.")
+    out = crossval_folder(model_dir, folds)
+    out.mkdir(parents=True, exist_ok=True)
+    entries = []
+    dataset_json = read_json(model_dir / "dataset.json")
+    regions = regions_for(dataset_json)
+    for fold in folds:
+        summary_file = model_dir / f"fold_{fold}" / "validation" / SUMMARY
+        if not summary_file.is_file():
+            raise MedSegError(f"Fold {fold} of {model_dir} has no validation/summary.json; train or validate it first.")
+        for entry in read_json(summary_file)["metric_per_case"]:
+            src = Path(entry["prediction_file"])
+            dst = out / src.name
+            shutil.copyfile(src, dst)
+            if src.with_suffix("").with_suffix(".npz").is_file():
+                shutil.copyfile(src.with_suffix("").with_suffix(".npz"), out / (dst.name.split(".")[0] + ".npz"))
+            entries.append({**entry, "prediction_file": str(dst),
+                            "metrics": {k: {m: (float("nan") if v is None else v) for m, v in d.items()}
+                                        for k, d in entry["metrics"].items()}})
+    summary = summarize_cases(entries, regions)
+    write_summary(out / SUMMARY, summary)
+    if choose_postprocessing:
+        from .postprocessing_choice import choose_postprocessing as choose
+        choose(out, dataset_json, [(e["prediction_file"], e["reference_file"]) for e in entries])
+    return summary
+
+
+def choose_best_configuration(model_dirs: Sequence[str | os.PathLike], folds: Sequence[str],
+                              output: str | os.PathLike | None = None) -> dict:
+    """Compare configurations (and ensembles of two, where validation probabilities were saved) by
+    the cross-validated mean foreground Dice; write and return the choice."""
+    from itertools import combinations
+    candidates = []
+    for d in model_dirs:
+        summary = read_json(crossval_folder(Path(d), folds) / SUMMARY)
+        candidates.append({"models": [str(d)], "foreground_dice": summary["foreground_mean"]["Dice"]})
+    for a, b in combinations(model_dirs, 2):
+        dice = _ensemble_dice([Path(a), Path(b)], folds)
+        if dice is not None:
+            candidates.append({"models": [str(a), str(b)], "foreground_dice": dice})
+    valid = [c for c in candidates if c["foreground_dice"] is not None and not math.isnan(c["foreground_dice"])]
+    if not valid:
+        raise MedSegError("No configuration has a usable cross-validation result to compare.")
+    best = max(valid, key=lambda c: c["foreground_dice"])
+    result = {"best": best, "candidates": candidates, "folds": list(folds)}
+    target = Path(output) if output else Path(model_dirs[0]).parent / "best_configuration.json"
+    write_json(target, json_safe(result))
+    return result
+
+
+def _ensemble_dice(model_dirs: Sequence[Path], folds: Sequence[str]) -> float | None:
+    """Mean foreground Dice of averaging the models' validation probabilities; None without them."""
+    import torch
+    from ..images import read_image
+    from ..inference.export import probabilities_to_labels
+    from ..models.labels import LabelScheme
+    folders = [crossval_folder(d, folds) for d in model_dirs]
+    first = read_json(folders[0] / SUMMARY)["metric_per_case"]
+    dataset_json = read_json(model_dirs[0] / "dataset.json")
+    scheme, regions = LabelScheme.from_dataset_json(dataset_json), regions_for(dataset_json)
+    entries = []
+    for entry in first:
+        name = Path(entry["prediction_file"]).name.split(".")[0]
+        files = [f / f"{name}.npz" for f in folders]
+        if not all(f.is_file() for f in files):
+            return None
+        mean = sum(np.load(f)["probabilities"].astype(np.float32) for f in files) / len(files)
+        labels = probabilities_to_labels(torch.from_numpy(mean), scheme)
+        ref = read_image(entry["reference_file"])
+        entries.append(case_entry(labels, ref.array[0].astype(np.int16), ref.spacing, regions))
+    return summarize_cases(entries, regions)["foreground_mean"]["Dice"]
