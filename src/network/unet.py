@@ -99,7 +99,22 @@ class ConvNormAct(nn.Module):
         self.all_modules = nn.Sequential(*layers)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if _cpu_inference(x) and self._fusable():
+            return self._conv_norm_act_in_place(self.conv(x))
         return self.all_modules(x)
+
+    def _fusable(self) -> bool:
+        return (isinstance(getattr(self, "norm", None), (nn.InstanceNorm2d, nn.InstanceNorm3d))
+                and self.norm.affine and isinstance(getattr(self, "nonlin", None), nn.LeakyReLU)
+                and not hasattr(self, "dropout") and self.all_modules[-1] is self.nonlin)
+
+    def _conv_norm_act_in_place(self, y: torch.Tensor) -> torch.Tensor:
+        """Instance norm and leaky ReLU in the conv's own output buffer (no second full-size tensor)."""
+        var, mean = torch.var_mean(y, dim=tuple(range(2, y.ndim)), keepdim=True, correction=0)
+        shape = (1, -1) + (1,) * (y.ndim - 2)
+        scale = self.norm.weight.view(shape) * torch.rsqrt(var + self.norm.eps)
+        y.mul_(scale).add_(self.norm.bias.view(shape) - mean * scale)
+        return nn.functional.leaky_relu_(y, self.nonlin.negative_slope)
 
 
 class ConvStack(nn.Module):
@@ -204,11 +219,16 @@ class Decoder(nn.Module):
         self.seg_layers = nn.ModuleList(heads)
 
     def forward(self, skips: list[torch.Tensor]):
-        x = skips[-1]
+        x = skips.pop()
         outputs = []
         last = len(self.stages) - 1
         for s, (up, stage) in enumerate(zip(self.transpconvs, self.stages)):
-            x = stage(torch.cat((up(x), skips[-(s + 2)]), 1))
+            skip = skips.pop()  # dropped from the list so it is freed as soon as it is used
+            if _cpu_inference(x) and isinstance(stage.convs[0], ConvNormAct) and stage.convs[0]._fusable():
+                x = _merge_without_concat(stage, up(x), skip)
+            else:
+                x = stage(torch.cat((up(x), skip), 1))
+            del skip
             if self.deep_supervision:
                 outputs.append(self.seg_layers[s](x))
             elif s == last:
@@ -216,6 +236,21 @@ class Decoder(nn.Module):
         if not self.deep_supervision:
             return outputs[0]
         return outputs[::-1]  # highest resolution first, as nnU-Net's loss expects
+
+
+def _merge_without_concat(stage: ConvStack, upsampled: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
+    """``stage(cat(upsampled, skip))`` without the concatenated tensor: the first conv is split
+    by input channels (conv(cat(a, b)) = conv_a(a) + conv_b(b)), which saves the largest buffer."""
+    first = stage.convs[0]
+    conv, split = first.conv, upsampled.shape[1]
+    args = (conv.padding, conv.stride, conv.dilation, conv.groups)
+    y = torch.ops.aten.mkldnn_convolution(upsampled, conv.weight[:, :split], conv.bias, *args)
+    del upsampled
+    y += torch.ops.aten.mkldnn_convolution(skip, conv.weight[:, split:], None, *args)
+    y = first._conv_norm_act_in_place(y)
+    for block in stage.convs[1:]:
+        y = block(y)
+    return y
 
 
 class UNet(nn.Module):
