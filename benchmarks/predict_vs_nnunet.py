@@ -110,7 +110,9 @@ def conv_flops(model_folder: Path) -> float:
         total[0] += 2.0 * kernel * cin * module.out_channels * voxels
 
     handles = [m.register_forward_hook(hook) for m in net.modules() if isinstance(m, (torch.nn.Conv3d, torch.nn.ConvTranspose3d))]
-    with torch.inference_mode():
+    for p in net.parameters():
+        p.requires_grad_(False)
+    with torch.enable_grad():  # the plain module path (inference shortcuts bypass some modules' hooks)
         net(torch.zeros(1, len(predictor.channel_names), *patch))
     for h in handles:
         h.remove()

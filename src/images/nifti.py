@@ -54,11 +54,18 @@ def read_case(paths: Sequence[str | os.PathLike]) -> Image:
     """Read the channel files of one case (in channel order) into one multi-channel image."""
     if not paths:
         raise MedSegError("No input files were given for this case.")
-    images = [read_image(p) for p in paths]
-    names = [Path(p).name for p in paths]
-    check_same_grid(images, names)
-    array = np.concatenate([im.array for im in images], axis=0)
-    first = images[0]
+    first = read_image(paths[0])
+    if len(paths) == 1:
+        return first
+    # channels go straight into one array, so a case never sits in memory twice
+    array = np.empty((len(paths), *first.shape), dtype=np.float32)
+    for c, path in enumerate(paths):
+        image = first if c == 0 else read_image(path)
+        check_same_grid([first, image], [Path(paths[0]).name, Path(path).name])
+        if image.num_channels != 1:
+            raise MedSegError(f"{path} holds {image.num_channels} channels; give one 3D file per channel.")
+        array[c] = image.array[0]
+        del image
     return Image(array, first.spacing, first.affine, first.header)
 
 

@@ -49,11 +49,12 @@ def preprocess(array: np.ndarray, spacing: Sequence[float], plans: dict, config:
     """
     transpose = [int(a) for a in plans.get("transpose_forward", [0, 1, 2])]
     axes = [0, *[a + 1 for a in transpose]]
-    # always a copy: normalization works in place and must not touch the caller's image
-    data = np.array(array.transpose(axes), dtype=np.float32, order="C")
+    view = array.transpose(axes)
     spacing_t = tuple(float(spacing[a]) for a in transpose)
-    shape_before = tuple(data.shape[1:])
-    data, mask, bbox = crop_to_nonzero(data)
+    shape_before = tuple(view.shape[1:])
+    data, mask, bbox = crop_to_nonzero(view)
+    # a copy of the crop only: normalization works in place and must not touch the caller's image
+    data = np.array(data, dtype=np.float32, order="C")
     if seg is not None:
         seg = crop_labels(seg.transpose(axes), bbox, mask)
         mask = seg[0] >= 0  # nnU-Net normalizes over labelled voxels too
