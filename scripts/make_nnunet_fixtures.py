@@ -400,41 +400,29 @@ def main() -> int:
     fingerprint = json.loads((pre / DATASET_NAME / "dataset_fingerprint.json").read_text())
     models = {}
 
-    m = "3d_fullres"
-    write_model_folder(out / m, dataset_json, plans, fingerprint)
-    strip_checkpoint(ckpt, out / m / "fold_0" / "checkpoint_final.pth")
-    models[m] = {"configuration": "3d_fullres", "plans": "nnUNetPlans", "trained": True,
-                 "network_class": plans["configurations"]["3d_fullres"]["architecture"]["network_class_name"],
-                 "region_based": False, "nnunet_folder_name": "nnUNetTrainer__nnUNetPlans__3d_fullres"}
+    def entry(plans_, configuration: str, plans_name: str, trained: bool, region_based: bool) -> dict:
+        return {"configuration": configuration, "plans": plans_name, "trained": trained,
+                "network_class": plans_["configurations"][configuration]["architecture"]["network_class_name"],
+                "region_based": region_based,
+                "nnunet_folder_name": f"nnUNetTrainer__{plans_name}__{configuration}"}
+
+    write_model_folder(out / "3d_fullres", dataset_json, plans, fingerprint)
+    strip_checkpoint(ckpt, out / "3d_fullres" / "fold_0" / "checkpoint_final.pth")
+    models["3d_fullres"] = entry(plans, "3d_fullres", "nnUNetPlans", True, False)
 
     log("untrained models")
-    m = "2d"
-    write_model_folder(out / m, dataset_json, plans, fingerprint)
     typical = [str(out / "cases" / f) for f in cases["typical"]["files"]]
-    save_untrained(out / m / "fold_0" / "checkpoint_final.pth", plans, "2d", dataset_json, seed=2,
-                   calibration_files=typical)
-    models[m] = {"configuration": "2d", "plans": "nnUNetPlans", "trained": False,
-                 "network_class": plans["configurations"]["2d"]["architecture"]["network_class_name"],
-                 "region_based": False, "nnunet_folder_name": "nnUNetTrainer__nnUNetPlans__2d"}
-
-    m = "regions_3d_fullres"
     plans_r = json.loads((pre / REGION_NAME / "nnUNetPlans.json").read_text())
     dj_r = json.loads((pre / REGION_NAME / "dataset.json").read_text())
-    write_model_folder(out / m, dj_r, plans_r, fingerprint)
-    save_untrained(out / m / "fold_0" / "checkpoint_final.pth", plans_r, "3d_fullres", dj_r, seed=3,
-                   calibration_files=typical)
-    models[m] = {"configuration": "3d_fullres", "plans": "nnUNetPlans", "trained": False,
-                 "network_class": plans_r["configurations"]["3d_fullres"]["architecture"]["network_class_name"],
-                 "region_based": True, "nnunet_folder_name": "nnUNetTrainer__nnUNetPlans__3d_fullres"}
-
-    m = "resencm_3d_fullres"
     plans_e = json.loads((pre / DATASET_NAME / "nnUNetResEncUNetMPlans.json").read_text())
-    write_model_folder(out / m, dataset_json, plans_e, fingerprint)
-    save_untrained(out / m / "fold_0" / "checkpoint_final.pth", plans_e, "3d_fullres", dataset_json, seed=4,
-                   calibration_files=typical)
-    models[m] = {"configuration": "3d_fullres", "plans": "nnUNetResEncUNetMPlans", "trained": False,
-                 "network_class": plans_e["configurations"]["3d_fullres"]["architecture"]["network_class_name"],
-                 "region_based": False, "nnunet_folder_name": "nnUNetTrainer__nnUNetResEncUNetMPlans__3d_fullres"}
+    untrained = [("2d", dataset_json, plans, "2d", "nnUNetPlans", 2, False),
+                 ("regions_3d_fullres", dj_r, plans_r, "3d_fullres", "nnUNetPlans", 3, True),
+                 ("resencm_3d_fullres", dataset_json, plans_e, "3d_fullres", "nnUNetResEncUNetMPlans", 4, False)]
+    for m, dj, plans_m, configuration, plans_name, seed, region_based in untrained:
+        write_model_folder(out / m, dj, plans_m, fingerprint)
+        save_untrained(out / m / "fold_0" / "checkpoint_final.pth", plans_m, configuration, dj, seed=seed,
+                       calibration_files=typical)
+        models[m] = entry(plans_m, configuration, plans_name, False, region_based)
 
     log("nnU-Net predictions")
     runs = [("3d_fullres", "tta", True, list(cases)), ("3d_fullres", "no_tta", False, list(cases)),
