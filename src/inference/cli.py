@@ -29,6 +29,8 @@ def add_parser(subparsers) -> None:
     p.add_argument("--series", nargs="+", help="DICOM series to use (UID, number or description) when a folder "
                                                "holds several; one per channel for multi-channel models")
     p.add_argument("--output-format", choices=("nifti", "dicom-seg"), default="nifti")
+    p.add_argument("--missing-channels", nargs="+", default=(), metavar="NAME",
+                   help="channels the input lacks (only for models trained with --channel-dropout)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
 
@@ -48,7 +50,7 @@ def run(args: argparse.Namespace) -> int:
         bar = None if args.quiet else ProgressBar(f"[{number}/{len(jobs)}] {job.name}")
         image = job.read(args.series)
         prediction = predictor.predict(image, save_probabilities=args.save_probabilities,
-                                       progress=bar.update if bar else None)
+                                       progress=bar.update if bar else None, missing_channels=args.missing_channels)
         if bar:
             bar.close()
         written = job.write(prediction, image, predictor)

@@ -56,6 +56,7 @@ class Predictor:
     use_mirroring: bool = True
     mirror_axes: tuple[int, ...] = (0, 1, 2)
     postprocessing: list | None = None
+    allows_missing_channels: bool = False  # trained with channel dropout (medseg train --channel-dropout)
     _network: object = None
 
     @classmethod
@@ -68,10 +69,12 @@ class Predictor:
         chosen = folder.select_folds(folds)
         if fast and folds is None:
             chosen = chosen[:1]
-        weights, axes = [], None
+        from ..training.missing_channels import allows_missing_channels
+        weights, axes, missing_ok = [], None, True
         for fold in chosen:
             checkpoint = load_checkpoint(folder.checkpoint_path(fold, checkpoint_name))
             weights.append(checkpoint["network_weights"])
+            missing_ok = missing_ok and allows_missing_channels(checkpoint)
             axes = checkpoint.get("inference_allowed_mirroring_axes", axes)
             if configuration is None:  # the checkpoint knows its configuration better than a folder name
                 folder = _with_checkpoint_configuration(folder, checkpoint)
@@ -82,7 +85,8 @@ class Predictor:
             raise MedSegError(f"Step size must be in (0, 1]; got {step}.")
         mirroring = use_mirroring if use_mirroring is not None else not fast
         steps = _postprocessing_steps(folder, chosen, postprocess)
-        return cls(folder, weights, select_device(device), step, mirroring, tuple(int(a) for a in axes), steps)
+        return cls(folder, weights, select_device(device), step, mirroring, tuple(int(a) for a in axes), steps,
+                   missing_ok)
 
     @property
     def channel_names(self) -> list[str]:
@@ -114,15 +118,27 @@ class Predictor:
 
     def predict(self, image: Image, save_probabilities: bool = False,
                 progress: Callable[[float, str], None] | None = None,
-                should_stop: Callable[[], bool] | None = None) -> Prediction:
-        """Segment ``image``; returns labels on exactly its grid."""
+                should_stop: Callable[[], bool] | None = None,
+                missing_channels: Sequence[str] = ()) -> Prediction:
+        """Segment ``image``; returns labels on exactly its grid.
+
+        ``missing_channels`` names channels the image lacks (its channels are the others, in
+        order); only models trained with channel dropout accept that: the missing ones are
+        zero after normalization, as in training, and a warning says so.
+        """
         import torch
 
+        missing = self._missing_indices(missing_channels)
+        if missing:
+            image = self._with_zero_channels(image, missing)
         self.check_image(image)
         report = progress or (lambda fraction, message: None)
         timings, start = {}, time.perf_counter()
         config = self.model.configuration
         data, record, _ = preprocess(image.array, image.spacing, self.model.plans, config)
+        if missing:
+            from ..training.missing_channels import zero_channels
+            data = zero_channels(data, missing)
         timings["preprocess"] = time.perf_counter() - start
         report(0.02, "preprocessed")
         logits = self.predict_logits(torch.from_numpy(data), report, should_stop)
@@ -135,6 +151,27 @@ class Predictor:
         timings["total"] = time.perf_counter() - start
         report(1.0, "done")
         return Prediction(labels, probabilities, timings)
+
+    def _missing_indices(self, names: Sequence[str]) -> list[int]:
+        if not names:
+            return []
+        import warnings
+        from ..training.missing_channels import check_missing_channels
+        unknown = [n for n in names if n not in self.channel_names]
+        if unknown:
+            raise MedSegError(f"Unknown channel(s) {', '.join(unknown)}; the model's channels are "
+                              f"{', '.join(self.channel_names)}.")
+        warnings.warn(check_missing_channels(list(names), self.allows_missing_channels))
+        return [self.channel_names.index(n) for n in names]
+
+    def _with_zero_channels(self, image: Image, missing: list[int]) -> Image:
+        present = [c for c in range(len(self.channel_names)) if c not in missing]
+        if image.num_channels != len(present):
+            raise MedSegError(f"With {len(missing)} channel(s) missing the model needs {len(present)} input "
+                              f"channel(s) ({', '.join(self.channel_names[c] for c in present)}); got {image.num_channels}.")
+        array = np.zeros((len(self.channel_names), *image.shape), dtype=np.float32)
+        array[present] = image.array
+        return Image(array, image.spacing, image.affine, image.header)
 
     def predict_logits(self, data, progress=None, should_stop=None):
         """Preprocessed data (c, ...) -> logits averaged over folds (in logit space, as nnU-Net)."""
