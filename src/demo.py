@@ -16,15 +16,6 @@ def add_parser(subparsers) -> None:
     p.set_defaults(func=run)
 
 
-def dice_scores(prediction: np.ndarray, truth: np.ndarray, names: dict[int, str]) -> dict[str, float]:
-    scores = {}
-    for value, name in names.items():
-        a, b = prediction == value, truth == value
-        total = a.sum() + b.sum()
-        scores[name] = float(2 * (a & b).sum() / total) if total else float("nan")
-    return scores
-
-
 def describe_run(files, image, predictor, labels: np.ndarray, seconds: float, device) -> str:
     """A few lines a newcomer can read: the case, the model, the time, Dice against the truth."""
     from .images import read_image
@@ -36,9 +27,11 @@ def describe_run(files, image, predictor, labels: np.ndarray, seconds: float, de
              f"time:   {seconds:.1f} s on {device}"]
     truth_path = Path(files[0]).parent / "ground_truth.nii.gz"
     if truth_path.is_file():
-        truth = read_image(truth_path).array[0].astype(np.int16)
-        scores = dice_scores(labels, truth, predictor.label_names)
-        lines.append("Dice vs ground truth: " + ", ".join(f"{k} {v:.3f}" for k, v in scores.items()))
+        from .evaluation.metrics import case_metrics, regions_from_values
+        truth = read_image(truth_path)
+        regions = regions_from_values(predictor.label_names, predictor.label_names)
+        rows = case_metrics(labels, truth.array[0].astype(np.int16), regions, truth.spacing)
+        lines.append("Dice vs ground truth: " + ", ".join(f"{r['label']} {r['dice']:.3f}" for r in rows))
     return "\n".join(lines)
 
 
