@@ -1,11 +1,14 @@
 """Train with MedSeg and with nnU-Net's own ``nnUNetTrainer`` on the same plans and data; print
 iterations per second and the final full-image validation Dice of both.
 
-Usage: python benchmarks/train_vs_nnunet.py [--cases 10] [--epochs 3] [--iterations 10] [--features 8 16 32]
+Usage: python benchmarks/train_vs_nnunet.py [--data phantom|simple] [--cases 10] [--epochs 3] [--iterations 10]
+       [--features 8 16 32] [--repeats N]
 Needs nnunetv2 in the same environment (the `oracle` extra). nnU-Net plans and preprocesses the
-synthetic dataset; its plans (with a smaller network, for CPU) are used by both; MedSeg
-preprocesses the same plans into its own format. Same fold 0 split, same epochs x iterations,
-one data-augmentation worker each, CPU.
+synthetic dataset (default: BraTS-like phantoms from chimerax.medseg.phantom, region-based
+WT/TC/ET; ``simple``: one-channel blobs); its plans (with a smaller network, for CPU) are used by
+both; MedSeg preprocesses the same plans into its own format. Same fold 0 split, same epochs x
+iterations, one data-augmentation worker each, CPU. ``--repeats`` trains both N times (neither
+run is seeded alike, so the spread shows how much of a Dice difference is chance).
 """
 from __future__ import annotations
 
@@ -13,6 +16,7 @@ import argparse
 import json
 import os
 import resource
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -44,6 +48,8 @@ print(json.dumps({"seconds": train_seconds, "starts": log["epoch_start_timestamp
 
 def main() -> None:
     parser = argparse.ArgumentParser()
+    parser.add_argument("--data", choices=("phantom", "simple"), default="phantom")
+    parser.add_argument("--repeats", type=int, default=1)
     parser.add_argument("--cases", type=int, default=10)
     parser.add_argument("--shape", type=int, nargs=3, default=(32, 40, 40))
     parser.add_argument("--epochs", type=int, default=3)
@@ -55,7 +61,11 @@ def main() -> None:
     root = Path(tempfile.mkdtemp(prefix="medseg_train_bench_"))
     z, y, x = args.shape
     shapes = [(z + i % 3, y + i % 5, x + i % 4) for i in range(args.cases)]
-    raw = make_dataset(root / "raw", 902, "TrainBench", shapes, [(1.0, 1.0, 1.0)] * args.cases, ["T1"], seed=7)
+    if args.data == "phantom":
+        from chimerax.medseg.phantom import write_dataset
+        raw = write_dataset(root / "raw", 902, args.cases, seed=7, name="TrainBench")
+    else:
+        raw = make_dataset(root / "raw", 902, "TrainBench", shapes, [(1.0, 1.0, 1.0)] * args.cases, ["T1"], seed=7)
     env = dict(os.environ, nnUNet_raw=str(root / "raw"), nnUNet_preprocessed=str(root / "pre_nnunet"),
                nnUNet_results=str(root / "results_nnunet"), nnUNet_n_proc_DA=str(args.workers),
                PYTHONWARNINGS="ignore")
@@ -82,6 +92,27 @@ def main() -> None:
             (pre_ms / name).write_text((pre_nn / name).read_text())
     preprocess_dataset(load_dataset(raw), plans, "3d_fullres", pre_ms, num_processes=1)
 
+    results = [_train_both(args, env, raw, root / f"run{i}", pre_nn, pre_ms, seed=i) for i in range(args.repeats)]
+    for key, what in (("nn_rate", "nnU-Net it/s"), ("ms_rate", "MedSeg it/s"), ("nn_dice", "nnU-Net Dice"),
+                      ("ms_dice", "MedSeg Dice")):
+        values = [r[key] for r in results]
+        spread = f" +- {statistics.stdev(values):.4f}" if len(values) > 1 else ""
+        print(f"{what}: {' '.join(f'{v:.4f}' for v in values)} (mean {statistics.mean(values):.4f}{spread})")
+    nn_rate, ms_rate = (statistics.mean(r[k] for r in results) for k in ("nn_rate", "ms_rate"))
+    nn_dice, ms_dice = (statistics.mean(r[k] for r in results) for k in ("nn_dice", "ms_dice"))
+    print(f"iterations/s (epoch incl. its validation iterations): nnU-Net {nn_rate:.2f}, MedSeg {ms_rate:.2f} "
+          f"(ratio {ms_rate / nn_rate:.2f})")
+    cpu_nn, cpu_ms = (sum(r[k] for r in results) for k in ("nn_cpu", "ms_cpu"))
+    print(f"CPU seconds of the whole run (all processes; training + final validation): nnU-Net {cpu_nn:.0f}, "
+          f"MedSeg {cpu_ms:.0f} (ratio {cpu_ms / cpu_nn:.2f}; load from other users on the "
+          f"machine affects wall-clock rates more than CPU seconds)")
+    print(f"full-image validation, mean foreground Dice: nnU-Net {nn_dice:.4f}, MedSeg {ms_dice:.4f} "
+          f"(difference {ms_dice - nn_dice:+.4f})")
+    print(f"work folder: {root}")
+
+
+def _train_both(args, env, raw: Path, out: Path, pre_nn: Path, pre_ms: Path, seed: int) -> dict:
+    env = dict(env, nnUNet_results=str(out / "results_nnunet"))
     cpu0 = _children_cpu()
     theirs = subprocess.run([sys.executable, "-c", textwrap.dedent(NNUNET_TRAIN), str(pre_nn), str(args.epochs),
                              str(args.iterations), str(args.val_iterations)], env=env, capture_output=True, text=True)
@@ -90,31 +121,27 @@ def main() -> None:
     nn = json.loads(theirs.stdout.strip().splitlines()[-1])
     cpu1 = _children_cpu()
     ours = subprocess.run([sys.executable, "-m", "chimerax.medseg.cli", "train", str(raw), "3d_fullres",
-                           "--preprocessed", str(pre_ms), "-o", str(root / "results_medseg"), "--device", "cpu",
-                           "--epochs", str(args.epochs), "--iterations", str(args.iterations),
+                           "--preprocessed", str(pre_ms), "-o", str(out / "results_medseg"), "--device", "cpu",
+                           "--epochs", str(args.epochs), "--iterations", str(args.iterations), "--seed", str(seed),
                            "--val-iterations", str(args.val_iterations), "--workers", str(args.workers)],
                           env=env, capture_output=True, text=True)
     if ours.returncode:
         sys.exit(f"MedSeg failed:\n{ours.stderr[-3000:]}")
     cpu2 = _children_cpu()
-    model = root / "results_medseg" / "nnUNetTrainer__nnUNetPlans__3d_fullres" / "fold_0"
+    model = out / "results_medseg" / "nnUNetTrainer__nnUNetPlans__3d_fullres" / "fold_0"
     records = json.loads((model / "training_log.json").read_text())["epochs"]
 
     def rate(durations):  # epochs after the first (warm-up: worker start, first allocations)
         later = durations[1:] or durations
         return args.iterations / (sum(later) / len(later))
-    nn_rate = rate([e - s for s, e in zip(nn["starts"], nn["ends"])])
-    ms_rate = rate([r["epoch_seconds"] for r in records])
-    nn_dice = json.loads((Path(nn["output"]) / "validation" / "summary.json").read_text())["foreground_mean"]["Dice"]
-    ms_dice = json.loads((model / "validation" / "summary.json").read_text())["foreground_mean"]["Dice"]
-    print(f"iterations/s (epoch incl. its validation iterations): nnU-Net {nn_rate:.2f}, MedSeg {ms_rate:.2f} "
-          f"(ratio {ms_rate / nn_rate:.2f})")
-    print(f"CPU seconds of the whole run (all processes; training + final validation): nnU-Net {cpu1 - cpu0:.0f}, "
-          f"MedSeg {cpu2 - cpu1:.0f} (ratio {(cpu2 - cpu1) / (cpu1 - cpu0):.2f}; load from other users on the "
-          f"machine affects wall-clock rates more than CPU seconds)")
-    print(f"full-image validation, mean foreground Dice: nnU-Net {nn_dice:.4f}, MedSeg {ms_dice:.4f} "
-          f"(difference {ms_dice - nn_dice:+.4f})")
-    print(f"work folder: {root}")
+    result = {"nn_rate": rate([e - s for s, e in zip(nn["starts"], nn["ends"])]),
+              "ms_rate": rate([r["epoch_seconds"] for r in records]),
+              "nn_dice": json.loads((Path(nn["output"]) / "validation" / "summary.json").read_text())[
+                  "foreground_mean"]["Dice"],
+              "ms_dice": json.loads((model / "validation" / "summary.json").read_text())["foreground_mean"]["Dice"],
+              "nn_cpu": cpu1 - cpu0, "ms_cpu": cpu2 - cpu1}
+    print(f"run {seed}: " + ", ".join(f"{k} {v:.4f}" for k, v in result.items()), flush=True)
+    return result
 
 
 def _children_cpu() -> float:

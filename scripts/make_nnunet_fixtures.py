@@ -7,9 +7,9 @@ It writes a synthetic dataset, lets nnU-Net fingerprint, plan and preprocess it,
 3d_fullres model (fold 0) for a few minutes on the CPU, builds untrained (but confident)
 region-based, 2d and residual-encoder models from nnU-Net's own plans, and records nnU-Net's
 predictions, probabilities and preprocessed arrays for a handful of test cases. OUTDIR receives
-the files that are committed under tests/data/nnunet/ (see its README.md); OUTDIR/example_model
-and OUTDIR/example_case are the demo files for src/data/. --install copies them all into this
-repository (tests/data/nnunet/ and src/data/), replacing the generated parts there.
+the files that are committed under tests/data/nnunet/ (see its README.md). --install copies them
+into this repository (tests/data/nnunet/), replacing the generated parts there. (The embedded demo
+model in src/data/ is MedSeg's own: scripts/train_demo_model.sh.)
 nnU-Net's folders (nnUNet_raw/_preprocessed/_results) live in --work (a temp folder by default);
 stages whose results already exist in --work are not redone.
 """
@@ -444,15 +444,6 @@ def main() -> int:
     pre_names = ["aniso", "cropped", "small"]
     record_preprocessing(out / "3d_fullres", out / "cases", cases, pre_names, out / "preprocessed" / "3d_fullres")
 
-    # Demo files for the package (src/data/).
-    demo_model = out / "example_model"
-    shutil.copytree(out / "3d_fullres", demo_model, dirs_exist_ok=True)
-    (out / "example_case").mkdir(exist_ok=True)
-    for f in cases["typical"]["files"]:
-        shutil.copy(out / "cases" / f, out / "example_case" / f)
-    # the phantom's true labels, so the demo can report its Dice
-    shutil.copy(out / "cases" / cases["typical"]["truth"], out / "example_case" / "ground_truth.nii.gz")
-
     manifest = {
         "generator": "scripts/make_nnunet_fixtures.py", "nnunetv2_version": _nnunet_version(),
         "channel_names": CHANNELS,
@@ -488,8 +479,6 @@ GENERATED = ("manifest.json", "cases", "reference", "preprocessed",
 def install(out: Path, repo: Path) -> None:
     """Replace the generated fixtures in the repository (tests/data/nnunet/README.md is kept)."""
     targets = [(out / name, repo / "tests" / "data" / "nnunet" / name) for name in GENERATED]
-    targets += [(out / "example_model", repo / "src" / "data" / "example_model"),
-                (out / "example_case", repo / "src" / "data" / "example_case")]
     for src, dst in targets:
         if dst.is_dir():
             shutil.rmtree(dst)

@@ -1,4 +1,5 @@
-"""Synthetic two-channel "head" phantoms for the nnU-Net parity fixtures.
+"""Synthetic two-channel "head" phantoms for the nnU-Net parity fixtures (the geometry helpers are the
+package's, ``chimerax.medseg.phantom``, whose four-channel BraTS-like phantoms train the demo model).
 
 A head is an ellipsoid of brain tissue surrounded by exact zeros (so nnU-Net's crop to the
 non-zero box matters); inside it sits an unlabelled ventricle and a lesion made of an edema
@@ -9,22 +10,15 @@ from __future__ import annotations
 
 import numpy as np
 
+from chimerax.medseg import phantom
+from chimerax.medseg.phantom import ellipsoid, physical_grid, save_nifti  # noqa: F401  (save_nifti: for the fixtures script)
+
 # (T1, T2) mean intensities per tissue; chosen so that no single channel separates all labels.
 BRAIN = (100.0, 60.0)
 VENTRICLE = (40.0, 150.0)
 EDEMA = (70.0, 140.0)
 CORE = (160.0, 100.0)
 NOISE_SD = 8.0
-
-
-def physical_grid(shape: tuple[int, int, int], spacing: tuple[float, float, float]) -> list[np.ndarray]:
-    """Voxel-centre coordinates in mm along (z, y, x), broadcastable to `shape`."""
-    return [np.arange(n, dtype=np.float64).reshape([-1 if a == i else 1 for a in range(3)]) * s
-            for i, (n, s) in enumerate(zip(shape, spacing))]
-
-
-def ellipsoid(grid: list[np.ndarray], centre, radii) -> np.ndarray:
-    return sum(((g - c) / r) ** 2 for g, c, r in zip(grid, centre, radii)) <= 1.0
 
 
 def make_phantom(rng: np.random.Generator, shape: tuple[int, int, int],
@@ -75,21 +69,9 @@ def make_phantom(rng: np.random.Generator, shape: tuple[int, int, int],
 
 def affine_for(spacing_zyx, origin_xyz=(0.0, 0.0, 0.0), rotation_deg_about_z: float = 0.0,
                flip_xy: bool = False) -> np.ndarray:
-    """NIfTI affine mapping voxel (i=x, j=y, k=z) to RAS mm for an array stored as (z, y, x)."""
+    """NIfTI affine for a (z, y, x) array, rotated about z and optionally flipped in x and y."""
     t = np.deg2rad(rotation_deg_about_z)
     rot = np.array([[np.cos(t), -np.sin(t), 0], [np.sin(t), np.cos(t), 0], [0, 0, 1]])
     if flip_xy:
         rot = np.diag([-1.0, -1.0, 1.0]) @ rot
-    aff = np.eye(4)
-    aff[:3, :3] = rot @ np.diag(spacing_zyx[::-1])
-    aff[:3, 3] = origin_xyz
-    return aff
-
-
-def save_nifti(array_zyx: np.ndarray, affine: np.ndarray, path) -> None:
-    """Write a (z, y, x) array as NIfTI (nibabel stores it as (x, y, z))."""
-    import nibabel as nib
-    img = nib.Nifti1Image(np.ascontiguousarray(array_zyx.transpose(2, 1, 0)), affine)
-    img.set_qform(affine, code=1)
-    img.set_sform(affine, code=1)
-    nib.save(img, str(path))
+    return phantom.affine_for(spacing_zyx, origin_xyz, rot)

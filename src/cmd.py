@@ -101,7 +101,7 @@ def _prepare(session, model, volumes, folds, device, fast, tta, step, surfaces, 
                    configuration=folder.configuration_name, folds=list(folds) if folds else None,
                    device=device, fast=fast, tta=tta, step=step, surfaces=surfaces, smooth=smooth,
                    volumes=volumes, channel_names=channel_names, label_names=label_names,
-                   colors=label_colors(label_names, folder.dataset_json),
+                   members=folder.labels.members(), colors=label_colors(label_names, folder.dataset_json),
                    name=name or f"{volumes[0].name} {model_title} labels")
 
 
@@ -257,7 +257,7 @@ class SegmentJob:
         else:
             volume.set_display_style("image")  # drawn with the label colours (segment_colors)
         voxel_mm3 = abs(float(volume.data.ijk_to_xyz_transform.determinant()))
-        stats = label_statistics(labels, r.label_names, voxel_mm3)
+        stats = label_statistics(labels, r.label_names, voxel_mm3, r.members)
         seconds = time.perf_counter() - self._started
         session.logger.status("")
         session.logger.info(label_table_html(stats, r.colors, f"{r.name} (#{volume.id_string}), "

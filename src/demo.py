@@ -27,9 +27,10 @@ def describe_run(files, image, predictor, labels: np.ndarray, seconds: float, de
              f"time:   {seconds:.1f} s on {device}"]
     truth_path = Path(files[0]).parent / "ground_truth.nii.gz"
     if truth_path.is_file():
-        from .evaluation.metrics import case_metrics, regions_from_values
+        from .evaluation.metrics import Region, case_metrics
         truth = read_image(truth_path)
-        regions = regions_from_values(predictor.label_names, predictor.label_names)
+        members = model.labels.members()  # a region (whole tumour) is scored on every value it spans
+        regions = [Region(name, members[value]) for value, name in predictor.label_names.items()]
         rows = case_metrics(labels, truth.array[0].astype(np.int16), regions, truth.spacing)
         lines.append("Dice vs ground truth: " + ", ".join(f"{r['label']} {r['dice']:.3f}" for r in rows))
     return "\n".join(lines)

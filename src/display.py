@@ -168,11 +168,16 @@ def label_colors(label_names: dict[int, str], dataset_json: dict | None = None) 
     return colors
 
 
-def label_statistics(labels: np.ndarray, label_names: dict[int, str], voxel_volume_mm3: float) -> list[tuple[int, str, int, float]]:
-    """(value, name, voxel count, volume mm^3) for every named label (absent ones count 0)."""
+def label_statistics(labels: np.ndarray, label_names: dict[int, str], voxel_volume_mm3: float,
+                     members: dict[int, tuple[int, ...]] | None = None) -> list[tuple[int, str, int, float]]:
+    """(value, name, voxel count, volume mm^3) for every named label (absent ones count 0); a region
+    counts every voxel it covers (whole tumour = oedema + core), as BraTS reports volumes."""
     counts = np.bincount(labels.ravel().astype(np.int64), minlength=max(label_names, default=0) + 1)
-    return [(v, name, int(counts[v]), float(counts[v]) * voxel_volume_mm3)
-            for v, name in sorted(label_names.items())]
+    rows = []
+    for value, name in sorted(label_names.items()):
+        n = int(sum(counts[m] for m in (members or {}).get(value, (value,)) if m < len(counts)))
+        rows.append((value, name, n, n * voxel_volume_mm3))
+    return rows
 
 
 def label_table_html(stats, colors: dict[int, tuple], title: str) -> str:

@@ -1,4 +1,5 @@
-"""``medseg dataset verify|convert``: check a raw dataset, or build one from BraTS / multi-mask / DICOM folders."""
+"""``medseg dataset verify|convert|phantom``: check a raw dataset, build one from BraTS / multi-mask / DICOM
+folders, or generate synthetic phantoms."""
 from __future__ import annotations
 
 import argparse
@@ -31,6 +32,14 @@ def add_parser(subparsers) -> None:
                        help="where masks of two labels overlap: the label listed later wins (default), or refuse")
         m.add_argument("--allow-missing", action="store_true", help="a case without a label's mask gets none of it")
         m.set_defaults(func=run_cases)
+    g = sub.add_parser("phantom", help="write a dataset of synthetic BraTS-like phantoms (for trying training)")
+    g.add_argument("--id", type=int, required=True, help="new dataset id (3 digits)")
+    g.add_argument("--name", default="BraTSPhantom", help="dataset name (default BraTSPhantom)")
+    g.add_argument("--cases", type=int, default=40, help="training cases (default 40)")
+    g.add_argument("--test-cases", type=int, default=0, help="held-out cases in imagesTs/labelsTs (default 0)")
+    g.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    g.add_argument("--raw", help="raw data folder (default: nnUNet_raw or $MEDSEG_DATA/raw)")
+    g.set_defaults(func=run_phantom)
     p.set_defaults(func=lambda args: (p.print_help(), 2)[1])
 
 
@@ -58,6 +67,18 @@ def run_brats(args: argparse.Namespace) -> int:
     from .convert_brats import convert_brats
     folder = convert_brats(args.source, _raw(args), args.id, args.name)
     print(f"Wrote {folder} (regions whole_tumor, tumor_core, enhancing_tumor). Next: medseg dataset verify {args.id}")
+    return 0
+
+
+def run_phantom(args: argparse.Namespace) -> int:
+    from ..phantom import write_dataset
+    from ..progress import ProgressBar
+    bar = ProgressBar("phantoms")
+    try:
+        folder = write_dataset(_raw(args), args.id, args.cases, args.test_cases, args.seed, args.name, bar.update)
+    finally:
+        bar.close()
+    print(f"Wrote {folder}. Next: medseg plan {args.id}")
     return 0
 
 

@@ -17,7 +17,7 @@ def add_parser(subparsers) -> None:
     p.add_argument("-o", "--output", required=True, help="output folder (or file name for a single case)")
     p.add_argument("--folds", nargs="+", help="folds to ensemble (default: all in the model)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or mps (default auto)")
-    p.add_argument("--fast", action="store_true", help="laptop mode: one fold, no mirroring, less overlap")
+    p.add_argument("--fast", action="store_true", help="laptop mode: no mirroring, less tile overlap (add --folds 0 for one fold)")
     p.add_argument("--no-tta", action="store_true", help="no mirroring test-time augmentation")
     p.add_argument("--step", type=float, help="tile step as a fraction of the patch (default 0.5)")
     p.add_argument("--checkpoint", default="checkpoint_final.pth", help="checkpoint file name in each fold")

@@ -33,8 +33,8 @@ def add_parser(subparsers) -> None:
     p.add_argument("names", nargs="+", metavar="NAME")
     p.set_defaults(func=cmd_remove)
 
-    p = verbs.add_parser("verify", help="re-check installed models' files (SHA-256) and checkpoints")
-    p.add_argument("names", nargs="*", metavar="NAME", help="default: every installed model")
+    p = verbs.add_parser("verify", help="re-check installed and embedded models' files (SHA-256) and checkpoints")
+    p.add_argument("names", nargs="*", metavar="NAME", help="default: every installed and embedded model")
     p.set_defaults(func=cmd_verify)
 
 
@@ -87,17 +87,28 @@ def cmd_remove(args: argparse.Namespace) -> int:
     return 0
 
 
+def _verify(name: str) -> list[str]:
+    """Problems with an installed model, or with an embedded one that is not shadowed by an install."""
+    from .cache import is_installed
+    from .install import verify_model
+    from .manifest import load_manifest
+    from .registry import verify_embedded
+
+    entry = load_manifest().get(name)
+    if not is_installed(name) and entry is not None and entry.source == "embedded":
+        return [f"{name}: {p}" for p in verify_embedded(entry)]
+    return verify_model(name)
+
+
 def cmd_verify(args: argparse.Namespace) -> int:
     from .cache import installed_names
-    from .install import verify_model
+    from .manifest import load_manifest
 
-    names = args.names or installed_names()
-    if not names:
-        print("No models are installed.")
-        return 0
+    embedded = [e.name for e in load_manifest().models.values() if e.source == "embedded"]
+    names = args.names or installed_names() + [n for n in embedded if n not in installed_names()]
     failed = 0
     for name in names:
-        problems = verify_model(name)
+        problems = _verify(name)
         for problem in problems:
             print(f"FAILED {problem}")
         if problems:

@@ -30,6 +30,13 @@ class LabelScheme:
         """Number of network output channels."""
         return len(self.regions) if self.regions is not None else len(self.names) + 1
 
+    def members(self) -> dict[int, tuple[int, ...]]:
+        """Label value -> the label values its structure covers: itself, or for a region every value
+        the region spans (BraTS whole tumour: 1, 2, 3), as metrics and volumes count it."""
+        if self.regions is None:
+            return {value: (value,) for value in self.names}
+        return dict(zip(self.regions_class_order, self.regions))
+
     @classmethod
     def from_dataset_json(cls, dataset_json: dict) -> "LabelScheme":
         labels = dataset_json.get("labels")

@@ -26,12 +26,14 @@ _REQUIRED = ("name", "task", "modality", "channel_names", "labels", "configurati
 
 @dataclass(frozen=True)
 class ModelFile:
-    """One file to download: an nnU-Net model zip (or a single file placed in the model folder)."""
+    """One file to download (an nnU-Net model zip, or a single file placed in the model folder), or,
+    for an embedded model, one file of its folder (``path``) with the digest it must have."""
 
-    url: str
+    url: str = ""
     sha256: str | None = None     # None: not published; recorded on first download
     size: int | None = None       # bytes; None: unknown until the server says
     filename: str = ""            # name on disk; defaults to the URL's last path component
+    path: str = ""                # embedded models: the file's path inside the model folder
 
     @property
     def local_name(self) -> str:
@@ -142,10 +144,11 @@ def parse_entry(raw: Any, where: str) -> ModelEntry:
         regions = [v for v in labels.values() if v not in (0, [0])]
         _require(isinstance(order, list) and len(order) == len(regions) and all(isinstance(x, int) for x in order),
                  where, "region labels need 'regions_class_order' with one integer per region")
-    files = [_parse_file(f, f"{where} file #{i + 1}") for i, f in enumerate(_as_list(raw["files"], where, "files"))]
     source = raw["source"]
-    _require(source != "download" or files, where, "a 'download' model needs at least one file")
-    _require(source == "download" or not files, where, f"a model with source {source!r} must list no files")
+    parse = _parse_embedded_file if source == "embedded" else _parse_file
+    files = [parse(f, f"{where} file #{i + 1}") for i, f in enumerate(_as_list(raw["files"], where, "files"))]
+    _require(source == "none" or files, where, f"a {source!r} model needs at least one file")
+    _require(source != "none" or not files, where, "a model with source 'none' must list no files")
     _require(source != "embedded" or isinstance(raw.get("path"), str) and raw.get("path"), where,
              "an 'embedded' model needs 'path' (its folder inside the package)")
     _require(source != "none" or isinstance(raw.get("instructions"), str) and raw.get("instructions"), where,
@@ -175,6 +178,18 @@ def _parse_file(raw: Any, where: str) -> ModelFile:
     _require(isinstance(filename, str) and "/" not in filename and "\\" not in filename and filename not in ("..", "."),
              where, "'filename' must be a plain file name")
     return ModelFile(url=url, sha256=sha, size=size, filename=filename)
+
+
+def _parse_embedded_file(raw: Any, where: str) -> ModelFile:
+    _require(isinstance(raw, dict), where, "must be an object with 'path', 'sha256', 'size'")
+    path = raw.get("path")
+    _require(isinstance(path, str) and path and not path.startswith("/") and ".." not in path.split("/"), where,
+             "'path' must be a relative path inside the embedded model folder")
+    sha = raw.get("sha256")
+    _require(isinstance(sha, str) and _SHA256.match(sha), where, "'sha256' must be 64 lower-case hex digits")
+    size = raw.get("size")
+    _require(isinstance(size, int) and not isinstance(size, bool) and size >= 0, where, "'size' must be bytes")
+    return ModelFile(sha256=sha, size=size, path=path)
 
 
 def _check_labels(labels: Any, where: str) -> dict[str, Any]:

@@ -22,11 +22,27 @@ _PACKAGE_DIR = Path(__file__).resolve().parent.parent
 
 
 def embedded_path(entry: ModelEntry) -> Path:
-    path = _PACKAGE_DIR / entry.path
-    if not path.is_dir():
-        raise MedSegError(f"The embedded model {entry.name!r} is missing from this installation ({path}); "
+    """The embedded model's folder, after checking its files against the manifest's sizes and SHA-256."""
+    problems = verify_embedded(entry)
+    if problems:
+        raise MedSegError(f"The embedded model {entry.name!r} is damaged ({'; '.join(problems[:3])}); "
                           "reinstall MedSeg.")
-    return path
+    return _PACKAGE_DIR / entry.path
+
+
+def verify_embedded(entry: ModelEntry) -> list[str]:
+    """Problems with an embedded model's files (empty when all match the manifest)."""
+    root = _PACKAGE_DIR / entry.path
+    if not root.is_dir():
+        return [f"{root} is missing from this installation"]
+    problems = []
+    for f in entry.files:
+        path = root / f.path
+        if not path.is_file():
+            problems.append(f"missing file {f.path}")
+        elif path.stat().st_size != f.size or hashlib.sha256(path.read_bytes()).hexdigest() != f.sha256:
+            problems.append(f"{f.path} differs from the manifest (size or SHA-256)")
+    return problems
 
 
 def resolve_model(name_or_path: str, offline: bool | None = None, *, manifest: Manifest | None = None,

@@ -7,10 +7,13 @@ decoder keeps a reference to the encoder).
 """
 from __future__ import annotations
 
+from math import prod
 from typing import Sequence
 
 import torch
 from torch import nn
+
+from . import slabs
 
 
 def _same_padding(kernel: Sequence[int]) -> list[int]:
@@ -32,6 +35,8 @@ class _FastConv:
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if _cpu_inference(x) and self.padding_mode == "zeros":
+            if slabs.slabbable(self) and (slabs.large(x) or 4 * prod(slabs.output_shape(self, x)) > slabs.SLAB_MIN_BYTES):
+                return slabs.conv_slabs(self, x)
             return torch.ops.aten.mkldnn_convolution(x, self.weight, self.bias, self.padding, self.stride,
                                                      self.dilation, self.groups)
         return super().forward(x)
@@ -103,6 +108,12 @@ class ConvNormAct(nn.Module):
             return self._conv_norm_act_in_place(self.conv(x))
         return self.all_modules(x)
 
+    def forward_in_place(self, x: torch.Tensor) -> torch.Tensor:
+        """Like ``forward`` but may overwrite ``x`` (the caller no longer needs it)."""
+        if _cpu_inference(x) and self._fusable() and slabs.same_shape(self.conv, x.shape[1]) and slabs.large(x):
+            return self._conv_norm_act_in_place(slabs.conv_in_place(self.conv, x))
+        return self.forward(x)
+
     def _fusable(self) -> bool:
         return (isinstance(getattr(self, "norm", None), (nn.InstanceNorm2d, nn.InstanceNorm3d))
                 and self.norm.affine and isinstance(getattr(self, "nonlin", None), nn.LeakyReLU)
@@ -128,7 +139,10 @@ class ConvStack(nn.Module):
             for i in range(n)])
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.convs(x)
+        x = self.convs[0](x)
+        for block in self.convs[1:]:
+            x = block.forward_in_place(x)  # x is this stack's own intermediate
+        return x
 
 
 class BasicResidualBlock(nn.Module):
@@ -225,7 +239,7 @@ class Decoder(nn.Module):
         for s, (up, stage) in enumerate(zip(self.transpconvs, self.stages)):
             skip = skips.pop()  # dropped from the list so it is freed as soon as it is used
             if _cpu_inference(x) and isinstance(stage.convs[0], ConvNormAct) and stage.convs[0]._fusable():
-                x = _merge_without_concat(stage, up(x), skip)
+                x = _merge_without_concat(stage, up, x, skip)
             else:
                 x = stage(torch.cat((up(x), skip), 1))
             del skip
@@ -238,18 +252,22 @@ class Decoder(nn.Module):
         return outputs[::-1]  # highest resolution first, as nnU-Net's loss expects
 
 
-def _merge_without_concat(stage: ConvStack, upsampled: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
-    """``stage(cat(upsampled, skip))`` without the concatenated tensor: the first conv is split
-    by input channels (conv(cat(a, b)) = conv_a(a) + conv_b(b)), which saves the largest buffer."""
+def _merge_without_concat(stage: ConvStack, up: nn.Module, below: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
+    """``stage(cat(up(below), skip))`` without the concatenated tensor: the first conv is split
+    by input channels (conv(cat(a, b)) = conv_a(a) + conv_b(b)), which saves the largest buffer.
+    At high resolution the upsampled tensor is made one slab at a time, never whole."""
     first = stage.convs[0]
-    conv, split = first.conv, upsampled.shape[1]
-    args = (conv.padding, conv.stride, conv.dilation, conv.groups)
-    y = torch.ops.aten.mkldnn_convolution(upsampled, conv.weight[:, :split], conv.bias, *args)
-    del upsampled
-    y += torch.ops.aten.mkldnn_convolution(skip, conv.weight[:, split:], None, *args)
+    conv, split = first.conv, up.out_channels
+    if slabs.large(skip) and list(up.kernel_size) == list(up.stride) and not any(up.padding) \
+            and slabs.same_rows(conv):
+        y = slabs.upsample_conv_sum(conv, up, below, skip)
+    else:
+        args = (conv.padding, conv.stride, conv.dilation, conv.groups)
+        y = torch.ops.aten.mkldnn_convolution(up(below), conv.weight[:, :split], conv.bias, *args)
+        y += torch.ops.aten.mkldnn_convolution(skip, conv.weight[:, split:], None, *args)
     y = first._conv_norm_act_in_place(y)
     for block in stage.convs[1:]:
-        y = block(y)
+        y = block.forward_in_place(y)
     return y
 
 

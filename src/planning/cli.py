@@ -21,6 +21,8 @@ def add_parser(subparsers) -> None:
     p.add_argument("-o", "--output", help="output folder (default: <preprocessed>/<dataset>)")
     p.add_argument("--intensity-samples", type=float, default=1e8,
                    help="foreground voxels sampled for the intensity statistics (default 1e8, as nnU-Net)")
+    p.add_argument("--base-features", type=int, help="features of the first stage (default 32, as nnU-Net)")
+    p.add_argument("--max-features", type=int, help="cap on features per stage (default 320 in 3d, 512 in 2d)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
 
@@ -34,7 +36,8 @@ def run(args: argparse.Namespace) -> int:
         result = plan_dataset(args.dataset, args.preset, args.configurations, args.processes,
                               preprocess=not args.no_preprocess, verify=not args.no_verify, output=args.output,
                               gpu_memory_gb=args.gpu_memory, progress=bar.update if bar else None,
-                              foreground_samples=args.intensity_samples)
+                              foreground_samples=args.intensity_samples, base_features=args.base_features,
+                              max_features=args.max_features)
     finally:
         if bar:
             bar.close()

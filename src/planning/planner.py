@@ -99,7 +99,8 @@ def _compute_new_shape(shape, spacing, new_spacing) -> np.ndarray:
 
 class Planner:
     def __init__(self, dataset_json: dict, fingerprint: dict, dataset_name: str, preset: str | PlannerPreset = "default",
-                 gpu_memory_gb: float | None = None):
+                 gpu_memory_gb: float | None = None, base_features: int | None = None,
+                 max_features: int | None = None):
         self.dataset_json = dataset_json
         self.fingerprint = fingerprint
         self.dataset_name = dataset_name
@@ -109,11 +110,18 @@ class Planner:
         self._cache: dict = {}
         self.num_inputs = len(dataset_json.get("channel_names", dataset_json.get("modality")))
         self.num_outputs = len(dataset_json["labels"])
+        # Fewer features than nnU-Net's 32..320 give a small, CPU-trainable network (e.g. the demo model).
+        self.base_features = base_features or BASE_FEATURES
+        self.max_features = {dim: max_features or default for dim, default in MAX_FEATURES.items()}
+        if base_features or max_features:
+            self.notes.general.append(f"Features per stage start at {self.base_features} and stop growing at "
+                                      f"{self.max_features[3]} (3d) / {self.max_features[2]} (2d), as asked; "
+                                      f"nnU-Net's default is {BASE_FEATURES} and {MAX_FEATURES[3]} / {MAX_FEATURES[2]}.")
 
     # ---- one configuration -------------------------------------------------------------------------
     def _architecture(self, topo, dim: int) -> dict:
         n = topo.num_stages
-        features = [min(MAX_FEATURES[dim], BASE_FEATURES * 2 ** i) for i in range(n)]
+        features = [min(self.max_features[dim], self.base_features * 2 ** i) for i in range(n)]
         block_key = "n_blocks_per_stage" if self.preset.residual else "n_conv_per_stage"
         return {
             "network_class_name": self.preset.network_class,
@@ -322,7 +330,8 @@ def _plain(value):
 
 
 def plan_experiment(dataset_json: dict, fingerprint: dict, dataset_name: str, preset: str = "default",
-                    gpu_memory_gb: float | None = None) -> tuple[dict, PlanningNotes]:
+                    gpu_memory_gb: float | None = None, base_features: int | None = None,
+                    max_features: int | None = None) -> tuple[dict, PlanningNotes]:
     """The plans (nnU-Net's ``nnUNetPlans.json`` schema) and the notes explaining them."""
-    planner = Planner(dataset_json, fingerprint, dataset_name, preset, gpu_memory_gb)
+    planner = Planner(dataset_json, fingerprint, dataset_name, preset, gpu_memory_gb, base_features, max_features)
     return planner.plan(), planner.notes

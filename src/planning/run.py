@@ -16,7 +16,8 @@ from .summary import summarize_plans
 def plan_dataset(id_or_name: str, preset: str = "default", configurations: list[str] | None = None,
                  num_processes: int = 2, preprocess: bool = True, verify: bool = True,
                  output: str | None = None, gpu_memory_gb: float | None = None, progress=None,
-                 foreground_samples: float = FOREGROUND_SAMPLES_TOTAL) -> dict:
+                 foreground_samples: float = FOREGROUND_SAMPLES_TOTAL, base_features: int | None = None,
+                 max_features: int | None = None) -> dict:
     """Run the whole planning stage; returns paths, the plans and the readable summary."""
     folder = find_dataset(id_or_name)
     if verify:
@@ -32,7 +33,8 @@ def plan_dataset(id_or_name: str, preset: str = "default", configurations: list[
     if fingerprint is None or len(fingerprint["spacings"]) != len(dataset.training_cases()):
         fingerprint = extract_fingerprint(dataset, num_processes, progress, foreground_samples)
         write_json(fp_file, fingerprint)
-    plans, notes = plan_experiment(dataset.meta, fingerprint, folder.name, preset, gpu_memory_gb)
+    plans, notes = plan_experiment(dataset.meta, fingerprint, folder.name, preset, gpu_memory_gb,
+                                   base_features, max_features)
     plans_file = out / f"{plans['plans_name']}.json"
     write_json(plans_file, plans)
     write_json(out / "dataset.json", dataset.meta)

@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "images"))  # the DICOM series factory
-from test_dicom_factory import make_volume, oblique_orientation, totalseg_ct_dir, write_series  # noqa: E402
+from test_dicom_factory import (make_volume, oblique_orientation, totalseg_ct_dir, write_phantom_study,  # noqa: E402
+                                write_series)
 
 
 def test_real_ct_opens_on_the_dcm2niix_grid(run, log):
@@ -71,13 +72,9 @@ def test_uneven_series_refused_unless_resampled(run, session, tmp_path):
 def test_segment_dicom_with_model_writes_dicom_seg(run, tmp_path, example_model):
     from chimerax.medseg.images.dicom import read_dicom_volume
     from chimerax.medseg.images.dicom_seg import read_segmentation
-    volume = make_volume((12, 24, 20))  # the example model takes T1 and T2: two series of one study
-    study, frame = "1.2.826.0.1.3680043.8.498.1", "1.2.826.0.1.3680043.8.498.2"
-    for number, (name, contrast) in enumerate((("T1", 1.0), ("T2", 1.6)), 1):
-        write_series(tmp_path / "d" / name, (volume * contrast).astype(volume.dtype), orientation=oblique_orientation(10),
-                     modality="MR", intercept=0, series_number=number, description=name, study_uid=study, for_uid=frame)
+    write_phantom_study(tmp_path / "d")  # the example model takes four MR series: T1, T1ce, T2, Flair
     out = tmp_path / "seg.dcm"
-    run(f"segment dicom {tmp_path / 'd'} series T1,T2 model {example_model} saveSeg {out}")
-    _, source = read_dicom_volume(tmp_path / "d", "T1")
+    run(f"segment dicom {tmp_path / 'd'} series T1,T1ce,T2,Flair model {example_model} saveSeg {out}")
+    image, source = read_dicom_volume(tmp_path / "d", "T1")
     labels, names = read_segmentation(out, source)
-    assert labels.shape == (12, 24, 20) and names
+    assert labels.shape == image.shape and names and labels.max() > 0

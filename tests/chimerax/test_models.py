@@ -99,7 +99,7 @@ def test_fetched_model_segments_offline_with_the_server_gone(cache, server, tmp_
     server.stop()
     monkeypatch.setenv("MEDSEG_OFFLINE", "1")
     volumes = []
-    for path in example_case:  # one volume per channel (T1, T2)
+    for path in example_case:  # one volume per channel (T1, T1ce, T2, Flair)
         image = nib.load(str(path))
         array = np.asarray(image.dataobj, np.float32).transpose(2, 1, 0)  # (x, y, z) -> (z, y, x)
         volumes.append(add_volume(array, step=image.header.get_zooms()[:3], name=path.name))

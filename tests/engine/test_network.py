@@ -18,7 +18,18 @@ def _arch_kwargs(dim):
 
 @pytest.mark.parametrize("dim", [2, 3])
 @pytest.mark.parametrize("residual", [False, True])
-def test_matches_dynamic_network_architectures(dim, residual):
+@pytest.mark.parametrize("slabs", [False, True])
+def test_matches_dynamic_network_architectures(dim, residual, slabs, monkeypatch):
+    """With ``slabs``, every feature map counts as large: convolutions run in place and the decoder
+    upsamples slab by slab, with slabs of 1-2 rows so that every border case is crossed."""
+    from chimerax.medseg.network import slabs as slab_module
+    calls = []
+    if slabs:
+        monkeypatch.setattr(slab_module, "SLAB_MIN_BYTES", 0)
+        monkeypatch.setattr(slab_module, "SLAB_BYTES", 1)
+        for name in ("conv_slabs", "conv_in_place", "upsample_conv_sum"):
+            monkeypatch.setattr(slab_module, name,
+                                lambda *a, _f=getattr(slab_module, name), _n=name: calls.append(_n) or _f(*a))
     kw = _arch_kwargs(dim)
     blocks = {"n_blocks_per_stage": [1, 2, 2]} if residual else {"n_conv_per_stage": [2, 2, 2]}
     torch.manual_seed(0)
@@ -36,9 +47,11 @@ def test_matches_dynamic_network_architectures(dim, residual):
                             "dropout_op": None, "nonlin": "torch.nn.LeakyReLU"}}
     ours = build_network(arch, 2, 3).eval()
     ours.load_state_dict(reference.state_dict(), strict=True)
-    x = torch.randn(1, 2, *([8, 32, 24] if dim == 3 else [32, 24]))
+    x = torch.randn(1, 2, *([10, 32, 24] if dim == 3 else [32, 24]))
     with torch.no_grad():
         assert torch.allclose(ours(x), reference(x), atol=1e-5)
+    if slabs:  # the slab paths really ran (residual encoders have no plain conv stacks)
+        assert set(calls) == {"conv_slabs", "upsample_conv_sum"} | (set() if residual else {"conv_in_place"})
 
 
 def test_unknown_layer_or_network_is_refused():

@@ -9,7 +9,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))  # the series factory beside this file
 from test_dicom_factory import (make_volume, oblique_orientation, run_dcm2niix, totalseg_ct_dir,  # noqa: E402
-                                write_series)
+                                write_phantom_study, write_series)
 
 from chimerax.medseg.cli import main  # noqa: E402
 
@@ -66,17 +66,13 @@ def test_predict_on_dicom_folder_writes_dicom_seg(tmp_path, capsys):
     from chimerax.medseg.inference.predictor import example_model_path
     model = example_model_path()
     assert (model / "dataset.json").is_file(), f"the embedded example model is missing: {model}"
-    # the example model takes two channels (T1, T2): two MR series of one study, on one grid
-    volume = make_volume((12, 24, 20))
-    study, frame = "1.2.826.0.1.3680043.8.498.1", "1.2.826.0.1.3680043.8.498.2"
-    for number, (name, contrast) in enumerate((("T1", 1.0), ("T2", 1.6)), 1):
-        write_series(tmp_path / "d" / name, (volume * contrast).astype(volume.dtype), orientation=oblique_orientation(10),
-                     modality="MR", intercept=0, series_number=number, description=name, study_uid=study, for_uid=frame)
+    # the example model takes four MR series of one study (T1, T1ce, T2, Flair): a phantom's channels
+    write_phantom_study(tmp_path / "d")
     out = tmp_path / "out" / "seg.dcm"
     code, _, err = run_cli(capsys, "predict", "-m", model, "-i", tmp_path / "d", "-o", out,
                            "--output-format", "dicom-seg", "--fast", "--quiet", "--device", "cpu")
-    assert code == 1 and "T1" in err and "T2" in err  # two series and no choice: they are listed
-    series = ["--series", "T1", "T2"]
+    assert code == 1 and "T1ce" in err and "Flair" in err  # four series and no choice: they are listed
+    series = ["--series", "T1", "T1ce", "T2", "Flair"]
     code, _, err = run_cli(capsys, "predict", "-m", model, "-i", tmp_path / "d", "-o", out, *series,
                            "--output-format", "dicom-seg", "--fast", "--quiet", "--device", "cpu")
     assert code == 0, err
@@ -88,3 +84,4 @@ def test_predict_on_dicom_folder_writes_dicom_seg(tmp_path, capsys):
     nifti = np.asarray(nib.load(str(tmp_path / "out" / "seg.nii.gz")).dataobj).transpose(2, 1, 0)
     np.testing.assert_array_equal(labels, nifti)  # the same prediction, in both formats
     assert set(names) >= set(int(v) for v in np.unique(labels) if v)
+    assert set(np.unique(labels)) >= {1, 3}  # the phantom's tumour is found (oedema, enhancing rim)

@@ -63,7 +63,11 @@ def test_a_valid_manifest_parses():
     (lambda d: d["models"][0].update(labels={"a": -1}), "label 'a'"),
     (lambda d: d["models"][0].update(folds=[]), "folds"),
     (lambda d: d["models"][0].update(source="none", files=[]), "instructions"),
-    (lambda d: d["models"][0].update(source="embedded", files=[]), "path"),
+    (lambda d: d["models"][0].update(source="embedded"), "path"),
+    (lambda d: d["models"][0].update(source="embedded", path="data/m", files=[]), "at least one file"),
+    (lambda d: d["models"][0].update(source="embedded", path="data/m", files=[{"path": "../x", "sha256": "a" * 64,
+                                                                                "size": 1}]), "relative path"),
+    (lambda d: d["models"][0].update(source="embedded", path="data/m", files=[{"path": "x", "size": 1}]), "sha256"),
     (lambda d: d["models"].append(copy.deepcopy(d["models"][0])), "appears twice"),
 ])
 def test_broken_manifests_name_the_model_and_field(change, message):
@@ -114,3 +118,28 @@ def test_example_entry_describes_the_embedded_example_model(monkeypatch):
     channels = dataset["channel_names"]
     assert entry.channel_names == [channels[k] for k in sorted(channels, key=int)]
     assert entry.labels == dataset["labels"]
+
+
+def test_embedded_model_files_are_checked_against_the_manifest(monkeypatch, tmp_path):
+    import dataclasses
+    import shutil
+
+    from chimerax.medseg.models.registry import embedded_path, verify_embedded
+    monkeypatch.delenv("MEDSEG_MANIFEST", raising=False)
+    entry = load_manifest().models["example"]
+    assert verify_embedded(entry) == [] and len(entry.files) >= 3
+    assert {f.path for f in entry.files} >= {"dataset.json", "plans.json"}
+    copy = tmp_path / "model"
+    shutil.copytree(embedded_path(entry), copy)
+    moved = dataclasses.replace(entry, path=str(copy))  # an absolute path stands in for the package folder
+    assert verify_embedded(moved) == []
+    checkpoint = next(f.path for f in entry.files if f.path.endswith(".pth"))
+    data = bytearray((copy / checkpoint).read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    (copy / checkpoint).write_bytes(bytes(data))
+    (copy / "plans.json").unlink()
+    problems = verify_embedded(moved)
+    assert any(checkpoint in p and "SHA-256" in p for p in problems) and any("missing file plans.json" in p
+                                                                             for p in problems)
+    with pytest.raises(MedSegError, match="damaged"):
+        embedded_path(moved)

@@ -1,0 +1,133 @@
+"""Convolutions computed slab by slab along the first spatial axis, for CPU inference.
+
+oneDNN reorders a whole input and output into its blocked layout around each convolution, so a
+full-size conv at nnU-Net's highest resolution briefly needs two or three copies of a 256 MB
+feature map. Computing the output a slab of rows at a time keeps those copies slab-sized; when
+the output has the input's shape, it can even replace the input (``write_slabs``). Results equal
+the whole-tensor convolution up to float rounding.
+"""
+from __future__ import annotations
+
+from math import prod
+from typing import Callable
+
+import torch
+from torch import nn
+
+# Tensors above this size are convolved in slabs of about SLAB_BYTES (module attributes so tests
+# can force every path with tiny tensors).
+SLAB_MIN_BYTES = 32 * 2**20
+SLAB_BYTES = 24 * 2**20
+
+Rows = Callable[[int, int], torch.Tensor]  # (lo, hi) -> the input's rows lo..hi
+
+
+def large(x: torch.Tensor) -> bool:
+    return x.ndim >= 4 and x.element_size() * x.numel() > SLAB_MIN_BYTES
+
+
+def slabbable(conv: nn.Module) -> bool:
+    return all(d == 1 for d in conv.dilation) and getattr(conv, "padding_mode", "zeros") == "zeros" \
+        and not isinstance(conv.padding, str)
+
+
+def same_rows(conv: nn.Module) -> bool:
+    """Output rows map one to one onto input rows (stride 1, 'same' padding, no groups)."""
+    return (all(s == 1 for s in conv.stride) and slabbable(conv) and conv.groups == 1
+            and all(2 * p + 1 == k for p, k in zip(conv.padding, conv.kernel_size)))
+
+
+def same_shape(conv: nn.Module, channels: int) -> bool:
+    """Like ``same_rows``, and the widths agree: the output can replace the input."""
+    return conv.in_channels == conv.out_channels == channels and same_rows(conv)
+
+
+def slabs(row_bytes: int, depth: int, halo: int) -> list[tuple[int, int]]:
+    """Output row ranges (z0, z1) of about SLAB_BYTES each (``row_bytes``: the bytes read and
+    written per output row), at least ``halo`` + 1 rows."""
+    rows = max(halo + 1, SLAB_BYTES // max(row_bytes, 1))
+    return [(z0, min(z0 + rows, depth)) for z0 in range(0, depth, rows)]
+
+
+def row_bytes(conv: nn.Module, x: torch.Tensor, out_channels: int | None = None) -> int:
+    """Bytes of input and output that one output row of ``conv`` over ``x`` touches."""
+    out_channels = out_channels or conv.out_channels
+    per_voxel_in = x.element_size() * x.shape[0] * x.shape[1] * conv.stride[0]
+    spatial_in = prod(x.shape[3:])
+    spatial_out = prod((n + 2 * p - k) // s + 1 for n, p, k, s in zip(x.shape[3:], conv.padding[1:],
+                                                                       conv.kernel_size[1:], conv.stride[1:]))
+    return per_voxel_in * spatial_in + x.element_size() * x.shape[0] * out_channels * spatial_out
+
+
+def output_shape(conv: nn.Module, x: torch.Tensor) -> tuple[int, ...]:
+    spatial = [(n + 2 * p - k) // s + 1 for n, p, k, s in zip(x.shape[2:], conv.padding, conv.kernel_size,
+                                                            conv.stride)]
+    return (x.shape[0], conv.out_channels, *spatial)
+
+
+def conv_rows(conv: nn.Module, rows: Rows, depth: int, z0: int, z1: int, weight: torch.Tensor,
+              bias: torch.Tensor | None) -> torch.Tensor:
+    """Output rows z0..z1 of ``conv`` over an input of ``depth`` rows that ``rows`` hands out."""
+    stride, pad, kernel = conv.stride[0], conv.padding[0], conv.kernel_size[0]
+    first, last = z0 * stride - pad, (z1 - 1) * stride - pad + kernel   # rows read, zero padding outside
+    lo, hi = max(first, 0), min(last, depth)
+    part = rows(lo, hi)
+    if first < lo or last > hi:
+        part = nn.functional.pad(part, [0, 0] * (part.ndim - 3) + [lo - first, last - hi])
+    return torch.ops.aten.mkldnn_convolution(part.contiguous(), weight, bias, [0, *conv.padding[1:]],
+                                             conv.stride, conv.dilation, conv.groups)
+
+
+def conv_slabs(conv: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """``conv(x)`` into a new tensor, one slab of output rows at a time."""
+    shape = output_shape(conv, x)
+    out = x.new_empty(shape)
+    for z0, z1 in slabs(row_bytes(conv, x), shape[2], 0):
+        out[:, :, z0:z1] = conv_rows(conv, lambda lo, hi: x[:, :, lo:hi], x.shape[2], z0, z1, conv.weight, conv.bias)
+    return out
+
+
+def write_slabs(target: torch.Tensor, halo: int, compute: Callable[[int, int], torch.Tensor],
+                bytes_per_row: int) -> torch.Tensor:
+    """``target[:, :, z0:z1] = compute(z0, z1)`` slab by slab, where ``compute`` may still read
+    ``target``'s rows z0 - halo .. z1 + halo: each result waits one slab before it is written
+    (the kernel's reach is at most one slab), so ``target`` can be the input being replaced."""
+    pending = None
+    for z0, z1 in slabs(bytes_per_row, target.shape[2], halo):
+        out = compute(z0, z1)
+        if pending is not None:
+            target[:, :, pending[0]:pending[1]] = pending[2]
+        pending = (z0, z1, out)
+    target[:, :, pending[0]:pending[1]] = pending[2]
+    return target
+
+
+def conv_in_place(conv: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """``conv(x)`` written over ``x`` (requires ``same_shape(conv, x.shape[1])``)."""
+    return write_slabs(x, conv.padding[0], lambda z0, z1: conv_rows(
+        conv, lambda lo, hi: x[:, :, lo:hi], x.shape[2], z0, z1, conv.weight, conv.bias), row_bytes(conv, x))
+
+
+def upsample_conv_sum(conv: nn.Module, up: nn.Module, below: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
+    """``conv(cat(up(below), skip))`` for nnU-Net's decoder, slab by slab: the first conv is split by
+    input channels, each slab upsamples only the rows of ``below`` it reads, and the result replaces
+    ``skip`` (the decoder's own copy) when the widths agree."""
+    depth, step, split = skip.shape[2], up.stride[0], up.out_channels
+    w_up, w_skip = conv.weight[:, :split], conv.weight[:, split:]
+
+    def upsampled(lo: int, hi: int) -> torch.Tensor:
+        first = lo // step
+        return up(below[:, :, first:-(-hi // step)].contiguous())[:, :, lo - first * step:hi - first * step]
+
+    def compute(z0: int, z1: int) -> torch.Tensor:
+        out = conv_rows(conv, upsampled, depth, z0, z1, w_up, conv.bias)
+        out += conv_rows(conv, lambda lo, hi: skip[:, :, lo:hi], depth, z0, z1, w_skip, None)
+        return out
+
+    per_row = 2 * row_bytes(conv, skip)  # the upsampled rows and the skip's
+    if conv.out_channels == skip.shape[1]:
+        return write_slabs(skip, conv.padding[0], compute, per_row)
+    out = skip.new_empty((skip.shape[0], conv.out_channels) + tuple(skip.shape[2:]))
+    for z0, z1 in slabs(per_row, depth, 0):
+        out[:, :, z0:z1] = compute(z0, z1)
+    return out
