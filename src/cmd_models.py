@@ -184,13 +184,12 @@ def segment_remove(session, names: list[str]) -> None:
 
 
 def segment_verify(session, names: list[str] | None = None) -> list[str]:
-    """Re-hash installed models' files and re-check their checkpoints; log and return problems."""
-    from .models.cache import installed_names
-    from .models.install import verify_model
-    names = names or installed_names()
+    """Re-hash installed and embedded models' files (and re-check checkpoints); log and return problems."""
+    from .models.registry import verifiable_names, verify
+    names = names or verifiable_names()
     problems = []
     for name in names:
-        found = verify_model(name)
+        found = verify(name)
         problems.extend(found)
         session.logger.info(f"Model {name}: " + ("ok" if not found else "; ".join(found)))
     if not names:

@@ -87,28 +87,13 @@ def cmd_remove(args: argparse.Namespace) -> int:
     return 0
 
 
-def _verify(name: str) -> list[str]:
-    """Problems with an installed model, or with an embedded one that is not shadowed by an install."""
-    from .cache import is_installed
-    from .install import verify_model
-    from .manifest import load_manifest
-    from .registry import verify_embedded
-
-    entry = load_manifest().get(name)
-    if not is_installed(name) and entry is not None and entry.source == "embedded":
-        return [f"{name}: {p}" for p in verify_embedded(entry)]
-    return verify_model(name)
-
-
 def cmd_verify(args: argparse.Namespace) -> int:
-    from .cache import installed_names
-    from .manifest import load_manifest
+    from .registry import verifiable_names, verify
 
-    embedded = [e.name for e in load_manifest().models.values() if e.source == "embedded"]
-    names = args.names or installed_names() + [n for n in embedded if n not in installed_names()]
+    names = args.names or verifiable_names()
     failed = 0
     for name in names:
-        problems = _verify(name)
+        problems = verify(name)
         for problem in problems:
             print(f"FAILED {problem}")
         if problems:

@@ -47,11 +47,12 @@ class ModelFolder:
         return path
 
     def select_folds(self, folds: Sequence[str | int] | None) -> list[str]:
-        """The requested folds (all present ones by default), checked to exist."""
+        """The requested folds, checked to exist. By default the numbered folds, as nnU-Net's
+        predictor does; ``fold_all`` (trained on every case) only when asked for or when alone."""
         if not self.folds:
             raise MedSegError(f"Model {self.path} has no fold_* folders with checkpoints.")
         if folds is None:
-            return list(self.folds)
+            return [f for f in self.folds if f != "all"] or list(self.folds)
         wanted = [str(f) for f in folds]
         missing = [f for f in wanted if f not in self.folds]
         if missing:

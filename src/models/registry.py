@@ -30,6 +30,22 @@ def embedded_path(entry: ModelEntry) -> Path:
     return _PACKAGE_DIR / entry.path
 
 
+def verify(name: str) -> list[str]:
+    """Problems with an installed model, or with an embedded one that no install shadows."""
+    from .install import verify_model
+    entry = load_manifest().get(name)
+    if not cache.is_installed(name) and entry is not None and entry.source == "embedded":
+        return [f"{name}: {p}" for p in verify_embedded(entry)]
+    return verify_model(name)
+
+
+def verifiable_names() -> list[str]:
+    """Every installed model, then the embedded ones not shadowed by an install."""
+    installed = cache.installed_names()
+    embedded = [e.name for e in load_manifest().models.values() if e.source == "embedded"]
+    return installed + [n for n in embedded if n not in installed]
+
+
 def verify_embedded(entry: ModelEntry) -> list[str]:
     """Problems with an embedded model's files (empty when all match the manifest)."""
     root = _PACKAGE_DIR / entry.path

@@ -106,3 +106,9 @@ def test_fetched_model_segments_offline_with_the_server_gone(cache, server, tmp_
     job = run(f"segment served_example {' '.join('#' + v.id_string for v in volumes)} surfaces false")
     assert job.state == "done", log.text()
     assert job.labels.shape == array.shape and job.labels.max() > 0
+
+
+def test_segment_verify_checks_the_embedded_model(cache, monkeypatch, run, log):
+    monkeypatch.delenv("MEDSEG_MANIFEST", raising=False)
+    assert run("segment verify example") == []
+    assert "Model example: ok" in log.text()

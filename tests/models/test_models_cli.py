@@ -57,3 +57,9 @@ def test_install_zip_from_the_command_line(cache, tmp_path, capsys):
     assert main(["models", "install", "zipped", str(zipped)]) == 1
     assert "already installed" in capsys.readouterr().err
     assert main(["models", "install", "--force", "zipped", str(zipped)]) == 0
+
+
+def test_verify_checks_the_embedded_model_too(cache, monkeypatch, capsys):
+    monkeypatch.delenv("MEDSEG_MANIFEST", raising=False)  # the shipped manifest, with its SHA-256 list
+    assert main(["models", "verify"]) == 0
+    assert "ok     example" in capsys.readouterr().out

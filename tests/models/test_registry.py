@@ -86,3 +86,16 @@ def test_embedded_example_model_resolves_offline(cache):
     path = resolve_model("example", offline=True)
     model = open_model_folder(path)
     assert model.folds and (path / "dataset.json").is_file()
+
+
+def test_fold_all_is_used_only_when_asked_or_alone(tmp_path):
+    import shutil
+    tiny_model_folder(tmp_path, weights=10)
+    folder = tmp_path / MODEL_DIR
+    shutil.copytree(folder / "fold_0", folder / "fold_all")
+    model = open_model_folder(folder)
+    assert sorted(model.folds) == ["0", "all"]
+    assert model.select_folds(None) == ["0"]  # nnU-Net's default: the cross-validation folds
+    assert model.select_folds(["all"]) == ["all"]
+    shutil.rmtree(folder / "fold_0")
+    assert open_model_folder(folder).select_folds(None) == ["all"]
