@@ -210,7 +210,11 @@ def segment_train_stop(session) -> None:
 
 
 def _default_name(dataset: str) -> str:
-    """``Dataset041_Blob`` (or its folder) -> ``blob``: a short name to call the model by."""
-    base = Path(dataset).name
+    """``41``, ``Dataset041_Blob`` or its folder -> ``blob``: a short name to call the model by."""
+    from .datasets.paths import find_dataset
+    try:
+        base = find_dataset(dataset).name  # an id names the dataset by its folder
+    except MedSegError:
+        base = Path(dataset).name
     parts = base.split("_", 1)
     return (parts[1] if len(parts) == 2 and parts[0].startswith("Dataset") else base).lower()
