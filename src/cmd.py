@@ -247,6 +247,7 @@ class SegmentJob:
             raise MedSegError("An input volume was closed while it was being segmented; nothing was added.")
         self.labels = labels
         volume = make_label_volume(session, labels, r.volumes[0], r.name, r.label_names, r.colors)
+        volume.medseg_label_members = dict(r.members)  # regions, for `segment evaluate`
         session.models.add([volume])
         self.models.append(volume)
         surfaces = []

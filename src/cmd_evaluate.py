@@ -56,7 +56,11 @@ def _evaluate(session, prediction, references: list, labels, ignore_unlisted, re
     spacing = tuple(float(s) for s in first.data.step)[::-1]  # ChimeraX step is (x, y, z)
     regions = parse_regions([labels]) if labels else None
     label_names = getattr(prediction, "medseg_label_names", None) or getattr(first, "medseg_label_names", None)
-    if regions is None and label_names:
+    members = getattr(prediction, "medseg_label_members", None) or getattr(first, "medseg_label_members", None)
+    if regions is None and label_names and members and any(len(m) > 1 for m in members.values()):
+        from .evaluation.metrics import Region  # a region model: whole tumour is scored on values 1, 2, 3
+        regions = [Region(name, tuple(members[value])) for value, name in sorted(label_names.items())]
+    elif regions is None and label_names:
         values = set(np.unique(pred)) | set().union(*(set(np.unique(r)) for r in refs))
         regions = regions_from_values(values, label_names)
     ev = evaluate_label_arrays(pred, refs, names, spacing, regions, case=prediction.name, ignore_unlisted=ignore_unlisted,

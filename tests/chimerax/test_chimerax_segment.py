@@ -184,3 +184,23 @@ def test_stop_cancels_cleanly_while_chimerax_stays_responsive(session, run, log,
     assert list(session.models) == before
     assert "stopped; no models were added" in log.text()
     assert run("segment stop") == 0  # nothing left running
+
+
+def test_evaluate_scores_a_region_model_by_regions(session, run, example_model, example_case):
+    """Whole tumour is labels 1-3 in both maps, not label 1 alone (BraTS scoring)."""
+    from chimerax.medseg.display import add_image_volumes
+    from chimerax.medseg.images import read_case
+    from chimerax.medseg.models.model_folder import open_model_folder
+    _, volumes = _open_case(session, example_case)
+    job = run(f"segment {example_model} {_spec(volumes)} {OPTIONS} name scored")
+    truth = read_case([str(example_case[0].parent / "ground_truth.nii.gz")])
+    (reference,) = add_image_volumes(session, truth, ["truth"])
+    ev = run(f"segment evaluate #{_label_volume(job).id_string} reference #{reference.id_string}")
+    labels, gt = job.labels, truth.array[0].astype(np.int64)
+    scheme = open_model_folder(example_model).labels
+    for value, members in scheme.members().items():
+        a, b = np.isin(labels, members), np.isin(gt, members)
+        expected = 2 * (a & b).sum() / (a.sum() + b.sum())
+        row = next(r for r in ev.rows if r["label"] == scheme.names[value])
+        assert row["dice"] == pytest.approx(expected, abs=1e-9)
+    assert min(r["dice"] for r in ev.rows) > 0.8  # the demo model finds every region of its case
