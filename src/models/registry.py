@@ -14,7 +14,7 @@ from typing import Callable, Optional
 
 from ..errors import MedSegError
 from . import cache
-from .download import Progress
+from .download import Progress, sha256_of
 from .install import fetch_model, find_model_folders, get_entry, not_published_message
 from .manifest import Manifest, ModelEntry, load_manifest
 
@@ -56,7 +56,7 @@ def verify_embedded(entry: ModelEntry) -> list[str]:
         path = root / f.path
         if not path.is_file():
             problems.append(f"missing file {f.path}")
-        elif path.stat().st_size != f.size or hashlib.sha256(path.read_bytes()).hexdigest() != f.sha256:
+        elif path.stat().st_size != f.size or sha256_of(path) != f.sha256:
             problems.append(f"{f.path} differs from the manifest (size or SHA-256)")
     return problems
 

@@ -49,14 +49,15 @@ def slabs(row_bytes: int, depth: int, halo: int) -> list[tuple[int, int]]:
     return [(z0, min(z0 + rows, depth)) for z0 in range(0, depth, rows)]
 
 
-def row_bytes(conv: nn.Module, x: torch.Tensor, out_channels: int | None = None) -> int:
+def row_bytes(conv: nn.Module, x: torch.Tensor) -> int:
     """Bytes of input and output that one output row of ``conv`` over ``x`` touches."""
-    out_channels = out_channels or conv.out_channels
-    per_voxel_in = x.element_size() * x.shape[0] * x.shape[1] * conv.stride[0]
-    spatial_in = prod(x.shape[3:])
-    spatial_out = prod((n + 2 * p - k) // s + 1 for n, p, k, s in zip(x.shape[3:], conv.padding[1:],
-                                                                       conv.kernel_size[1:], conv.stride[1:]))
-    return per_voxel_in * spatial_in + x.element_size() * x.shape[0] * out_channels * spatial_out
+    rows_in = x.element_size() * prod(x.shape[:2]) * conv.stride[0] * prod(x.shape[3:])
+    return rows_in + x.element_size() * prod(output_shape(conv, x)[:2] + output_shape(conv, x)[3:])
+
+
+def worth_slabbing(conv: nn.Module, x: torch.Tensor) -> bool:
+    """The conv can go slab-wise and its input or output is large."""
+    return slabbable(conv) and (large(x) or x.element_size() * prod(output_shape(conv, x)) > SLAB_MIN_BYTES)
 
 
 def output_shape(conv: nn.Module, x: torch.Tensor) -> tuple[int, ...]:

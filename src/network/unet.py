@@ -7,7 +7,6 @@ decoder keeps a reference to the encoder).
 """
 from __future__ import annotations
 
-from math import prod
 from typing import Sequence
 
 import torch
@@ -35,7 +34,7 @@ class _FastConv:
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if _cpu_inference(x) and self.padding_mode == "zeros":
-            if slabs.slabbable(self) and (slabs.large(x) or 4 * prod(slabs.output_shape(self, x)) > slabs.SLAB_MIN_BYTES):
+            if slabs.worth_slabbing(self, x):
                 return slabs.conv_slabs(self, x)
             return torch.ops.aten.mkldnn_convolution(x, self.weight, self.bias, self.padding, self.stride,
                                                      self.dilation, self.groups)
@@ -57,8 +56,13 @@ class _PatchUpsample:
     inference on the CPU that is several times faster than PyTorch's generic kernel.
     """
 
+    @property
+    def patchwise(self) -> bool:
+        """Kernel equal to stride, no padding: each input voxel makes its own output patch."""
+        return list(self.kernel_size) == list(self.stride) and not any(self.padding)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if not (_cpu_inference(x) and list(self.kernel_size) == list(self.stride) and not any(self.padding)):
+        if not (_cpu_inference(x) and self.patchwise):
             return super().forward(x)
         b, cin, *spatial = x.shape
         cout, kernel = self.out_channels, list(self.kernel_size)
@@ -258,8 +262,7 @@ def _merge_without_concat(stage: ConvStack, up: nn.Module, below: torch.Tensor, 
     At high resolution the upsampled tensor is made one slab at a time, never whole."""
     first = stage.convs[0]
     conv, split = first.conv, up.out_channels
-    if slabs.large(skip) and list(up.kernel_size) == list(up.stride) and not any(up.padding) \
-            and slabs.same_rows(conv):
+    if slabs.large(skip) and getattr(up, "patchwise", False) and slabs.same_rows(conv):
         y = slabs.upsample_conv_sum(conv, up, below, skip)
     else:
         args = (conv.padding, conv.stride, conv.dilation, conv.groups)
