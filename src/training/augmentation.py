@@ -7,7 +7,7 @@ generator is seeded from (run seed, step, index in the batch), so a batch is aug
 way whichever process augments it.
 
 Tensors are one sample: data (c, *spatial) float, seg (1, *spatial) float holding label values
-(-1 outside the case). Spatial dims are (z, y, x) or (y, x).
+(-1 outside the case or its non-zero mask). Spatial dims are (z, y, x) or (y, x).
 """
 from __future__ import annotations
 
@@ -48,6 +48,9 @@ class AugmentationSettings:
     per_channel_p: float = 0.5  # blur and low resolution act on each channel with this probability
     dummy_2d: bool = False       # rotate/scale/deform in-plane only (thick-slice patches)
     channel_drop_p: float = 0.0  # missing-sequence robustness: zero one input channel with this probability
+    # channels normalised inside their non-zero mask (the plans' use_mask_for_norm): zero again outside it
+    # after augmentation, as inference sees them
+    masked_channels: tuple[int, ...] = ()
     enabled: bool = True
 
 
@@ -132,8 +135,9 @@ def rotate_scale(data, seg, matrix: np.ndarray, out_size: Sequence[int], displac
         coords[d] = (coords[d] + (in_size[d] - 1) / 2) * (2 / max(in_size[d] - 1, 1)) - 1
     grid = coords.flip(0).T.reshape(1, *out_size, dim)  # grid_sample wants (x, y, z) order
     out = F.grid_sample(data[None].float(), grid, mode="bilinear", padding_mode="zeros", align_corners=True)[0]
-    out_seg = F.grid_sample(seg[None].float(), grid, mode="nearest", padding_mode="zeros", align_corners=True)[0]
-    return out, out_seg
+    # shifted by one so that grid_sample's zero padding means -1, "outside the case"
+    out_seg = F.grid_sample(seg[None].float() + 1, grid, mode="nearest", padding_mode="zeros", align_corners=True)[0]
+    return out, out_seg - 1
 
 
 def gaussian_noise(x, std: float, generator):
@@ -321,6 +325,10 @@ class Augmenter:
             channels.append(x)
         data = torch.cat(channels, 0)
         data, seg = mirror(data, params["mirror"]), mirror(seg, params["mirror"])
+        if self.settings.masked_channels:
+            outside = seg[0] < 0
+            for c in self.settings.masked_channels:
+                data[c].masked_fill_(outside, 0)
         if "drop_channel" in params:
             data = drop_channel(data, params["drop_channel"])
         return data, seg

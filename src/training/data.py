@@ -104,16 +104,17 @@ class PatchSampler:
 
     @staticmethod
     def _lower_corner(shape, locations: dict, force_fg: bool, rng, size, final) -> list[int]:
+        """nnU-Net's box rule: the sample may reach past the border by half its surplus over the final
+        patch (more only where the case is smaller than the sample); a foreground voxel is centred."""
         size, shape = np.asarray(size), np.asarray(shape)
-        # room to reach over the border: the sample's surplus, and whatever the case lacks
-        pad = (size - np.asarray(final)) + np.maximum(size - shape, 0)
-        low = -(pad // 2)
+        pad = np.maximum(size - np.asarray(final), size - shape)
+        low = (-pad) // 2
         high = shape + pad // 2 + pad % 2 - size
         eligible = [k for k, v in sorted(locations.items()) if len(v)] if force_fg else []
         if eligible:
             coords = locations[eligible[rng.integers(len(eligible))]]
             voxel = coords[rng.integers(len(coords))][1:]
-            return [int(v) for v in np.clip(voxel - size // 2, low, high)]
+            return [int(v) for v in np.maximum(voxel - size // 2, low)]
         return [int(rng.integers(lo, hi + 1)) for lo, hi in zip(low, high)]
 
 

@@ -159,6 +159,8 @@ class Trainer:
         settings = default_settings(self.patch_size)
         settings.channel_drop_p = self.options.channel_drop_p
         settings.enabled = self.options.augment
+        masked = self.setup.config.get("use_mask_for_norm") or []
+        settings.masked_channels = tuple(c for c, use in enumerate(masked) if use)
         return settings
 
     # ------------------------------------------------------------------ derived facts

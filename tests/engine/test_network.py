@@ -21,10 +21,12 @@ def _arch_kwargs(dim):
 @pytest.mark.parametrize("slabs", [False, True])
 def test_matches_dynamic_network_architectures(dim, residual, slabs, monkeypatch):
     """With ``slabs``, every feature map counts as large: convolutions run in place and the decoder
-    upsamples slab by slab, with slabs of 1-2 rows so that every border case is crossed."""
-    from chimerax.medseg.network import slabs as slab_module
+    upsamples slab by slab, with slabs of 1-2 rows so that every border case is crossed; instance
+    statistics take the fast path for large tensors."""
+    from chimerax.medseg.network import slabs as slab_module, unet as unet_module
     calls = []
     if slabs:
+        monkeypatch.setattr(unet_module, "FAST_STATS_MIN_ELEMENTS", 0)
         monkeypatch.setattr(slab_module, "SLAB_MIN_BYTES", 0)
         monkeypatch.setattr(slab_module, "SLAB_BYTES", 1)
         for name in ("conv_slabs", "conv_in_place", "upsample_conv_sum"):
@@ -52,6 +54,23 @@ def test_matches_dynamic_network_architectures(dim, residual, slabs, monkeypatch
         assert torch.allclose(ours(x), reference(x), atol=1e-5)
     if slabs:  # the slab paths really ran (residual encoders have no plain conv stacks)
         assert set(calls) == {"conv_slabs", "upsample_conv_sum"} | (set() if residual else {"conv_in_place"})
+
+
+@pytest.mark.parametrize("fast", [False, True])
+def test_channel_mean_var_matches_double_precision(fast, monkeypatch):
+    """Instance statistics, including channels whose mean dwarfs their spread (cancellation)."""
+    from chimerax.medseg.network import unet
+    from chimerax.medseg.network.unet import channel_mean_var
+    monkeypatch.setattr(unet, "FAST_STATS_MIN_ELEMENTS", 0 if fast else 2**40)
+    torch.manual_seed(0)
+    y = torch.randn(2, 5, 16, 64, 64)
+    y[0, 1] = y[0, 1] * 1e-3 + 50.0   # mean^2 / var = 2.5e9: E[x^2] - mean^2 alone would be noise
+    y[1, 2] = y[1, 2] * 3 - 7
+    mean, var = channel_mean_var(y)
+    ref_var, ref_mean = torch.var_mean(y.double(), dim=(2, 3, 4), keepdim=True, correction=0)
+    assert mean.shape == var.shape == (2, 5, 1, 1, 1)
+    torch.testing.assert_close(mean.double(), ref_mean, rtol=1e-6, atol=1e-6)
+    torch.testing.assert_close(var.double(), ref_var, rtol=1e-5, atol=0)
 
 
 def test_unknown_layer_or_network_is_refused():

@@ -33,7 +33,7 @@ def test_zooming_out_shrinks_a_structure():
     seg = torch.zeros(1, 21, 21, 21)
     seg[:, 6:15, 6:15, 6:15] = 1
     _, out = rotate_scale(seg, seg, np.eye(3) * 1.4, (21, 21, 21))  # sample a 1.4x larger region
-    assert 0 < out.sum() < seg.sum()
+    assert 0 < (out == 1).sum() < seg.sum()
 
 
 def test_intensity_functions():
@@ -105,4 +105,28 @@ def test_2d_patches_are_augmented_in_the_plane():
     for seed in range(12):
         out, out_seg = aug(data, seg, np.random.default_rng(seed))
         assert out.shape == (2, 16, 16) and out_seg.shape == (1, 16, 16)
-        assert set(out_seg.unique().tolist()) <= {0.0, 1.0, 2.0}
+        assert set(out_seg.unique().tolist()) <= {-1.0, 0.0, 1.0, 2.0}  # -1: beyond the sample
+
+
+def test_masked_channels_stay_zero_outside_the_mask_after_augmentation():
+    """nnU-Net's MaskImageTransform: channels normalised inside their non-zero mask are zero again
+    outside it (seg -1), whatever noise, contrast, gamma or rotation did; other channels are not."""
+    aug = Augmenter((10, 12, 12)).with_settings(rotation_p=1, noise_p=1, contrast_p=1, gamma_p=1,
+                                                masked_channels=(0,))
+    size = aug.sample_size
+    data = _volume((2, *size)) + 3
+    seg = torch.full((1, *size), -1.0)
+    seg[:, 4:-4, 5:-5, 5:-5] = torch.randint(0, 3, seg[:, 4:-4, 5:-5, 5:-5].shape).float()
+    for s in range(4):
+        out, out_seg = aug(data, seg, np.random.default_rng(s))
+        outside = out_seg[0] < 0
+        assert outside.any() and (~outside).any()
+        assert (out[0][outside] == 0).all() and (out[0][~outside] != 0).all()
+        assert (out[1][outside] != 0).any()
+
+
+def test_rotation_pads_the_label_map_with_outside():
+    seg = torch.ones(1, 6, 9, 9)
+    matrix = np.eye(3) * 1.4  # sample beyond the input: those voxels are outside the case (-1), not background
+    _, out = rotate_scale(seg, seg, matrix, (6, 9, 9))
+    assert set(out.unique().tolist()) == {-1.0, 1.0}

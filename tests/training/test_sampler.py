@@ -67,3 +67,24 @@ def test_batches_do_not_depend_on_workers_or_where_augmentation_runs(cases):
         torch.testing.assert_close(d1, d3)
         assert torch.equal(g1, g3)
     assert [s for s, _, _ in in_process] == [10, 11, 12, 13]
+
+
+@pytest.mark.parametrize("shape", [(36, 58, 48), (120, 130, 141), (9, 200, 30)])
+def test_patch_boxes_follow_nnunets_rule(shape):
+    """Where a box may lie, and where a foreground box lies, as nnU-Net's own ``get_bbox`` decides
+    (called on a stand-in loader): cases smaller than the sample must not drift off-centre."""
+    from types import SimpleNamespace
+    from nnunetv2.training.dataloading.data_loader import nnUNetDataLoader
+    size, final = np.array((80, 100, 96)), np.array((40, 64, 56))
+    loader = SimpleNamespace(need_to_pad=size - final, patch_size=size, has_ignore=False,
+                             annotated_classes_key=(-1, 0, 1))
+    np.random.seed(0)
+    theirs = np.array([nnUNetDataLoader.get_bbox(loader, np.array(shape), False, None)[0] for _ in range(3000)])
+    rng = np.random.default_rng(0)
+    ours = np.array([PatchSampler._lower_corner(shape, {}, False, rng, size, final) for _ in range(3000)])
+    np.testing.assert_array_equal(ours.min(0), theirs.min(0))
+    np.testing.assert_array_equal(ours.max(0), theirs.max(0))
+    for voxel in ([0, 3, 1, 2], [0, *[n - 1 for n in shape]], [0, *[n // 2 for n in shape]]):
+        locations = {1: np.array([voxel])}
+        expected = nnUNetDataLoader.get_bbox(loader, np.array(shape), True, locations)[0]
+        assert PatchSampler._lower_corner(shape, locations, True, rng, size, final) == [int(v) for v in expected]
