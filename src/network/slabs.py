@@ -22,6 +22,22 @@ SLAB_BYTES = 24 * 2**20
 Rows = Callable[[int, int], torch.Tensor]  # (lo, hi) -> the input's rows lo..hi
 
 
+CHANNELS_LAST = {4: torch.channels_last, 5: torch.channels_last_3d}  # by tensor rank
+
+
+def memory_format(x: torch.Tensor) -> torch.memory_format:
+    """How ``x`` is laid out: channels-last (the fast layout for oneDNN's CPU convolutions) or plain."""
+    fmt = CHANNELS_LAST.get(x.ndim)
+    if fmt is not None and not x.is_contiguous() and x.is_contiguous(memory_format=fmt):
+        return fmt
+    return torch.contiguous_format
+
+
+def empty_like_layout(x: torch.Tensor, shape) -> torch.Tensor:
+    """An uninitialised tensor of ``shape`` laid out like ``x``."""
+    return torch.empty(tuple(shape), dtype=x.dtype, device=x.device, memory_format=memory_format(x))
+
+
 def large(x: torch.Tensor) -> bool:
     return x.ndim >= 4 and x.element_size() * x.numel() > SLAB_MIN_BYTES
 
@@ -75,14 +91,16 @@ def conv_rows(conv: nn.Module, rows: Rows, depth: int, z0: int, z1: int, weight:
     part = rows(lo, hi)
     if first < lo or last > hi:
         part = nn.functional.pad(part, [0, 0] * (part.ndim - 3) + [lo - first, last - hi])
-    return torch.ops.aten.mkldnn_convolution(part.contiguous(), weight, bias, [0, *conv.padding[1:]],
+    # a slab of a channels-last batch of one is already contiguous: no copy
+    part = part.contiguous(memory_format=memory_format(part))
+    return torch.ops.aten.mkldnn_convolution(part, weight, bias, [0, *conv.padding[1:]],
                                              conv.stride, conv.dilation, conv.groups)
 
 
 def conv_slabs(conv: nn.Module, x: torch.Tensor) -> torch.Tensor:
     """``conv(x)`` into a new tensor, one slab of output rows at a time."""
     shape = output_shape(conv, x)
-    out = x.new_empty(shape)
+    out = empty_like_layout(x, shape)
     for z0, z1 in slabs(row_bytes(conv, x), shape[2], 0):
         out[:, :, z0:z1] = conv_rows(conv, lambda lo, hi: x[:, :, lo:hi], x.shape[2], z0, z1, conv.weight, conv.bias)
     return out
@@ -118,7 +136,8 @@ def upsample_conv_sum(conv: nn.Module, up: nn.Module, below: torch.Tensor, skip:
 
     def upsampled(lo: int, hi: int) -> torch.Tensor:
         first = lo // step
-        return up(below[:, :, first:-(-hi // step)].contiguous())[:, :, lo - first * step:hi - first * step]
+        rows = below[:, :, first:-(-hi // step)]
+        return up(rows.contiguous(memory_format=memory_format(rows)))[:, :, lo - first * step:hi - first * step]
 
     def compute(z0: int, z1: int) -> torch.Tensor:
         out = conv_rows(conv, upsampled, depth, z0, z1, w_up, conv.bias)
@@ -128,7 +147,7 @@ def upsample_conv_sum(conv: nn.Module, up: nn.Module, below: torch.Tensor, skip:
     per_row = 2 * row_bytes(conv, skip)  # the upsampled rows and the skip's
     if conv.out_channels == skip.shape[1]:
         return write_slabs(skip, conv.padding[0], compute, per_row)
-    out = skip.new_empty((skip.shape[0], conv.out_channels) + tuple(skip.shape[2:]))
+    out = empty_like_layout(skip, (skip.shape[0], conv.out_channels) + tuple(skip.shape[2:]))
     for z0, z1 in slabs(per_row, depth, 0):
         out[:, :, z0:z1] = compute(z0, z1)
     return out

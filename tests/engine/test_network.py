@@ -57,18 +57,22 @@ def test_matches_dynamic_network_architectures(dim, residual, slabs, monkeypatch
 
 
 @pytest.mark.parametrize("fast", [False, True])
-def test_channel_mean_var_matches_double_precision(fast, monkeypatch):
-    """Instance statistics, including channels whose mean dwarfs their spread (cancellation)."""
+@pytest.mark.parametrize("layout", ["plain", "channels_last", "2d_channels_last"])
+def test_channel_mean_var_matches_double_precision(fast, layout, monkeypatch):
+    """Instance statistics in either memory layout, including channels whose mean dwarfs their
+    spread (cancellation)."""
     from chimerax.medseg.network import unet
     from chimerax.medseg.network.unet import channel_mean_var
     monkeypatch.setattr(unet, "FAST_STATS_MIN_ELEMENTS", 0 if fast else 2**40)
     torch.manual_seed(0)
-    y = torch.randn(2, 5, 16, 64, 64)
+    y = torch.randn(2, 5, 64, 64) if layout.startswith("2d") else torch.randn(2, 5, 16, 64, 64)
     y[0, 1] = y[0, 1] * 1e-3 + 50.0   # mean^2 / var = 2.5e9: E[x^2] - mean^2 alone would be noise
     y[1, 2] = y[1, 2] * 3 - 7
+    if layout != "plain":
+        y = y.contiguous(memory_format=torch.channels_last if y.ndim == 4 else torch.channels_last_3d)
     mean, var = channel_mean_var(y)
-    ref_var, ref_mean = torch.var_mean(y.double(), dim=(2, 3, 4), keepdim=True, correction=0)
-    assert mean.shape == var.shape == (2, 5, 1, 1, 1)
+    ref_var, ref_mean = torch.var_mean(y.double(), dim=tuple(range(2, y.ndim)), keepdim=True, correction=0)
+    assert mean.shape == var.shape == (2, 5) + (1,) * (y.ndim - 2)
     torch.testing.assert_close(mean.double(), ref_mean, rtol=1e-6, atol=1e-6)
     torch.testing.assert_close(var.double(), ref_var, rtol=1e-5, atol=0)
 
