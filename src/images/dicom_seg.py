@@ -167,13 +167,17 @@ def read_segmentation(path: str | Path, source: DicomSource) -> tuple[np.ndarray
     offsets = np.array([np.dot(f.position, normal) for f in source.frames])
     labels = np.zeros((len(source.frames), first.rows, first.columns), np.uint16)
     pixels = ds.pixel_array.reshape(-1, int(ds.Rows), int(ds.Columns))
+    shared = ds.get("SharedFunctionalGroupsSequence")
+    # with a single segment, writers (highdicom) put its reference in the shared group
+    shared_segment = shared[0].get("SegmentIdentificationSequence") if shared else None
     for index, group in enumerate(ds.PerFrameFunctionalGroupsSequence):
         position = np.array([float(v) for v in group.PlanePositionSequence[0].ImagePositionPatient])
         k = int(np.argmin(np.abs(offsets - np.dot(position, normal))))
         if np.linalg.norm(position - np.asarray(source.frames[k].position)) > 1e-3:
             raise MedSegError(f"Frame {index + 1} of {path} lies at {position.tolist()}, on no slice of the source series.")
-        if "SegmentIdentificationSequence" not in group:
+        segment = group.get("SegmentIdentificationSequence") or shared_segment
+        if not segment:
             continue  # an empty frame written for a segment-free label map
-        number = int(group.SegmentIdentificationSequence[0].ReferencedSegmentNumber)
+        number = int(segment[0].ReferencedSegmentNumber)
         labels[k][pixels[index].astype(bool)] = value_of[number]
     return labels[:, ::-1, :].copy(), names

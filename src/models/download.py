@@ -190,8 +190,20 @@ def _check_free_space(folder: Path, needed: int | None, url: str) -> None:
 def _gave_up_message(url: str, exc: Exception, part: Path, retries: int) -> str:
     kept = _part_size(part)
     resume = f" The {kept / 1e6:.1f} MB received so far are kept; run the same command again to resume." if kept else ""
-    reason = "the server did not answer in time" if "timed out" in str(exc).lower() or "timeout" in type(exc).__name__.lower() else str(exc).splitlines()[0][:200]
-    return f"Downloading {url} failed after {retries + 1} attempts ({reason}). Check the network connection.{resume}"
+    attempts = f"{retries + 1} attempt{'s' if retries else ''}"
+    return (f"Downloading {url} failed after {attempts} ({_failure_reason(exc)}). "
+            f"Check the network connection.{resume}")
+
+
+def _failure_reason(exc: Exception) -> str:
+    """The root cause in a few words, e.g. "Failed to resolve 'host' ([Errno -2] Name or service not
+    known)", not urllib3's wrapper text ("Max retries exceeded ... (Caused by ...")."""
+    if "timed out" in str(exc).lower() or "timeout" in type(exc).__name__.lower():
+        return "the server did not answer in time"
+    cause = getattr(exc.args[0], "reason", None) if exc.args else None
+    text = str(cause if cause is not None else exc).splitlines()[0] if str(cause or exc) else type(exc).__name__
+    text = text.split("): ", 1)[-1] if text.startswith(("HTTPConnection(", "HTTPSConnection(")) else text
+    return text if len(text) <= 200 else text[:199] + "…"
 
 
 def _verify_and_commit(part: Path, dest: Path, url: str, sha256: str | None, size: int | None) -> str:

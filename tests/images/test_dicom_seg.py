@@ -76,6 +76,17 @@ def test_round_trip_geometry_for_orientations(tmp_path, orientation):
     assert names == {2: "a", 3: "b"}
 
 
+def test_single_segment_round_trip(tmp_path):
+    """One segment: its reference sits in the shared functional group, not in each frame."""
+    write_series(tmp_path / "d", make_volume((6, 5, 4)))
+    image, source = read_dicom_volume(tmp_path / "d")
+    labels = (blocky_labels(image.shape, values=(2, 3)) == 3).astype(np.uint8) * 3
+    assert labels.any()
+    back, names = read_segmentation(write_dicom_seg(labels, source, {3: "tumour"}, tmp_path / "s.dcm"), source)
+    np.testing.assert_array_equal(back, labels)
+    assert names == {3: "tumour"}
+
+
 def test_seg_frames_lie_on_the_source_slices_via_highdicom(tmp_path):
     # read with highdicom too: the frames it places must sit at the source slice positions
     import highdicom

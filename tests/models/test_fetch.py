@@ -283,3 +283,17 @@ def test_full_disk_while_unpacking_is_a_clear_error_and_leaves_nothing(cache, pu
     error = _fetch_on_small_disk(small_disk, monkeypatch)
     assert error and ("space" in error.lower())
     assert_cache_clean(small_disk[0])
+
+
+def test_refused_connection_names_the_root_cause(cache):
+    """A closed port on 127.0.0.1: the message says what went wrong, not urllib3's wrapper text."""
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # free again once closed: nothing listens there
+    from chimerax.medseg.models.download import download_file
+    with pytest.raises(MedSegError) as info:
+        download_file(f"http://127.0.0.1:{port}/model.zip", cache / "model.zip", retries=0, backoff=0)
+    message = str(info.value)
+    assert "Connection refused" in message and "Caused" not in message and "Max retries" not in message
+    assert not (cache / "model.zip").exists()
