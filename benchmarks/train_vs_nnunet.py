@@ -7,8 +7,9 @@ Needs nnunetv2 in the same environment (the `oracle` extra). nnU-Net plans and p
 synthetic dataset (default: BraTS-like phantoms from chimerax.medseg.phantom, region-based
 WT/TC/ET; ``simple``: one-channel blobs); its plans (with a smaller network, for CPU) are used by
 both; MedSeg preprocesses the same plans into its own format. Same fold 0 split, same epochs x
-iterations, one data-augmentation worker each, CPU. ``--repeats`` trains both N times (neither
-run is seeded alike, so the spread shows how much of a Dice difference is chance).
+iterations, one data-augmentation worker each, CPU, and the same initial weights (MedSeg's for
+``--seed`` = repeat index; nnU-Net's own data pipeline and augmentation are not seeded alike).
+``--repeats`` trains both N times, so the spread shows how much of a Dice difference is chance.
 """
 from __future__ import annotations
 
@@ -23,6 +24,8 @@ import tempfile
 import textwrap
 from pathlib import Path
 
+import torch
+
 sys.path.insert(0, str(Path(__file__).parents[1] / "tests" / "planning"))
 from synthetic import make_dataset  # noqa: E402
 
@@ -31,9 +34,16 @@ import sys, json, time, torch
 from batchgenerators.utilities.file_and_folder_operations import load_json
 from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 pre, epochs, iterations, val_iterations = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+start_weights = torch.load(sys.argv[5], weights_only=True)  # MedSeg's initial weights for the same seed
 plans = load_json(pre + "/nnUNetPlans.json")
 plans["continue_training"] = False  # nnUNetTrainer built directly expects this key
-trainer = nnUNetTrainer(plans, "3d_fullres", 0, load_json(pre + "/dataset.json"), device=torch.device("cpu"))
+
+class SameStart(nnUNetTrainer):
+    def initialize(self):
+        super().initialize()
+        self.network.load_state_dict(start_weights)
+
+trainer = SameStart(plans, "3d_fullres", 0, load_json(pre + "/dataset.json"), device=torch.device("cpu"))
 trainer.num_epochs, trainer.num_iterations_per_epoch = epochs, iterations
 trainer.num_val_iterations_per_epoch = val_iterations
 start = time.time()
@@ -113,9 +123,13 @@ def main() -> None:
 
 def _train_both(args, env, raw: Path, out: Path, pre_nn: Path, pre_ms: Path, seed: int) -> dict:
     env = dict(env, nnUNet_results=str(out / "results_nnunet"))
+    out.mkdir(parents=True, exist_ok=True)
+    start = out / "start_weights.pth"
+    torch.save(_medseg_start_weights(pre_ms, raw, seed), start)
     cpu0 = _children_cpu()
     theirs = subprocess.run([sys.executable, "-c", textwrap.dedent(NNUNET_TRAIN), str(pre_nn), str(args.epochs),
-                             str(args.iterations), str(args.val_iterations)], env=env, capture_output=True, text=True)
+                             str(args.iterations), str(args.val_iterations), str(start)], env=env,
+                            capture_output=True, text=True)
     if theirs.returncode:
         sys.exit(f"nnU-Net failed:\n{theirs.stderr[-3000:]}")
     nn = json.loads(theirs.stdout.strip().splitlines()[-1])
@@ -142,6 +156,20 @@ def _train_both(args, env, raw: Path, out: Path, pre_nn: Path, pre_ms: Path, see
               "nn_cpu": cpu1 - cpu0, "ms_cpu": cpu2 - cpu1}
     print(f"run {seed}: " + ", ".join(f"{k} {v:.4f}" for k, v in result.items()), flush=True)
     return result
+
+
+def _medseg_start_weights(pre_ms: Path, raw: Path, seed: int) -> dict:
+    """The network MedSeg's trainer starts from with ``--seed seed`` (as ``Trainer.run`` builds it).
+
+    nnU-Net starts from the same weights: at a budget this small, the initial draw decides much of
+    the outcome (one draw keeps every region below 0.5 for 8 epochs in either trainer)."""
+    from chimerax.medseg.training.trainer import Trainer, TrainingOptions, TrainingSetup
+    plans = json.loads((pre_ms / "nnUNetPlans.json").read_text())
+    setup = TrainingSetup(plans=plans, configuration="3d_fullres",
+                          dataset_json=json.loads((raw / "dataset.json").read_text()),
+                          preprocessed_dir=pre_ms, model_dir=pre_ms / "unused", fold="0")
+    torch.manual_seed(seed)
+    return Trainer(setup, TrainingOptions(seed=seed)).build_network().state_dict()
 
 
 def _children_cpu() -> float:
