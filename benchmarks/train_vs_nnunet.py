@@ -159,7 +159,7 @@ def _train_both(args, env, raw: Path, out: Path, pre_nn: Path, pre_ms: Path, see
 
 
 def _medseg_start_weights(pre_ms: Path, raw: Path, seed: int) -> dict:
-    """The network MedSeg's trainer starts from with ``--seed seed`` (as ``Trainer.run`` builds it).
+    """The network MedSeg's trainer starts from with ``--seed seed``.
 
     nnU-Net starts from the same weights: at a budget this small, the initial draw decides much of
     the outcome (one draw keeps every region below 0.5 for 8 epochs in either trainer)."""
@@ -168,8 +168,7 @@ def _medseg_start_weights(pre_ms: Path, raw: Path, seed: int) -> dict:
     setup = TrainingSetup(plans=plans, configuration="3d_fullres",
                           dataset_json=json.loads((raw / "dataset.json").read_text()),
                           preprocessed_dir=pre_ms, model_dir=pre_ms / "unused", fold="0")
-    torch.manual_seed(seed)
-    return Trainer(setup, TrainingOptions(seed=seed)).build_network().state_dict()
+    return Trainer(setup, TrainingOptions(seed=seed)).initial_network().state_dict()
 
 
 def _children_cpu() -> float:

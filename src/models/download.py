@@ -201,8 +201,11 @@ def _failure_reason(exc: Exception) -> str:
     if "timed out" in str(exc).lower() or "timeout" in type(exc).__name__.lower():
         return "the server did not answer in time"
     cause = getattr(exc.args[0], "reason", None) if exc.args else None
-    text = str(cause if cause is not None else exc).splitlines()[0] if str(cause or exc) else type(exc).__name__
-    text = text.split("): ", 1)[-1] if text.startswith(("HTTPConnection(", "HTTPSConnection(")) else text
+    root = cause if cause is not None else exc
+    lines = str(root).splitlines()
+    text = lines[0] if lines else type(root).__name__
+    if text.startswith(("HTTPConnection(", "HTTPSConnection(")):  # urllib3 names the connection first
+        text = text.split("): ", 1)[-1]
     return text if len(text) <= 200 else text[:199] + "…"
 
 

@@ -3,8 +3,9 @@
 oneDNN reorders a whole input and output into its blocked layout around each convolution, so a
 full-size conv at nnU-Net's highest resolution briefly needs two or three copies of a 256 MB
 feature map. Computing the output a slab of rows at a time keeps those copies slab-sized; when
-the output has the input's shape, it can even replace the input (``write_slabs``). Results equal
-the whole-tensor convolution up to float rounding.
+the output has the input's shape, it can even replace the input (``write_slabs``). In the
+channels-last layout the network runs in, a slab of rows is contiguous and goes to oneDNN without
+a copy. Results equal the whole-tensor convolution up to float rounding.
 """
 from __future__ import annotations
 
@@ -67,8 +68,9 @@ def slabs(row_bytes: int, depth: int, halo: int) -> list[tuple[int, int]]:
 
 def row_bytes(conv: nn.Module, x: torch.Tensor) -> int:
     """Bytes of input and output that one output row of ``conv`` over ``x`` touches."""
+    out = output_shape(conv, x)
     rows_in = x.element_size() * prod(x.shape[:2]) * conv.stride[0] * prod(x.shape[3:])
-    return rows_in + x.element_size() * prod(output_shape(conv, x)[:2] + output_shape(conv, x)[3:])
+    return rows_in + x.element_size() * prod(out[:2] + out[3:])
 
 
 def worth_slabbing(conv: nn.Module, x: torch.Tensor) -> bool:

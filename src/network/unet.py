@@ -102,20 +102,14 @@ class _PatchUpsample:
             return super().forward(x)
         b, cin, *spatial = x.shape
         cout, kernel, dims = self.out_channels, list(self.kernel_size), len(spatial)
-        if slabs.memory_format(x) == torch.contiguous_format:
-            weight = self.weight.reshape(cin, -1)                  # columns (cout, k1..kn)
-            voxels = x.reshape(b, cin, -1).transpose(1, 2)
-            out = torch.matmul(voxels, weight).reshape(b, *spatial, cout, *kernel)
-            # (b, s1..sn, cout, k1..kn) -> (b, cout, s1, k1, ..., sn, kn)
-            order = [0, dims + 1] + [i for d in range(dims) for i in (1 + d, dims + 2 + d)]
-            out = out.permute(order).reshape(b, cout, *[s * k for s, k in zip(spatial, kernel)])
-        else:  # channels-last in and out: columns (k1..kn, cout), so each reshuffled run is cout long
-            weight = self.weight.movedim(1, -1).reshape(cin, -1)
-            voxels = x.movedim(1, -1).reshape(b, -1, cin)
-            out = torch.matmul(voxels, weight).reshape(b, *spatial, *kernel, cout)
-            # (b, s1..sn, k1..kn, cout) -> (b, s1, k1, ..., sn, kn, cout), seen as (b, cout, ...)
-            order = [0] + [i for d in range(dims) for i in (1 + d, dims + 1 + d)] + [2 * dims + 1]
-            out = out.permute(order).reshape(b, *[s * k for s, k in zip(spatial, kernel)], cout).movedim(-1, 1)
+        # channels-last in and out (the network runs channels-last; a plain input is copied once):
+        # weight columns ordered (k1..kn, cout), so each reshuffled run is cout values long
+        weight = self.weight.movedim(1, -1).reshape(cin, -1)
+        voxels = x.movedim(1, -1).reshape(b, -1, cin)
+        out = torch.matmul(voxels, weight).reshape(b, *spatial, *kernel, cout)
+        # (b, s1..sn, k1..kn, cout) -> (b, s1, k1, ..., sn, kn, cout), seen as (b, cout, ...)
+        order = [0] + [i for d in range(dims) for i in (1 + d, dims + 1 + d)] + [2 * dims + 1]
+        out = out.permute(order).reshape(b, *[s * k for s, k in zip(spatial, kernel)], cout).movedim(-1, 1)
         if self.bias is not None:
             out += self.bias.view(1, -1, *([1] * dims))
         return out

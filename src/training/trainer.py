@@ -163,6 +163,12 @@ class Trainer:
         settings.masked_channels = tuple(c for c, use in enumerate(masked) if use)
         return settings
 
+    def initial_network(self):
+        """The network this run starts from: ``build_network`` under the run's seed."""
+        import torch
+        torch.manual_seed(self.options.seed)
+        return self.build_network()
+
     # ------------------------------------------------------------------ derived facts
     @property
     def patch_size(self) -> tuple[int, ...]:
@@ -216,8 +222,7 @@ class Trainer:
         train_cases, val_cases = fold_cases(s.fold, all_cases, s.preprocessed_dir, o.splits_file, patients,
                                             o.num_folds)
         self.train_cases, self.val_cases = train_cases, val_cases
-        torch.manual_seed(o.seed)
-        network = self.build_network().to(self.device)
+        network = self.initial_network().to(self.device)
         if o.pretrained:
             from .transfer import load_pretrained
             self.say(load_pretrained(network, o.pretrained, o.freeze_stages))
