@@ -140,7 +140,7 @@ class Predictor:
             data = zero_channels(data, missing)
         timings["preprocess"] = time.perf_counter() - start
         report(0.02, "preprocessed")
-        logits = self.predict_logits(torch.from_numpy(data), report, should_stop)
+        logits = self.predict_logits(torch.from_numpy(data), report, should_stop, timings)
         timings["network"] = time.perf_counter() - start - timings["preprocess"]
         report(0.97, "exporting")
         labels, probabilities = export(logits, record, config, self.model.labels, save_probabilities)
@@ -172,8 +172,9 @@ class Predictor:
         array[present] = image.array
         return Image(array, image.spacing, image.affine, image.header)
 
-    def predict_logits(self, data, progress=None, should_stop=None):
-        """Preprocessed data (c, ...) -> logits averaged over folds (in logit space, as nnU-Net)."""
+    def predict_logits(self, data, progress=None, should_stop=None, timings: dict | None = None):
+        """Preprocessed data (c, ...) -> logits averaged over folds (in logit space, as nnU-Net).
+        ``timings`` receives "forward": the seconds spent in the network's forward passes."""
         import torch
         config = self.model.configuration
         net = self.network()
@@ -186,6 +187,8 @@ class Predictor:
                 _load_weights(net, weights, self.model.path)
                 logits = window(data, progress, should_stop, done=0.02 + 0.95 * i / n, share=0.95 / n)
                 total = logits if total is None else total.add_(logits)
+        if timings is not None:
+            timings["forward"] = window.forward_seconds
         return total / n if n > 1 else total
 
 

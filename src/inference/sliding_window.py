@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import itertools
+import time
 from functools import lru_cache
 from typing import Callable, Sequence
 
@@ -84,6 +85,7 @@ class SlidingWindow:
         # nnU-Net accumulates in half precision (also on CPU); we do the same by default so that results
         # match it closely, and it halves the accumulator's memory. "float32" is more exact.
         self.accumulate_dtype = accumulate_dtype
+        self.forward_seconds = 0.0  # time in the network's forward passes (mirrorings included)
 
     def tiles(self, shape: Sequence[int]) -> list[tuple]:
         is_2d = len(self.tile_size) == len(shape) - 1
@@ -115,7 +117,11 @@ class SlidingWindow:
                 raise Cancelled("Prediction was stopped.")
             batch_tiles = tiles[first:first + self.tiles_per_batch]
             batch = torch.stack([padded[(slice(None),) + t] for t in batch_tiles])
+            started = time.perf_counter()
             out = self._predict_mirrored(batch)
+            if out.device.type == "cuda":
+                torch.cuda.synchronize(out.device)  # the GPU works asynchronously: wait to time it
+            self.forward_seconds += time.perf_counter() - started
             for tile, tile_logits in zip(batch_tiles, out):
                 logits[(slice(None),) + tile] += tile_logits.float() * weights
                 weight_sum[tile] += weights

@@ -131,15 +131,12 @@ def conv_in_place(conv: nn.Module, x: torch.Tensor) -> torch.Tensor:
 
 def upsample_conv_sum(conv: nn.Module, up: nn.Module, below: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
     """``conv(cat(up(below), skip))`` for nnU-Net's decoder, slab by slab: the first conv is split by
-    input channels, each slab upsamples only the rows of ``below`` it reads, and the result replaces
-    ``skip`` (the decoder's own copy) when the widths agree."""
+    input channels, each slab upsamples only the rows of ``below`` it reads (once: neighbouring slabs
+    share rows), and the result replaces ``skip`` (the decoder's own copy) when the widths agree."""
     depth, step, split = skip.shape[2], up.stride[0], up.out_channels
     w_up, w_skip = conv.weight[:, :split], conv.weight[:, split:]
 
-    def upsampled(lo: int, hi: int) -> torch.Tensor:
-        first = lo // step
-        rows = below[:, :, first:-(-hi // step)]
-        return up(rows.contiguous(memory_format=memory_format(rows)))[:, :, lo - first * step:hi - first * step]
+    upsampled = _UpsampledRows(up, below)
 
     def compute(z0: int, z1: int) -> torch.Tensor:
         out = conv_rows(conv, upsampled, depth, z0, z1, w_up, conv.bias)
@@ -153,3 +150,30 @@ def upsample_conv_sum(conv: nn.Module, up: nn.Module, below: torch.Tensor, skip:
     for z0, z1 in slabs(per_row, depth, 0):
         out[:, :, z0:z1] = compute(z0, z1)
     return out
+
+
+class _UpsampledRows:
+    """Rows lo..hi of ``up(below)`` for slabs that move forward: each row of ``below`` is upsampled
+    once, and the rows the last slab shares with the next one are kept."""
+
+    def __init__(self, up: nn.Module, below: torch.Tensor) -> None:
+        self.up, self.below, self.step = up, below, up.stride[0]
+        self.first, self.rows = 0, None   # the kept upsampled rows start at row first * step of below's
+
+    def __call__(self, lo: int, hi: int) -> torch.Tensor:
+        step, below = self.step, self.below
+        first, last = lo // step, -(-hi // step)   # rows of below that rows lo..hi come from
+        kept = 0  # leading rows of below already upsampled for the last slab
+        if self.rows is not None and self.first <= first:
+            kept = min(max(self.first + self.rows.shape[2] // step - first, 0), last - first)
+        out = torch.empty((below.shape[0], self.up.out_channels, (last - first) * step,
+                           *[s * k for s, k in zip(below.shape[3:], self.up.kernel_size[1:])]),
+                          dtype=below.dtype, memory_format=CHANNELS_LAST[below.ndim])
+        if kept:
+            skip = (first - self.first) * step
+            out[:, :, :kept * step] = self.rows[:, :, skip:skip + kept * step]
+        if first + kept < last:
+            new = below[:, :, first + kept:last]
+            self.up.upsample_into(new.contiguous(memory_format=memory_format(new)), out[:, :, kept * step:])
+        self.first, self.rows = first, out
+        return out[:, :, lo - first * step:hi - first * step]

@@ -7,6 +7,7 @@ decoder keeps a reference to the encoder).
 """
 from __future__ import annotations
 
+from math import prod
 from typing import Sequence
 
 import torch
@@ -24,35 +25,43 @@ def _cpu_inference(x: torch.Tensor) -> bool:
         and torch.backends.mkldnn.is_available()
 
 
-# Instance statistics of tensors above this many elements come from two fast reductions.
+# Instance statistics of tensors above this many elements come from sums and sums of squares.
 FAST_STATS_MIN_ELEMENTS = 2**20
 # E[x^2] - mean^2 keeps about 7 - log10(mean^2 / var) digits; with fewer than ~4 left, recompute exactly.
 CANCELLATION_LIMIT = 1e3
+# Passes over a large feature map go a few rows at a time, so that the rows stay in cache from one
+# pass to the next (the squares after the sums; the leaky ReLU after the scaling).
+CHUNK_BYTES = 4 * 2**20
+
+
+def row_chunks(y: torch.Tensor) -> list[torch.Tensor]:
+    """Views of ``y``'s rows (first spatial axis), about CHUNK_BYTES each."""
+    rows = max(1, CHUNK_BYTES * y.shape[2] // max(y.element_size() * y.numel(), 1))
+    return [y[:, :, z:z + rows] for z in range(0, y.shape[2], rows)]
 
 
 def channel_mean_var(y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Mean and biased variance over the spatial axes, shaped (b, c, 1, ..., 1).
 
     ``torch.var_mean`` (Welford) runs at a fraction of memory speed on large CPU tensors. Instead,
-    sums and sums of squares per row of the first spatial axis (short enough to stay accurate in
-    float32), combined in float64, are 10-20x faster. Channels whose mean dwarfs their spread would
-    lose digits to cancellation; those are recomputed exactly.
+    sums and sums of squares of a few rows at a time (short enough to stay accurate in float32, and
+    in cache while squared), combined in float64, are several times faster. Channels whose mean
+    dwarfs their spread would lose digits to cancellation; those are recomputed exactly.
     """
     b, c = y.shape[:2]
-    keep = (b, c) + (1,) * (y.ndim - 2)
+    keep, dims = (b, c) + (1,) * (y.ndim - 2), tuple(range(2, y.ndim))
     if y.numel() < FAST_STATS_MIN_ELEMENTS:
-        var, mean = torch.var_mean(y, dim=tuple(range(2, y.ndim)), keepdim=True, correction=0)
+        var, mean = torch.var_mean(y, dim=dims, keepdim=True, correction=0)
         return mean, var
+    sums = torch.zeros((b, c), dtype=torch.float64)
+    squares = torch.zeros((b, c), dtype=torch.float64)
+    buffer = None
+    for part in row_chunks(y):
+        if buffer is None or buffer.shape != part.shape:
+            buffer = torch.empty_like(part)  # laid out like part: both reductions run over the same order
+        sums += part.sum(dims).double()
+        squares += torch.mul(part, part, out=buffer).sum(dims).double()
     n = y[0, 0].numel()
-    if slabs.memory_format(y) == torch.contiguous_format:
-        rows = y.reshape(b, c, y.shape[2], -1)                        # (b, c, rows, row)
-        sums = rows.sum(3).double().sum(2)
-        squares = torch.linalg.vector_norm(rows, dim=3).double().square().sum(2)
-    else:  # channels-last: (rows, row, c) blocks; the diagonal of X^T X is each channel's sum of squares
-        rows = y.movedim(1, -1).reshape(b * y.shape[2], -1, c)
-        sums = rows.sum(1).double().view(b, -1, c).sum(1)
-        gram = torch.bmm(rows.transpose(1, 2), rows).diagonal(dim1=1, dim2=2)
-        squares = gram.double().view(b, -1, c).sum(1)
     mean = sums / n
     var = (squares / n - mean * mean).clamp_min(0)
     for i, j in (mean * mean > CANCELLATION_LIMIT * var).nonzero().tolist():
@@ -100,18 +109,26 @@ class _PatchUpsample:
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not (_cpu_inference(x) and self.patchwise):
             return super().forward(x)
+        shape = (x.shape[0], self.out_channels) + tuple(s * k for s, k in zip(x.shape[2:], self.kernel_size))
+        out = torch.empty(shape, dtype=x.dtype, memory_format=slabs.CHANNELS_LAST[x.ndim])
+        return self.upsample_into(x, out)
+
+    def upsample_into(self, x: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
+        """Writes the upsampled ``x`` into ``out``, a channels-last tensor (or dense row range of one)."""
         b, cin, *spatial = x.shape
         cout, kernel, dims = self.out_channels, list(self.kernel_size), len(spatial)
-        # channels-last in and out (the network runs channels-last; a plain input is copied once):
-        # weight columns ordered (k1..kn, cout), so each reshuffled run is cout values long
+        # weight columns ordered (k1..kn, cout), so each reshuffled run is cout values long; the bias
+        # rides along in the matrix product instead of costing a pass of its own
         weight = self.weight.movedim(1, -1).reshape(cin, -1)
-        voxels = x.movedim(1, -1).reshape(b, -1, cin)
-        out = torch.matmul(voxels, weight).reshape(b, *spatial, *kernel, cout)
-        # (b, s1..sn, k1..kn, cout) -> (b, s1, k1, ..., sn, kn, cout), seen as (b, cout, ...)
+        voxels = x.movedim(1, -1).reshape(-1, cin)
+        if self.bias is None:
+            products = torch.mm(voxels, weight)
+        else:
+            products = torch.addmm(self.bias.repeat(prod(kernel)), voxels, weight)
+        # (b, s1..sn, k1..kn, cout) -> (b, s1, k1, ..., sn, kn, cout), the channels-last order of out
         order = [0] + [i for d in range(dims) for i in (1 + d, dims + 1 + d)] + [2 * dims + 1]
-        out = out.permute(order).reshape(b, *[s * k for s, k in zip(spatial, kernel)], cout).movedim(-1, 1)
-        if self.bias is not None:
-            out += self.bias.view(1, -1, *([1] * dims))
+        interleaved = [n for s, k in zip(spatial, kernel) for n in (s, k)]
+        out.movedim(1, -1).view(b, *interleaved, cout).copy_(products.view(b, *spatial, *kernel, cout).permute(order))
         return out
 
 
@@ -165,8 +182,11 @@ class ConvNormAct(nn.Module):
         mean, var = channel_mean_var(y)
         shape = (1, -1) + (1,) * (y.ndim - 2)
         scale = self.norm.weight.view(shape) * torch.rsqrt(var + self.norm.eps)
-        y.mul_(scale).add_(self.norm.bias.view(shape) - mean * scale)
-        return nn.functional.leaky_relu_(y, self.nonlin.negative_slope)
+        shift = self.norm.bias.view(shape) - mean * scale
+        for part in row_chunks(y):
+            torch.addcmul(shift, part, scale, out=part)
+            nn.functional.leaky_relu_(part, self.nonlin.negative_slope)
+        return y
 
 
 class ConvStack(nn.Module):

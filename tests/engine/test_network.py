@@ -19,7 +19,8 @@ def _arch_kwargs(dim):
 @pytest.mark.parametrize("dim", [2, 3])
 @pytest.mark.parametrize("residual", [False, True])
 @pytest.mark.parametrize("slabs", [False, True])
-def test_matches_dynamic_network_architectures(dim, residual, slabs, monkeypatch):
+@pytest.mark.parametrize("batch", [1, 2])  # with two, slabs of rows are strided, not contiguous
+def test_matches_dynamic_network_architectures(dim, residual, slabs, batch, monkeypatch):
     """With ``slabs``, every feature map counts as large: convolutions run in place and the decoder
     upsamples slab by slab, with slabs of 1-2 rows so that every border case is crossed; instance
     statistics take the fast path for large tensors."""
@@ -27,6 +28,7 @@ def test_matches_dynamic_network_architectures(dim, residual, slabs, monkeypatch
     calls = []
     if slabs:
         monkeypatch.setattr(unet_module, "FAST_STATS_MIN_ELEMENTS", 0)
+        monkeypatch.setattr(unet_module, "CHUNK_BYTES", 1)
         monkeypatch.setattr(slab_module, "SLAB_MIN_BYTES", 0)
         monkeypatch.setattr(slab_module, "SLAB_BYTES", 1)
         for name in ("conv_slabs", "conv_in_place", "upsample_conv_sum"):
@@ -49,7 +51,7 @@ def test_matches_dynamic_network_architectures(dim, residual, slabs, monkeypatch
                             "dropout_op": None, "nonlin": "torch.nn.LeakyReLU"}}
     ours = build_network(arch, 2, 3).eval()
     ours.load_state_dict(reference.state_dict(), strict=True)
-    x = torch.randn(1, 2, *([10, 32, 24] if dim == 3 else [32, 24]))
+    x = torch.randn(batch, 2, *([10, 32, 24] if dim == 3 else [32, 24]))
     with torch.no_grad():
         assert torch.allclose(ours(x), reference(x), atol=1e-5)
     if slabs:  # the slab paths really ran (residual encoders have no plain conv stacks)
@@ -64,6 +66,7 @@ def test_channel_mean_var_matches_double_precision(fast, layout, monkeypatch):
     from chimerax.medseg.network import unet
     from chimerax.medseg.network.unet import channel_mean_var
     monkeypatch.setattr(unet, "FAST_STATS_MIN_ELEMENTS", 0 if fast else 2**40)
+    monkeypatch.setattr(unet, "CHUNK_BYTES", 1)  # one row per chunk: partial sums are combined
     torch.manual_seed(0)
     y = torch.randn(2, 5, 64, 64) if layout.startswith("2d") else torch.randn(2, 5, 16, 64, 64)
     y[0, 1] = y[0, 1] * 1e-3 + 50.0   # mean^2 / var = 2.5e9: E[x^2] - mean^2 alone would be noise

@@ -36,6 +36,13 @@ def test_single_case_keeps_geometry_and_matches_api(tiny_model, case_files, tmp_
     assert not [p for p in out.iterdir() if ".part" in p.name]
 
 
+def test_timings_split_the_run(tiny_model, case_files):
+    timings = Predictor.from_folder(tiny_model, device="cpu").predict(read_case(case_files)).timings
+    # the forward passes are part of the sliding-window stage, which is part of the whole
+    assert 0 < timings["forward"] <= timings["network"] <= timings["total"]
+    assert timings["preprocess"] + timings["network"] <= timings["total"]
+
+
 def test_folder_split_into_parts_covers_every_case_once(tiny_model, tmp_path):
     cases = tmp_path / "cases"
     for i in range(3):
