@@ -168,7 +168,7 @@ class _UpsampledRows:
             kept = min(max(self.first + self.rows.shape[2] // step - first, 0), last - first)
         out = torch.empty((below.shape[0], self.up.out_channels, (last - first) * step,
                            *[s * k for s, k in zip(below.shape[3:], self.up.kernel_size[1:])]),
-                          dtype=below.dtype, memory_format=CHANNELS_LAST[below.ndim])
+                          dtype=below.dtype, device=below.device, memory_format=CHANNELS_LAST[below.ndim])
         if kept:
             skip = (first - self.first) * step
             out[:, :, :kept * step] = self.rows[:, :, skip:skip + kept * step]

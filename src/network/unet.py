@@ -53,8 +53,8 @@ def channel_mean_var(y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     if y.numel() < FAST_STATS_MIN_ELEMENTS:
         var, mean = torch.var_mean(y, dim=dims, keepdim=True, correction=0)
         return mean, var
-    sums = torch.zeros((b, c), dtype=torch.float64)
-    squares = torch.zeros((b, c), dtype=torch.float64)
+    sums = torch.zeros((b, c), dtype=torch.float64, device=y.device)
+    squares = torch.zeros((b, c), dtype=torch.float64, device=y.device)
     buffer = None
     for part in row_chunks(y):
         if buffer is None or buffer.shape != part.shape:
@@ -110,7 +110,7 @@ class _PatchUpsample:
         if not (_cpu_inference(x) and self.patchwise):
             return super().forward(x)
         shape = (x.shape[0], self.out_channels) + tuple(s * k for s, k in zip(x.shape[2:], self.kernel_size))
-        out = torch.empty(shape, dtype=x.dtype, memory_format=slabs.CHANNELS_LAST[x.ndim])
+        out = torch.empty(shape, dtype=x.dtype, device=x.device, memory_format=slabs.CHANNELS_LAST[x.ndim])
         return self.upsample_into(x, out)
 
     def upsample_into(self, x: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
