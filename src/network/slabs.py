@@ -59,10 +59,10 @@ def same_shape(conv: nn.Module, channels: int) -> bool:
     return conv.in_channels == conv.out_channels == channels and same_rows(conv)
 
 
-def slabs(row_bytes: int, depth: int, halo: int) -> list[tuple[int, int]]:
-    """Output row ranges (z0, z1) of about SLAB_BYTES each (``row_bytes``: the bytes read and
-    written per output row), at least ``halo`` + 1 rows."""
-    rows = max(halo + 1, SLAB_BYTES // max(row_bytes, 1))
+def slabs(row_bytes: int, depth: int, halo: int, size: int | None = None) -> list[tuple[int, int]]:
+    """Output row ranges (z0, z1) of about ``size`` (default SLAB_BYTES) each (``row_bytes``: the
+    bytes read and written per output row), at least ``halo`` + 1 rows."""
+    rows = max(halo + 1, (size or SLAB_BYTES) // max(row_bytes, 1))
     return [(z0, min(z0 + rows, depth)) for z0 in range(0, depth, rows)]
 
 
@@ -166,12 +166,10 @@ class _UpsampledRows:
         kept = 0  # leading rows of below already upsampled for the last slab
         if self.rows is not None and self.first <= first:
             kept = min(max(self.first + self.rows.shape[2] // step - first, 0), last - first)
-        out = torch.empty((below.shape[0], self.up.out_channels, (last - first) * step,
-                           *[s * k for s, k in zip(below.shape[3:], self.up.kernel_size[1:])]),
-                          dtype=below.dtype, device=below.device, memory_format=CHANNELS_LAST[below.ndim])
+        out = self.up.empty_output(below[:, :, first:last])
         if kept:
-            skip = (first - self.first) * step
-            out[:, :, :kept * step] = self.rows[:, :, skip:skip + kept * step]
+            start = (first - self.first) * step
+            out[:, :, :kept * step] = self.rows[:, :, start:start + kept * step]
         if first + kept < last:
             new = below[:, :, first + kept:last]
             self.up.upsample_into(new.contiguous(memory_format=memory_format(new)), out[:, :, kept * step:])

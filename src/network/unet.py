@@ -36,8 +36,8 @@ CHUNK_BYTES = 4 * 2**20
 
 def row_chunks(y: torch.Tensor) -> list[torch.Tensor]:
     """Views of ``y``'s rows (first spatial axis), about CHUNK_BYTES each."""
-    rows = max(1, CHUNK_BYTES * y.shape[2] // max(y.element_size() * y.numel(), 1))
-    return [y[:, :, z:z + rows] for z in range(0, y.shape[2], rows)]
+    row_bytes = y.element_size() * y[:, :, :1].numel()
+    return [y[:, :, z0:z1] for z0, z1 in slabs.slabs(row_bytes, y.shape[2], 0, CHUNK_BYTES)]
 
 
 def channel_mean_var(y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -109,9 +109,12 @@ class _PatchUpsample:
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not (_cpu_inference(x) and self.patchwise):
             return super().forward(x)
+        return self.upsample_into(x, self.empty_output(x))
+
+    def empty_output(self, x: torch.Tensor) -> torch.Tensor:
+        """An uninitialised channels-last tensor shaped like the upsampled ``x``."""
         shape = (x.shape[0], self.out_channels) + tuple(s * k for s, k in zip(x.shape[2:], self.kernel_size))
-        out = torch.empty(shape, dtype=x.dtype, device=x.device, memory_format=slabs.CHANNELS_LAST[x.ndim])
-        return self.upsample_into(x, out)
+        return torch.empty(shape, dtype=x.dtype, device=x.device, memory_format=slabs.CHANNELS_LAST[x.ndim])
 
     def upsample_into(self, x: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
         """Writes the upsampled ``x`` into ``out``, a channels-last tensor (or dense row range of one)."""
