@@ -130,13 +130,14 @@ def interleaved_throughput(model_folder: Path, flops: float, passes: int = 7) ->
     measured on either side of it."""
     import torch
     from chimerax.medseg.inference.predictor import Predictor
+    from chimerax.medseg.network.slabs import reusing_buffers
     predictor = Predictor.from_folder(model_folder, device="cpu", use_mirroring=False)
     net = predictor.network()
     net.load_state_dict(predictor.fold_weights[0])
     x = torch.randn(1, len(predictor.channel_names), *predictor.model.configuration["patch_size"])
     ratios = []
-    with torch.inference_mode():
-        net(x)  # warm-up: oneDNN primitives and allocator
+    with torch.inference_mode(), reusing_buffers():  # as in the sliding window
+        net(x)  # warm-up: oneDNN primitives and the recycled buffers
         before = matmul_throughput(2.0)
         for _ in range(passes):
             start = time.perf_counter()

@@ -176,13 +176,14 @@ class Predictor:
         """Preprocessed data (c, ...) -> logits averaged over folds (in logit space, as nnU-Net).
         ``timings`` receives "forward": the seconds spent in the network's forward passes."""
         import torch
+        from ..network.slabs import reusing_buffers
         config = self.model.configuration
         net = self.network()
         window = SlidingWindow(net, config["patch_size"], self.model.labels.num_outputs, self.step_size,
                                self.mirror_axes if self.use_mirroring else (), self.device)
         total = None
         n = len(self.fold_weights)
-        with torch.inference_mode():
+        with torch.inference_mode(), reusing_buffers():  # every pass, every fold asks for the same feature maps
             for i, weights in enumerate(self.fold_weights):
                 _load_weights(net, weights, self.model.path)
                 logits = window(data, progress, should_stop, done=0.02 + 0.95 * i / n, share=0.95 / n)

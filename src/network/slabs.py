@@ -9,8 +9,10 @@ a copy. Results equal the whole-tensor convolution up to float rounding.
 """
 from __future__ import annotations
 
+import threading
+from contextlib import contextmanager
 from math import prod
-from typing import Callable
+from typing import Callable, Iterator
 
 import torch
 from torch import nn
@@ -21,6 +23,7 @@ SLAB_MIN_BYTES = 32 * 2**20
 SLAB_BYTES = 24 * 2**20
 
 Rows = Callable[[int, int], torch.Tensor]  # (lo, hi) -> the input's rows lo..hi
+OnSlab = Callable[[torch.Tensor], None]     # sees each slab of an output as it is made (still in cache)
 
 
 CHANNELS_LAST = {4: torch.channels_last, 5: torch.channels_last_3d}  # by tensor rank
@@ -34,9 +37,48 @@ def memory_format(x: torch.Tensor) -> torch.memory_format:
     return torch.contiguous_format
 
 
-def empty_like_layout(x: torch.Tensor, shape) -> torch.Tensor:
-    """An uninitialised tensor of ``shape`` laid out like ``x``."""
-    return torch.empty(tuple(shape), dtype=x.dtype, device=x.device, memory_format=memory_format(x))
+# Only feature maps at least this large are recycled: smaller ones cost few page faults, and a
+# recycled buffer stays allocated while idle (the head's output, say, through the next pass).
+RECYCLE_MIN_BYTES = 64 * 2**20
+_recycling = threading.local()  # .storages: the storages of recycled buffers, while reusing_buffers is on
+
+
+@contextmanager
+def reusing_buffers() -> Iterator[None]:
+    """Large feature maps made inside this context are recycled once nothing uses them any more.
+
+    A sliding window runs the same network on tiles of one size, so every pass asks for the same
+    buffers. A fresh buffer costs page faults on first touch (a 256 MB map: 20-200 ms, depending on
+    how many huge pages the kernel has free); a recycled one is already mapped. Leaving the
+    (outermost) context frees them all.
+    """
+    outer = getattr(_recycling, "storages", None)
+    _recycling.storages = [] if outer is None else outer
+    try:
+        yield
+    finally:
+        _recycling.storages = outer
+
+
+def new_buffer(x: torch.Tensor, shape, fmt: torch.memory_format | None = None) -> torch.Tensor:
+    """An uninitialised tensor of ``shape`` with ``x``'s dtype and device, laid out as ``fmt`` (default:
+    like ``x``); recycled inside ``reusing_buffers``."""
+    fmt, shape = fmt or memory_format(x), tuple(shape)
+    storages, nbytes = getattr(_recycling, "storages", None), x.element_size() * prod(shape)
+    if storages is None or nbytes < RECYCLE_MIN_BYTES:
+        return torch.empty(shape, dtype=x.dtype, device=x.device, memory_format=fmt)
+    for storage in storages:
+        # one use: only this list holds it (every tensor made from it, views included, adds one)
+        if storage.nbytes() == nbytes and storage.device == x.device and _use_count(storage) == 1:
+            stride = torch.empty(shape, device="meta", memory_format=fmt).stride()
+            return torch.empty(0, dtype=x.dtype, device=x.device).set_(storage, 0, shape, stride)
+    out = torch.empty(shape, dtype=x.dtype, device=x.device, memory_format=fmt)
+    storages.append(out.untyped_storage())
+    return out
+
+
+def _use_count(storage: torch.UntypedStorage) -> int:
+    return torch._C._storage_Use_Count(storage._cdata)
 
 
 def large(x: torch.Tensor) -> bool:
@@ -99,23 +141,25 @@ def conv_rows(conv: nn.Module, rows: Rows, depth: int, z0: int, z1: int, weight:
                                              conv.stride, conv.dilation, conv.groups)
 
 
-def conv_slabs(conv: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    """``conv(x)`` into a new tensor, one slab of output rows at a time."""
-    shape = output_shape(conv, x)
-    out = empty_like_layout(x, shape)
-    for z0, z1 in slabs(row_bytes(conv, x), shape[2], 0):
-        out[:, :, z0:z1] = conv_rows(conv, lambda lo, hi: x[:, :, lo:hi], x.shape[2], z0, z1, conv.weight, conv.bias)
-    return out
+def conv_slabs(conv: nn.Module, x: torch.Tensor, on_slab: OnSlab | None = None,
+               in_place: bool = False) -> torch.Tensor:
+    """``conv(x)`` one slab of output rows at a time, into a new tensor or, ``in_place``, over ``x``
+    (requires ``same_shape(conv, x.shape[1])``)."""
+    target, halo = (x, conv.padding[0]) if in_place else (new_buffer(x, output_shape(conv, x)), 0)
+    return write_slabs(target, halo, lambda z0, z1: conv_rows(
+        conv, lambda lo, hi: x[:, :, lo:hi], x.shape[2], z0, z1, conv.weight, conv.bias), row_bytes(conv, x), on_slab)
 
 
 def write_slabs(target: torch.Tensor, halo: int, compute: Callable[[int, int], torch.Tensor],
-                bytes_per_row: int) -> torch.Tensor:
+                bytes_per_row: int, on_slab: OnSlab | None = None) -> torch.Tensor:
     """``target[:, :, z0:z1] = compute(z0, z1)`` slab by slab, where ``compute`` may still read
     ``target``'s rows z0 - halo .. z1 + halo: each result waits one slab before it is written
     (the kernel's reach is at most one slab), so ``target`` can be the input being replaced."""
     pending = None
     for z0, z1 in slabs(bytes_per_row, target.shape[2], halo):
         out = compute(z0, z1)
+        if on_slab is not None:
+            on_slab(out)
         if pending is not None:
             target[:, :, pending[0]:pending[1]] = pending[2]
         pending = (z0, z1, out)
@@ -123,13 +167,8 @@ def write_slabs(target: torch.Tensor, halo: int, compute: Callable[[int, int], t
     return target
 
 
-def conv_in_place(conv: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    """``conv(x)`` written over ``x`` (requires ``same_shape(conv, x.shape[1])``)."""
-    return write_slabs(x, conv.padding[0], lambda z0, z1: conv_rows(
-        conv, lambda lo, hi: x[:, :, lo:hi], x.shape[2], z0, z1, conv.weight, conv.bias), row_bytes(conv, x))
-
-
-def upsample_conv_sum(conv: nn.Module, up: nn.Module, below: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
+def upsample_conv_sum(conv: nn.Module, up: nn.Module, below: torch.Tensor, skip: torch.Tensor,
+                      on_slab: OnSlab | None = None) -> torch.Tensor:
     """``conv(cat(up(below), skip))`` for nnU-Net's decoder, slab by slab: the first conv is split by
     input channels, each slab upsamples only the rows of ``below`` it reads (once: neighbouring slabs
     share rows), and the result replaces ``skip`` (the decoder's own copy) when the widths agree."""
@@ -145,11 +184,9 @@ def upsample_conv_sum(conv: nn.Module, up: nn.Module, below: torch.Tensor, skip:
 
     per_row = 2 * row_bytes(conv, skip)  # the upsampled rows and the skip's
     if conv.out_channels == skip.shape[1]:
-        return write_slabs(skip, conv.padding[0], compute, per_row)
-    out = empty_like_layout(skip, (skip.shape[0], conv.out_channels) + tuple(skip.shape[2:]))
-    for z0, z1 in slabs(per_row, depth, 0):
-        out[:, :, z0:z1] = compute(z0, z1)
-    return out
+        return write_slabs(skip, conv.padding[0], compute, per_row, on_slab)
+    return write_slabs(new_buffer(skip, (skip.shape[0], conv.out_channels) + tuple(skip.shape[2:])), 0, compute,
+                       per_row, on_slab)
 
 
 class _UpsampledRows:

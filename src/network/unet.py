@@ -40,33 +40,55 @@ def row_chunks(y: torch.Tensor) -> list[torch.Tensor]:
     return [y[:, :, z0:z1] for z0, z1 in slabs.slabs(row_bytes, y.shape[2], 0, CHUNK_BYTES)]
 
 
-def channel_mean_var(y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Mean and biased variance over the spatial axes, shaped (b, c, 1, ..., 1).
+class ChannelStats:
+    """Per-channel sums and sums of squares of a feature map, gathered a few rows at a time.
 
-    ``torch.var_mean`` (Welford) runs at a fraction of memory speed on large CPU tensors. Instead,
-    sums and sums of squares of a few rows at a time (short enough to stay accurate in float32, and
-    in cache while squared), combined in float64, are several times faster. Channels whose mean
-    dwarfs their spread would lose digits to cancellation; those are recomputed exactly.
+    ``torch.var_mean`` (Welford) runs at a fraction of memory speed on large CPU tensors. Sums and
+    sums of squares of a few rows at a time (short enough to stay accurate in float32, and in cache
+    while squared), combined in float64, are several times faster. Slab-wise convolutions hand
+    each slab of their output to ``add`` while it is still in cache, which saves a pass over the map.
     """
-    b, c = y.shape[:2]
-    keep, dims = (b, c) + (1,) * (y.ndim - 2), tuple(range(2, y.ndim))
+
+    def __init__(self) -> None:
+        self.sums: torch.Tensor | None = None
+        self.squares: torch.Tensor | None = None
+        self._buffer: torch.Tensor | None = None
+
+    def add(self, rows: torch.Tensor) -> None:
+        dims = tuple(range(2, rows.ndim))
+        if self.sums is None:
+            self.sums = torch.zeros(rows.shape[:2], dtype=torch.float64, device=rows.device)
+            self.squares = torch.zeros_like(self.sums)
+        for part in row_chunks(rows):
+            if self._buffer is None or self._buffer.shape != part.shape:
+                self._buffer = torch.empty_like(part)  # laid out like part: both reductions run in one order
+            self.sums += part.sum(dims).double()
+            self.squares += torch.mul(part, part, out=self._buffer).sum(dims).double()
+
+    def mean_var(self, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Mean and biased variance of ``y``, all of whose rows were added, shaped (b, c, 1, ..., 1).
+        Channels whose mean dwarfs their spread would lose digits to cancellation; those are
+        recomputed exactly."""
+        n = y[0, 0].numel()
+        mean = self.sums / n
+        var = (self.squares / n - mean * mean).clamp_min(0)
+        for i, j in (mean * mean > CANCELLATION_LIMIT * var).nonzero().tolist():
+            var[i, j] = torch.var_mean(y[i, j].double(), correction=0)[0]
+        keep = tuple(y.shape[:2]) + (1,) * (y.ndim - 2)
+        return mean.to(y.dtype).view(keep), var.to(y.dtype).view(keep)
+
+
+def channel_mean_var(y: torch.Tensor, stats: ChannelStats | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean and biased variance over the spatial axes, shaped (b, c, 1, ..., 1); from ``stats`` when
+    those were gathered while ``y`` was made."""
+    if stats is not None and stats.sums is not None:
+        return stats.mean_var(y)
     if y.numel() < FAST_STATS_MIN_ELEMENTS:
-        var, mean = torch.var_mean(y, dim=dims, keepdim=True, correction=0)
+        var, mean = torch.var_mean(y, dim=tuple(range(2, y.ndim)), keepdim=True, correction=0)
         return mean, var
-    sums = torch.zeros((b, c), dtype=torch.float64, device=y.device)
-    squares = torch.zeros((b, c), dtype=torch.float64, device=y.device)
-    buffer = None
-    for part in row_chunks(y):
-        if buffer is None or buffer.shape != part.shape:
-            buffer = torch.empty_like(part)  # laid out like part: both reductions run over the same order
-        sums += part.sum(dims).double()
-        squares += torch.mul(part, part, out=buffer).sum(dims).double()
-    n = y[0, 0].numel()
-    mean = sums / n
-    var = (squares / n - mean * mean).clamp_min(0)
-    for i, j in (mean * mean > CANCELLATION_LIMIT * var).nonzero().tolist():
-        var[i, j] = torch.var_mean(y[i, j].double(), correction=0)[0]
-    return mean.to(y.dtype).view(keep), var.to(y.dtype).view(keep)
+    stats = ChannelStats()
+    stats.add(y)
+    return stats.mean_var(y)
 
 
 class _FastConv:
@@ -77,10 +99,11 @@ class _FastConv:
     same result up to float rounding.
     """
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, on_slab: slabs.OnSlab | None = None) -> torch.Tensor:
+        """``on_slab``: called with each slab of the output, if it is made slab by slab."""
         if _cpu_inference(x) and self.padding_mode == "zeros":
             if slabs.worth_slabbing(self, x):
-                return slabs.conv_slabs(self, x)
+                return slabs.conv_slabs(self, x, on_slab)
             return torch.ops.aten.mkldnn_convolution(x, self.weight, self.bias, self.padding, self.stride,
                                                      self.dilation, self.groups)
         return super().forward(x)
@@ -166,13 +189,15 @@ class ConvNormAct(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if _cpu_inference(x) and self._fusable():
-            return self._conv_norm_act_in_place(self.conv(x))
+            stats = ChannelStats()
+            return self.norm_act_in_place(self.conv(x, stats.add), stats)
         return self.all_modules(x)
 
     def forward_in_place(self, x: torch.Tensor) -> torch.Tensor:
         """Like ``forward`` but may overwrite ``x`` (the caller no longer needs it)."""
         if _cpu_inference(x) and self._fusable() and slabs.same_shape(self.conv, x.shape[1]) and slabs.large(x):
-            return self._conv_norm_act_in_place(slabs.conv_in_place(self.conv, x))
+            stats = ChannelStats()
+            return self.norm_act_in_place(slabs.conv_slabs(self.conv, x, stats.add, in_place=True), stats)
         return self.forward(x)
 
     def _fusable(self) -> bool:
@@ -180,9 +205,10 @@ class ConvNormAct(nn.Module):
                 and self.norm.affine and isinstance(getattr(self, "nonlin", None), nn.LeakyReLU)
                 and not hasattr(self, "dropout") and self.all_modules[-1] is self.nonlin)
 
-    def _conv_norm_act_in_place(self, y: torch.Tensor) -> torch.Tensor:
-        """Instance norm and leaky ReLU in the conv's own output buffer (no second full-size tensor)."""
-        mean, var = channel_mean_var(y)
+    def norm_act_in_place(self, y: torch.Tensor, stats: ChannelStats | None = None) -> torch.Tensor:
+        """Instance norm and leaky ReLU in the conv's own output buffer (no second full-size tensor);
+        ``stats``: the output's, if gathered while it was made."""
+        mean, var = channel_mean_var(y, stats)
         shape = (1, -1) + (1,) * (y.ndim - 2)
         scale = self.norm.weight.view(shape) * torch.rsqrt(var + self.norm.eps)
         shift = self.norm.bias.view(shape) - mean * scale
@@ -322,13 +348,14 @@ def _merge_without_concat(stage: ConvStack, up: nn.Module, below: torch.Tensor, 
     At high resolution the upsampled tensor is made one slab at a time, never whole."""
     first = stage.convs[0]
     conv, split = first.conv, up.out_channels
+    stats = ChannelStats()
     if slabs.large(skip) and getattr(up, "patchwise", False) and slabs.same_rows(conv):
-        y = slabs.upsample_conv_sum(conv, up, below, skip)
+        y = slabs.upsample_conv_sum(conv, up, below, skip, stats.add)
     else:
         args = (conv.padding, conv.stride, conv.dilation, conv.groups)
         y = torch.ops.aten.mkldnn_convolution(up(below), conv.weight[:, :split], conv.bias, *args)
         y += torch.ops.aten.mkldnn_convolution(skip, conv.weight[:, split:], None, *args)
-    y = first._conv_norm_act_in_place(y)
+    y = first.norm_act_in_place(y, stats)
     for block in stage.convs[1:]:
         y = block.forward_in_place(y)
     return y
