@@ -65,7 +65,7 @@ def new_buffer(x: torch.Tensor, shape, fmt: torch.memory_format | None = None) -
     like ``x``); recycled inside ``reusing_buffers``."""
     fmt, shape = fmt or memory_format(x), tuple(shape)
     storages, nbytes = getattr(_recycling, "storages", None), x.element_size() * prod(shape)
-    if storages is None or nbytes < RECYCLE_MIN_BYTES:
+    if storages is None or nbytes < RECYCLE_MIN_BYTES or not hasattr(torch._C, "_storage_Use_Count"):
         return torch.empty(shape, dtype=x.dtype, device=x.device, memory_format=fmt)
     for storage in storages:
         # one use: only this list holds it (every tensor made from it, views included, adds one)
@@ -78,6 +78,8 @@ def new_buffer(x: torch.Tensor, shape, fmt: torch.memory_format | None = None) -
 
 
 def _use_count(storage: torch.UntypedStorage) -> int:
+    # PyTorch's own count of the references to a storage (its CUDA-graph memory pools rely on it);
+    # a PyTorch without it simply gets no recycling
     return torch._C._storage_Use_Count(storage._cdata)
 
 
