@@ -136,7 +136,7 @@ def interleaved_throughput(model_folder: Path, flops: float, passes: int = 7) ->
     net.load_state_dict(predictor.fold_weights[0])
     x = torch.randn(1, len(predictor.channel_names), *predictor.model.configuration["patch_size"])
     ratios = []
-    with torch.inference_mode(), reusing_buffers():  # as in the sliding window
+    with torch.inference_mode(), reusing_buffers():  # as in a prediction
         net(x)  # warm-up: oneDNN primitives and the recycled buffers
         before = matmul_throughput(2.0)
         for _ in range(passes):

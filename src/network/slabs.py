@@ -65,7 +65,7 @@ def new_buffer(x: torch.Tensor, shape, fmt: torch.memory_format | None = None) -
     like ``x``); recycled inside ``reusing_buffers``."""
     fmt, shape = fmt or memory_format(x), tuple(shape)
     storages, nbytes = getattr(_recycling, "storages", None), x.element_size() * prod(shape)
-    if storages is None or nbytes < RECYCLE_MIN_BYTES or not hasattr(torch._C, "_storage_Use_Count"):
+    if storages is None or nbytes < RECYCLE_MIN_BYTES or not _COUNTS_USES:
         return torch.empty(shape, dtype=x.dtype, device=x.device, memory_format=fmt)
     for storage in storages:
         # one use: only this list holds it (every tensor made from it, views included, adds one)
@@ -77,9 +77,12 @@ def new_buffer(x: torch.Tensor, shape, fmt: torch.memory_format | None = None) -
     return out
 
 
+# PyTorch's own count of the references to a storage (its CUDA-graph memory pools rely on it);
+# a PyTorch without it simply gets no recycling
+_COUNTS_USES = hasattr(torch._C, "_storage_Use_Count")
+
+
 def _use_count(storage: torch.UntypedStorage) -> int:
-    # PyTorch's own count of the references to a storage (its CUDA-graph memory pools rely on it);
-    # a PyTorch without it simply gets no recycling
     return torch._C._storage_Use_Count(storage._cdata)
 
 
@@ -184,11 +187,11 @@ def upsample_conv_sum(conv: nn.Module, up: nn.Module, below: torch.Tensor, skip:
         out += conv_rows(conv, lambda lo, hi: skip[:, :, lo:hi], depth, z0, z1, w_skip, None)
         return out
 
-    per_row = 2 * row_bytes(conv, skip)  # the upsampled rows and the skip's
     if conv.out_channels == skip.shape[1]:
-        return write_slabs(skip, conv.padding[0], compute, per_row, on_slab)
-    return write_slabs(new_buffer(skip, (skip.shape[0], conv.out_channels) + tuple(skip.shape[2:])), 0, compute,
-                       per_row, on_slab)
+        target, halo = skip, conv.padding[0]
+    else:
+        target, halo = new_buffer(skip, (skip.shape[0], conv.out_channels) + tuple(skip.shape[2:])), 0
+    return write_slabs(target, halo, compute, 2 * row_bytes(conv, skip), on_slab)  # upsampled rows + skip's
 
 
 class _UpsampledRows:
