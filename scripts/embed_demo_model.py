@@ -58,7 +58,7 @@ def main() -> None:
         shutil.copy(image, case_out / image.name)
     shutil.copy(args.dataset / "labelsTs" / f"{args.case}.nii.gz", case_out / "ground_truth.nii.gz")
 
-    manifest_path = REPO / "models_manifest.json"
+    manifest_path = REPO / "src" / "models_manifest.json"
     manifest = json.loads(manifest_path.read_text())
     entry = next(m for m in manifest["models"] if m["name"] == "example")
     entry["folds"] = [int(f.name.split("_")[1]) for f in folds]

@@ -13,9 +13,10 @@ from chimerax.medseg.models.manifest import default_manifest_path, load_manifest
 REPO = Path(__file__).resolve().parents[2]
 
 
-def test_package_manifest_is_the_repository_manifest(monkeypatch):
+def test_the_package_manifest_is_the_one_copy(monkeypatch):
     monkeypatch.delenv("MEDSEG_MANIFEST", raising=False)
-    assert default_manifest_path().read_bytes() == (REPO / "models_manifest.json").read_bytes()
+    assert default_manifest_path().resolve() == (REPO / "src" / "models_manifest.json").resolve()
+    assert not (REPO / "models_manifest.json").exists()
 
 
 def test_shipped_manifest_is_valid_and_describes_every_model(monkeypatch):
