@@ -18,7 +18,7 @@ from chimerax.medseg.inference.predictor import Predictor, example_model_path
 
 def phantom_cases(folder: Path, count: int, seed: int = 1000) -> Path:
     """``count`` phantoms from a seed the demo model's training data (seed 0) did not use."""
-    from chimerax.medseg.phantom import make_phantom, save_case
+    from chimerax.medseg.datasets.phantom import make_phantom, save_case
     rng = np.random.default_rng(seed)
     for i in range(count):
         save_case(make_phantom(rng), folder, None, f"phantom_{i:03d}")

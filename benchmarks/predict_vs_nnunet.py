@@ -81,8 +81,8 @@ def make_model(root: Path, size: str) -> Path:
 
 
 def make_case(root: Path, size: str) -> list[Path]:
-    """A BraTS-like phantom (chimerax.medseg.phantom) on the benchmark's grid at 1 mm."""
-    from chimerax.medseg.phantom import make_phantom, save_case
+    """A BraTS-like phantom (chimerax.medseg.datasets.phantom) on the benchmark's grid at 1 mm."""
+    from chimerax.medseg.datasets.phantom import make_phantom, save_case
     phantom = make_phantom(np.random.default_rng(0), (1.0, 1.0, 1.0), rotate=False, shape=SIZES[size][0])
     save_case(phantom, root, None, "case")
     return sorted(root.glob("case_*.nii.gz"))

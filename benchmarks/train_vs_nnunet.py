@@ -4,7 +4,7 @@ iterations per second and the final full-image validation Dice of both.
 Usage: python benchmarks/train_vs_nnunet.py [--data phantom|simple] [--cases 10] [--epochs 3] [--iterations 10]
        [--features 8 16 32] [--repeats N]
 Needs nnunetv2 in the same environment (the `oracle` extra). nnU-Net plans and preprocesses the
-synthetic dataset (default: BraTS-like phantoms from chimerax.medseg.phantom, region-based
+synthetic dataset (default: BraTS-like phantoms from chimerax.medseg.datasets.phantom, region-based
 WT/TC/ET; ``simple``: one-channel blobs); its plans (with a smaller network, for CPU) are used by
 both; MedSeg preprocesses the same plans into its own format. Same fold 0 split, same epochs x
 iterations, one data-augmentation worker each, CPU, and the same initial weights (MedSeg's for
@@ -72,7 +72,7 @@ def main() -> None:
     z, y, x = args.shape
     shapes = [(z + i % 3, y + i % 5, x + i % 4) for i in range(args.cases)]
     if args.data == "phantom":
-        from chimerax.medseg.phantom import write_dataset
+        from chimerax.medseg.datasets.phantom import write_dataset
         raw = write_dataset(root / "raw", 902, args.cases, seed=7, name="TrainBench")
     else:
         raw = make_dataset(root / "raw", 902, "TrainBench", shapes, [(1.0, 1.0, 1.0)] * args.cases, ["T1"], seed=7)

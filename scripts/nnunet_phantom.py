@@ -1,5 +1,5 @@
 """Synthetic two-channel "head" phantoms for the nnU-Net parity fixtures (the geometry helpers are the
-package's, ``chimerax.medseg.phantom``, whose four-channel BraTS-like phantoms train the demo model).
+package's, ``chimerax.medseg.datasets.phantom``, whose four-channel BraTS-like phantoms train the demo model).
 
 A head is an ellipsoid of brain tissue surrounded by exact zeros (so nnU-Net's crop to the
 non-zero box matters); inside it sits an unlabelled ventricle and a lesion made of an edema
@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from chimerax.medseg import phantom
-from chimerax.medseg.phantom import ellipsoid, physical_grid, save_nifti  # noqa: F401  (save_nifti: for the fixtures script)
+from chimerax.medseg.datasets import phantom
+from chimerax.medseg.datasets.phantom import ellipsoid, physical_grid, save_nifti  # noqa: F401  (save_nifti: for the fixtures script)
 
 # (T1, T2) mean intensities per tissue; chosen so that no single channel separates all labels.
 BRAIN = (100.0, 60.0)

@@ -71,7 +71,7 @@ def run_brats(args: argparse.Namespace) -> int:
 
 
 def run_phantom(args: argparse.Namespace) -> int:
-    from ..phantom import write_dataset
+    from .phantom import write_dataset
     from ..progress import ProgressBar
     bar = ProgressBar("phantoms")
     try:

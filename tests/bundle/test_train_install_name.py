@@ -3,7 +3,7 @@ from chimerax.medseg.cmd_train import _default_name
 
 
 def test_default_install_name_follows_the_dataset_folder(tmp_path, monkeypatch):
-    from chimerax.medseg.phantom import write_dataset
+    from chimerax.medseg.datasets.phantom import write_dataset
     write_dataset(tmp_path / "raw", 41, 1, name="Blob")
     monkeypatch.setenv("nnUNet_raw", str(tmp_path / "raw"))
     assert _default_name("41") == "blob"

@@ -7,7 +7,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from chimerax.medseg import phantom
+from chimerax.medseg.datasets import phantom
 from chimerax.medseg.cli import main
 from chimerax.medseg.datasets.verify import verify_dataset
 

@@ -270,8 +270,8 @@ def transcode(paths: Sequence[Path], syntax: str) -> None:
 
 
 def write_phantom_study(folder: Path, seed: int = 0) -> None:
-    """A BraTS-like phantom (chimerax.medseg.phantom) as four MR series of one study: T1, T1ce, T2, Flair."""
-    from chimerax.medseg.phantom import CHANNELS, make_phantom
+    """A BraTS-like phantom (chimerax.medseg.datasets.phantom) as four MR series of one study: T1, T1ce, T2, Flair."""
+    from chimerax.medseg.datasets.phantom import CHANNELS, make_phantom
     case = make_phantom(np.random.default_rng(seed), spacing=(2.5, 2.0, 2.0), rotate=False)
     study, frame = "1.2.826.0.1.3680043.8.498.1", "1.2.826.0.1.3680043.8.498.2"
     for number, name in enumerate(CHANNELS):

@@ -14,11 +14,17 @@ Used by the tests, the embedded demo model's training data, the demo case and th
 from __future__ import annotations
 
 import os
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
+import nibabel as nib
 import numpy as np
+
+from ..fileio import atomic_path
+from .convert_brats import CHANNEL_NAMES, REGION_LABELS
+from .layout import create_dataset_folder, write_dataset_json
 
 CHANNELS = ("T1", "T1ce", "T2", "Flair")
 EDEMA, NECROSIS, ENHANCING = 1, 2, 3
@@ -176,8 +182,6 @@ def affine_for(spacing_zyx: Sequence[float], origin_xyz=(0.0, 0.0, 0.0), rotatio
 
 def save_nifti(array_zyx: np.ndarray, affine: np.ndarray, path: str | os.PathLike) -> None:
     """Write a (z, y, x) array as NIfTI (stored as (x, y, z)), atomically."""
-    import nibabel as nib
-    from .fileio import atomic_path
     img = nib.Nifti1Image(np.ascontiguousarray(array_zyx.transpose(2, 1, 0)), affine)
     img.set_qform(affine, code=1)
     img.set_sform(affine, code=1)
@@ -196,10 +200,6 @@ def save_case(phantom: Phantom, images_dir: Path, labels_dir: Path | None, name:
 def write_dataset(raw_root: str | os.PathLike, dataset_id: int, num_training: int, num_test: int = 0,
                   seed: int = 0, name: str = "BraTSPhantom", progress=None) -> Path:
     """A region-based raw dataset of phantoms (``imagesTr``/``labelsTr``, held-out ``imagesTs``/``labelsTs``)."""
-    import shutil
-
-    from .datasets.convert_brats import CHANNEL_NAMES, REGION_LABELS
-    from .datasets.layout import create_dataset_folder, write_dataset_json
     rng = np.random.default_rng(seed)
     folder = create_dataset_folder(raw_root, dataset_id, name)
     try:
