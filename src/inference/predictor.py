@@ -146,7 +146,7 @@ class Predictor:
         labels, probabilities = export(logits, record, config, self.model.labels, save_probabilities)
         if self.postprocessing:
             from .postprocessing import apply_postprocessing
-            labels = apply_postprocessing(labels, self.postprocessing)
+            labels = apply_postprocessing(labels, self.postprocessing, image.spacing)
         timings["total"] = time.perf_counter() - start
         report(1.0, "done")
         return Prediction(labels, probabilities, timings)
@@ -180,7 +180,8 @@ class Predictor:
         config = self.model.configuration
         net = self.network()
         window = SlidingWindow(net, config["patch_size"], self.model.labels.num_outputs, self.step_size,
-                               self.mirror_axes if self.use_mirroring else (), self.device)
+                               self.mirror_axes if self.use_mirroring else (), self.device,
+                               **_averaging(config, self.model.labels))
         total = None
         n = len(self.fold_weights)
         with torch.inference_mode(), reusing_buffers():  # every pass, every fold asks for the same feature maps
@@ -191,6 +192,13 @@ class Predictor:
         if timings is not None:
             timings["forward"] = window.forward_seconds
         return total / n if n > 1 else total
+
+
+def _averaging(config: dict, labels) -> dict:
+    """nnU-Net v1 models average probabilities in float32 (on the CPU, as v1 does); v2 logits in float16."""
+    if not config.get("average_probabilities"):
+        return {}
+    return {"activation": "sigmoid" if labels.is_region_based else "softmax", "accumulate_dtype": "float32"}
 
 
 def _with_checkpoint_configuration(folder: ModelFolder, checkpoint: dict) -> ModelFolder:

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import MedSegError
+from . import v1_checkpoint
 
 # Globals that rebuild numpy scalars/arrays from bytes; they cannot run code.
 _NUMPY_SAFE = {
@@ -46,10 +47,23 @@ def _numpy_dtype_classes() -> list:
 
 
 def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
-    """Load a ``.pth`` checkpoint safely onto the CPU; a file whose pickle would run code is refused."""
+    """Load a checkpoint safely onto the CPU; a file whose pickle would run code is refused.
+
+    nnU-Net v2 ``.pth`` files as they are; nnU-Net v1 ``.model`` files in the same form (v1_checkpoint.py).
+    """
+    path = Path(path)
+    data = load_torch_file(path)
+    if path.suffix == ".model":
+        return v1_checkpoint.as_v2_checkpoint(path, data)
+    if not isinstance(data, dict) or "network_weights" not in data:
+        raise MedSegError(f"{path} is not an nnU-Net checkpoint (no 'network_weights' entry).")
+    return data
+
+
+def load_torch_file(path: Path) -> Any:
+    """``torch.load`` with torch's restricted unpickler, admitting numpy's data types only."""
     import torch
 
-    path = Path(path)
     if not path.is_file():
         raise MedSegError(f"Checkpoint not found: {path}")
     try:
@@ -65,9 +79,6 @@ def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     allowed = [(_resolve_global(g), g) for g in unsafe] + _numpy_dtype_classes()
     try:
         with torch.serialization.safe_globals(allowed):
-            data = torch.load(str(path), map_location="cpu", weights_only=True)
+            return torch.load(str(path), map_location="cpu", weights_only=True)
     except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError) as exc:
         raise MedSegError(f"Cannot load checkpoint {path}: {exc}") from exc
-    if not isinstance(data, dict) or "network_weights" not in data:
-        raise MedSegError(f"{path} is not an nnU-Net checkpoint (no 'network_weights' entry).")
-    return data

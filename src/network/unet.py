@@ -306,18 +306,24 @@ class Decoder(nn.Module):
     """Transposed conv up, concatenate the skip, convs; a 1x1 segmentation head per stage."""
 
     def __init__(self, ops: "LayerOps", encoder: Encoder, num_classes: int, convs_per_stage: Sequence[int],
-                 bias: bool, deep_supervision: bool = False) -> None:
+                 bias: bool, deep_supervision: bool = False, stage_kernels: Sequence | None = None,
+                 transpconv_bias: bool | None = None, head_bias: bool = True) -> None:
+        """``stage_kernels``: per decoder stage (lowest resolution first); by default the skip's own stage's
+        kernel. nnU-Net v1's Generic_UNet differs in that and in its biases (see generic_unet.py)."""
         super().__init__()
         self.encoder = encoder  # kept as nnU-Net does: its weights appear under decoder.encoder.* too
         self.deep_supervision = deep_supervision
-        feats, strides, kernels = encoder.output_channels, encoder.strides, encoder.kernel_sizes
+        feats, strides = encoder.output_channels, encoder.strides
+        kernels = list(stage_kernels) if stage_kernels is not None else \
+            [encoder.kernel_sizes[-(s + 1)] for s in range(1, len(feats))]
+        up_bias = bias if transpconv_bias is None else transpconv_bias
         stages, ups, heads = [], [], []
         for s in range(1, len(feats)):
             below, skip = feats[-s], feats[-(s + 1)]
-            ups.append(ops.transposed_conv(below, skip, strides[-s], strides[-s], bias=bias))
-            stages.append(ConvStack(ops, convs_per_stage[s - 1], 2 * skip, skip, kernels[-(s + 1)],
+            ups.append(ops.transposed_conv(below, skip, strides[-s], strides[-s], bias=up_bias))
+            stages.append(ConvStack(ops, convs_per_stage[s - 1], 2 * skip, skip, kernels[s - 1],
                                     [1] * len(kernels[0]), bias))
-            heads.append(ops.conv(skip, num_classes, 1, 1, 0, bias=True))
+            heads.append(ops.conv(skip, num_classes, 1, 1, 0, bias=head_bias))
         self.stages = nn.ModuleList(stages)
         self.transpconvs = nn.ModuleList(ups)
         self.seg_layers = nn.ModuleList(heads)
@@ -366,10 +372,11 @@ class UNet(nn.Module):
 
     def __init__(self, ops: "LayerOps", input_channels: int, num_classes: int, features: Sequence[int],
                  kernels, strides, blocks_per_stage: Sequence[int], convs_per_stage_decoder: Sequence[int],
-                 bias: bool, residual: bool, deep_supervision: bool = False) -> None:
+                 bias: bool, residual: bool, deep_supervision: bool = False, **decoder_options) -> None:
         super().__init__()
         self.encoder = Encoder(ops, input_channels, features, kernels, strides, blocks_per_stage, bias, residual)
-        self.decoder = Decoder(ops, self.encoder, num_classes, convs_per_stage_decoder, bias, deep_supervision)
+        self.decoder = Decoder(ops, self.encoder, num_classes, convs_per_stage_decoder, bias, deep_supervision,
+                               **decoder_options)
 
     def forward(self, x: torch.Tensor):
         if not _cpu_inference(x) or x.ndim not in slabs.CHANNELS_LAST:
