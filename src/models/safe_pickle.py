@@ -19,6 +19,7 @@ from ..errors import MedSegError
 # (module, name) a data pickle may name; numpy 1.x spells its core "numpy.core", numpy 2 "numpy._core".
 _ALLOWED = {
     ("collections", "OrderedDict"),
+    ("_codecs", "encode"),  # protocol 2 stores bytes (array data) as text re-encoded: no code involved
     ("numpy", "ndarray"), ("numpy", "dtype"),
     ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
     ("numpy.core.multiarray", "scalar"), ("numpy._core.multiarray", "scalar"),

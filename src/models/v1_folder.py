@@ -71,8 +71,9 @@ def find_v1_model_dir(path: Path, configuration: str | None = None) -> Path:
     if is_v1_model_dir(path):
         return path
     candidates = sorted(p.parent for p in path.rglob("plans.pkl") if _has_folds(p.parent))
-    if configuration:
-        candidates = [c for c in candidates if _configuration_of(c) == configuration] or candidates
+    # as nnUNet_predict, 3d_fullres unless another configuration is asked for
+    wanted = configuration or "3d_fullres"
+    candidates = [c for c in candidates if _configuration_of(c) == wanted] or candidates
     if len(candidates) == 1:
         return candidates[0]
     if not candidates:
