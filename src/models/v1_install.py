@@ -29,7 +29,8 @@ def has_stray_v1_checkpoints(root: Path) -> bool:
 
 def check_v1_tree(root: Path, folders: list[Path]) -> list[Path]:
     """Check every v1 model under ``root``: plans, trainer, folds, pickles, checkpoints. Returns the folders."""
-    stray = sorted({p.parent.parent for p in root.rglob("fold_*/*.model") if not (p.parent.parent / "plans.pkl").is_file()})
+    stray = sorted({p.parent.parent for p in root.rglob("fold_*/*.model")
+                    if not (p.parent.parent / "plans.pkl").is_file()})
     if stray:
         raise MedSegError(f"nnU-Net v1 model {stray[0].relative_to(root)} has no plans.pkl beside its fold_* "
                           "folders; the model is incomplete. Nothing was installed.")

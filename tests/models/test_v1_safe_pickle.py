@@ -35,7 +35,8 @@ def test_plain_plans_data_round_trips(protocol):
     original = _plans_like()
     loaded = loads_data_pickle(pickle.dumps(original, protocol=protocol))
     assert isinstance(loaded["plans_per_stage"], OrderedDict)
-    np.testing.assert_array_equal(loaded["plans_per_stage"][0]["patch_size"], original["plans_per_stage"][0]["patch_size"])
+    np.testing.assert_array_equal(loaded["plans_per_stage"][0]["patch_size"],
+                                  original["plans_per_stage"][0]["patch_size"])
     assert loaded["num_classes"] == 3 and isinstance(loaded["num_classes"], np.integer)
     assert loaded["mean"] == 1.25 and loaded["dtype"] == np.float32
     assert loaded["pools"] == original["pools"] and loaded["normalization_schemes"][0] == "nonCT"

@@ -16,7 +16,8 @@ def test_published_trainers_are_known():
 
 
 def test_a_labs_subclass_behaves_as_its_longest_known_parent():
-    assert trainer_behaviour("nnUNetTrainerV2BraTSRegions_DA4_BN_myLab") == TRAINERS["nnUNetTrainerV2BraTSRegions_DA4_BN"]
+    parent = TRAINERS["nnUNetTrainerV2BraTSRegions_DA4_BN"]
+    assert trainer_behaviour("nnUNetTrainerV2BraTSRegions_DA4_BN_myLab") == parent
     assert trainer_behaviour("nnUNetTrainerV2_BN_200epochs").norm == "batch"
     assert trainer_behaviour("nnUNetTrainerV2_100epochs") == TRAINERS["nnUNetTrainerV2"]
 
