@@ -8,7 +8,8 @@ training log holds numpy floats). Anything else is refused, naming what the file
 from __future__ import annotations
 
 import os
-import pickle
+import re
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +28,7 @@ def _is_safe_global(name: str) -> bool:
     return name in _NUMPY_SAFE or name.startswith("numpy.dtypes.")
 
 
-def _resolve_global(name: str):
+def _resolve_global(name: str, missing_ok: bool = False):
     """The object a pickle names; numpy 1.x and 2.x spell their core module differently."""
     import importlib
     module, _, attr = name.rpartition(".")
@@ -36,6 +37,8 @@ def _resolve_global(name: str):
             return getattr(importlib.import_module(candidate), attr)
         except (ImportError, AttributeError):
             continue
+    if missing_ok:
+        return None
     raise MedSegError(f"Cannot resolve {name} needed by the checkpoint.")
 
 
@@ -66,19 +69,29 @@ def load_torch_file(path: Path) -> Any:
 
     if not path.is_file():
         raise MedSegError(f"Checkpoint not found: {path}")
-    try:
-        unsafe = torch.serialization.get_unsafe_globals_in_checkpoint(str(path))
-    except Exception as exc:
-        raise MedSegError(f"{path} is not a readable PyTorch checkpoint ({exc}).") from exc
-    refused = [g for g in unsafe if not _is_safe_global(g)]
-    if refused:
-        raise MedSegError(f"Refusing to load {path}: its pickle asks for {', '.join(sorted(refused))}, "
-                          "which could run code on this computer. Only load checkpoints from sources you trust; "
-                          "a genuine nnU-Net checkpoint needs none of these.")
+    if zipfile.is_zipfile(path):
+        try:
+            unsafe = torch.serialization.get_unsafe_globals_in_checkpoint(str(path))
+        except Exception as exc:
+            raise MedSegError(f"{path} is not a readable PyTorch checkpoint ({exc}).") from exc
+        refused = [g for g in unsafe if not _is_safe_global(g)]
+        if refused:
+            raise _refusal(path, refused)
+    else:  # PyTorch < 1.6's format (older nnU-Net v1 models): torch's restricted unpickler checks as it reads
+        unsafe = sorted(_NUMPY_SAFE)
     # (object, name) pairs: a file written under numpy 2 names numpy._core, which numpy 1.26 maps elsewhere
-    allowed = [(_resolve_global(g), g) for g in unsafe] + _numpy_dtype_classes()
+    allowed = [(obj, g) for g in unsafe if (obj := _resolve_global(g, missing_ok=True)) is not None]
     try:
-        with torch.serialization.safe_globals(allowed):
+        with torch.serialization.safe_globals(allowed + _numpy_dtype_classes()):
             return torch.load(str(path), map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError) as exc:
-        raise MedSegError(f"Cannot load checkpoint {path}: {exc}") from exc
+    except Exception as exc:  # torch's unpickler raises all sorts on garbage (IndexError, KeyError, ...)
+        asked = re.search(r"(?:Unsupported global: GLOBAL|unsupported GLOBAL) (\S+)", str(exc))
+        if asked:
+            raise _refusal(path, [asked.group(1)]) from None
+        raise MedSegError(f"Cannot load checkpoint {path}: {str(exc).splitlines()[0]}") from None
+
+
+def _refusal(path: Path, names: list[str]) -> MedSegError:
+    return MedSegError(f"Refusing to load {path}: its pickle asks for {', '.join(sorted(names))}, which could run "
+                       "code on this computer. Only load checkpoints from sources you trust; a genuine nnU-Net "
+                       "checkpoint needs none of these.")

@@ -73,3 +73,20 @@ def test_hostile_v1_model_checkpoint_is_refused_and_never_runs(tmp_path):
     with pytest.raises(MedSegError, match=r"Refusing to load .*system"):
         load_checkpoint(path)
     assert not marker.exists()
+
+
+def test_v1_checkpoints_in_pytorchs_old_format_load_and_hostile_ones_are_refused(tmp_path):
+    """Models trained before PyTorch 1.6 are stored in its legacy (non-zip) format."""
+    import torch
+    folder = tmp_path / "Trainer__Plans"
+    (folder / "fold_0").mkdir(parents=True)
+    path = folder / "fold_0" / "plain.pth"
+    data = {"network_weights": OrderedDict(w=torch.arange(3.0)), "plot_stuff": ([np.float64(0.5)], [np.float32(1)])}
+    torch.save(data, path, _use_new_zipfile_serialization=False)
+    loaded = load_checkpoint(path)
+    assert torch.equal(loaded["network_weights"]["w"], torch.arange(3.0)) and loaded["plot_stuff"][0][0] == 0.5
+    marker = tmp_path / "marker"
+    torch.save({**data, "evil": _WritesMarker(marker)}, path, _use_new_zipfile_serialization=False)
+    with pytest.raises(MedSegError, match=r"Refusing to load .*system"):
+        load_checkpoint(path)
+    assert not marker.exists()
