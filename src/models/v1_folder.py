@@ -27,7 +27,7 @@ from .v1_trainers import BRATS_REGIONS, BRATS_REGIONS_CLASS_ORDER, TrainerBehavi
 
 CONFIGURATIONS = ("2d", "3d_lowres", "3d_fullres", "3d_cascade_fullres")
 CHECKPOINT_NAMES = {"checkpoint_final.pth": "model_final_checkpoint.model", "checkpoint_best.pth": "model_best.model"}
-_FOLD_DIR = re.compile(r"^fold_(\d+|all)$")
+_FOLD_DIR = re.compile(r"^(?:fold_(\d+)|(all))$")  # v1 names the fold trained on every case "all"
 # v1's normalization scheme names -> the engine's (v1 z-scores anything it does not name)
 _SCHEMES = {"CT": "CTNormalization", "CT2": "CT2Normalization", "noNorm": "NoNormalization"}
 
@@ -54,9 +54,9 @@ class V1ModelFolder(ModelFolder):
     def checkpoint_path(self, fold: str, checkpoint_name: str = "checkpoint_final.pth") -> Path:
         name = CHECKPOINT_NAMES.get(checkpoint_name, checkpoint_name)
         name = name if name.endswith(".model") else name + ".model"
-        path = self.path / f"fold_{fold}" / name
+        path = self.path / fold_dir_name(fold) / name
         if not path.is_file():
-            present = sorted(p.name for p in (self.path / f"fold_{fold}").glob("*.model"))
+            present = sorted(p.name for p in (self.path / fold_dir_name(fold)).glob("*.model"))
             raise MedSegError(f"Fold {fold} of nnU-Net v1 model {self.path} has no {name} "
                               f"(found: {', '.join(present) or 'no checkpoints'}). Re-download or re-install it.")
         return path
@@ -64,6 +64,15 @@ class V1ModelFolder(ModelFolder):
     @property
     def behaviour(self) -> TrainerBehaviour:
         return trainer_behaviour(self.trainer_name)
+
+
+def fold_dir_name(fold: str) -> str:
+    return "all" if str(fold) == "all" else f"fold_{fold}"
+
+
+def _fold_of(name: str) -> str | None:
+    match = _FOLD_DIR.match(name)
+    return (match.group(1) or match.group(2)) if match else None
 
 
 def find_v1_model_dir(path: Path, configuration: str | None = None) -> Path:
@@ -93,7 +102,7 @@ def open_v1_folder(path: Path, configuration: str | None = None) -> V1ModelFolde
     folds = _folds(folder)
     if not folds:
         raise MedSegError(f"nnU-Net v1 model {folder} has no fold_* folder with a model_final_checkpoint.model.")
-    info = _fold_info(folder / f"fold_{folds[0]}" / "model_final_checkpoint.model.pkl")
+    info = _fold_info(folder / fold_dir_name(folds[0]) / "model_final_checkpoint.model.pkl")
     trainer = str(info.get("name") or folder.name.split("__")[0])
     behaviour = trainer_behaviour(trainer)
     name = configuration or _configuration_of(folder) or _guess_configuration(plans_v1)
@@ -106,8 +115,7 @@ def open_v1_folder(path: Path, configuration: str | None = None) -> V1ModelFolde
 
 
 def _folds(folder: Path) -> list[str]:
-    found = [m.group(1) for p in folder.iterdir() if p.is_dir() and (m := _FOLD_DIR.match(p.name))
-             and any(p.glob("*.model"))]
+    found = [f for p in folder.iterdir() if p.is_dir() and (f := _fold_of(p.name)) and any(p.glob("*.model"))]
     empty = [p.name for p in folder.iterdir() if p.is_dir() and _FOLD_DIR.match(p.name) and not any(p.glob("*.model"))]
     if empty:
         raise MedSegError(f"nnU-Net v1 model {folder}: {', '.join(sorted(empty))} has no .model checkpoint; "

@@ -137,3 +137,12 @@ def test_a_labs_subclass_named_after_its_parent_runs_as_the_parent(cache, tmp_pa
     folder = install_model("lab", _write_zip(tmp_path / "m.zip", _with_trainer_name(MRI, "nnUNetTrainerV2_myLab")))
     predictor = Predictor.from_folder(folder, folds=[0])
     assert predictor.model.trainer_name == "nnUNetTrainerV2_myLab" and predictor.mirror_axes == (0, 1, 2)
+
+
+def test_v1s_fold_all_folder_is_named_all(cache, tmp_path):
+    """v1 stores the model trained on every case in ``all/``, not ``fold_all/``."""
+    members = {n.replace("/fold_0/", "/all/"): d for n, d in _members(BRATS).items()}
+    folder = install_model("v1all", _write_zip(tmp_path / "m.zip", members))
+    predictor = Predictor.from_folder(folder)
+    assert predictor.model.folds == ["all"] and len(predictor.fold_weights) == 1
+    assert predictor.model.checkpoint_path("all").parent.name == "all"
