@@ -4,7 +4,7 @@ The model has the BraTS 2020 trainer's architecture (nnUNetTrainerV2BraTSRegions
 batch norm, sigmoid regions WT/TC/ET), built and saved by v1's own trainer with random weights; the case
 is a BraTS-like 4-channel phantom. Each predictor runs in its own process; the peak memory is the
 largest sum of resident memory over that process and its children (v1 preprocesses and exports in
-worker processes), sampled every 20 ms. Prints wall time, peak memory, their ratios (ours / v1) and the
+worker processes), sampled every 50 ms. Prints wall time, peak memory, their ratios (ours / v1) and the
 per-label Dice between the two label maps.
 
 Usage (needs .venv-nnunet1 from scripts/setup_nnunet_v1_env.sh):
@@ -32,25 +32,27 @@ TEMPLATE = ROOT / "tests" / "data" / "nnunet_v1" / "Task901_V1BraTS.zip"
 SIZES = {"brats": ((155, 240, 240), 128, 6), "small": ((64, 96, 96), 64, 5)}  # shape, patch edge, stages
 
 
-def tree_rss_mb(pid: int) -> float:
-    """Resident memory of ``pid`` and all its descendants, in MB."""
-    children: dict[int, list[int]] = {}
-    rss: dict[int, int] = {}
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
+def _children(pid: int) -> list[int]:
+    kids = []
+    for task in Path(f"/proc/{pid}/task").glob("*"):
         try:
-            status = Path(f"/proc/{entry}/status").read_text()
+            kids += [int(k) for k in (task / "children").read_text().split()]
         except OSError:
             continue
-        fields = dict(line.split(":", 1) for line in status.splitlines() if ":" in line)
-        children.setdefault(int(fields["PPid"]), []).append(int(entry))
-        rss[int(entry)] = int(fields.get("VmRSS", "0 kB").split()[0])
+    return kids
+
+
+def tree_rss_mb(pid: int) -> float:
+    """Resident memory of ``pid`` and all its descendants, in MB (cheap: only that tree is read)."""
     total, todo = 0, [pid]
     while todo:
         p = todo.pop()
-        total += rss.get(p, 0)
-        todo += children.get(p, [])
+        try:
+            status = Path(f"/proc/{p}/status").read_text()
+        except OSError:
+            continue
+        total += next((int(line.split()[1]) for line in status.splitlines() if line.startswith("VmRSS:")), 0)
+        todo += _children(p)
     return total / 1024
 
 
@@ -63,7 +65,7 @@ def run_measured(cmd: list[str]) -> tuple[float, float, str]:
     def sample():
         while proc.poll() is None:
             peak[0] = max(peak[0], tree_rss_mb(proc.pid))
-            time.sleep(0.02)
+            time.sleep(0.05)
 
     sampler = threading.Thread(target=sample, daemon=True)
     sampler.start()
