@@ -82,7 +82,7 @@ def find_v1_model_dir(path: Path, configuration: str | None = None) -> Path:
     candidates = sorted(p.parent for p in path.rglob("plans.pkl") if _has_folds(p.parent))
     # as nnUNet_predict, 3d_fullres unless another configuration is asked for
     wanted = configuration or "3d_fullres"
-    candidates = [c for c in candidates if _configuration_of(c) == wanted] or candidates
+    candidates = [c for c in candidates if configuration_of(c) == wanted] or candidates
     if len(candidates) == 1:
         return candidates[0]
     if not candidates:
@@ -105,7 +105,7 @@ def open_v1_folder(path: Path, configuration: str | None = None) -> V1ModelFolde
     info = _fold_info(folder / fold_dir_name(folds[0]) / "model_final_checkpoint.model.pkl")
     trainer = str(info.get("name") or folder.name.split("__")[0])
     behaviour = trainer_behaviour(trainer)
-    name = configuration or _configuration_of(folder) or _guess_configuration(plans_v1)
+    name = configuration or configuration_of(folder) or _guess_configuration(plans_v1)
     if name == "3d_cascade_fullres":
         raise MedSegError(f"Model {folder} is a cascade stage (3d_cascade_fullres); cascades need the "
                           "low-resolution stage's prediction and are not supported yet. Use its 3d_lowres model.")
@@ -131,7 +131,8 @@ def _fold_info(path: Path) -> dict:
     return info if isinstance(info, dict) else {}
 
 
-def _configuration_of(folder: Path) -> str | None:
+def configuration_of(folder: Path) -> str | None:
+    """The configuration a v1 model folder's place names (``<configuration>/<Task>/<Trainer>__<Plans>``)."""
     name = folder.parent.parent.name if folder.parent != folder else ""
     return name if name in CONFIGURATIONS else None
 

@@ -11,9 +11,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..errors import MedSegError
-from .checkpoint import load_checkpoint
+from .checkpoint import load_checkpoint, load_torch_file
 from .safe_pickle import load_data_pickle
-from .v1_folder import open_v1_folder
+from .v1_folder import configuration_of, open_v1_folder
 
 
 def find_v1_model_folders(root: Path) -> list[Path]:
@@ -42,9 +42,12 @@ def check_v1_tree(root: Path, folders: list[Path]) -> list[Path]:
         raise MedSegError(f"nnU-Net v1 model {stray[0].relative_to(root)} has no plans.pkl beside its fold_* "
                           "folders; the model is incomplete. Nothing was installed.")
     for folder in folders:
-        open_v1_folder(folder)  # plans, trainer and folds, or one clear error
+        runnable = configuration_of(folder) != "3d_cascade_fullres"  # published zips carry cascades along
+        if runnable:
+            open_v1_folder(folder)  # plans, trainer and folds, or one clear error
         for pickled in sorted(folder.rglob("*.pkl")):
             load_data_pickle(pickled)  # refuses a pickle that names anything but plain data types
         for checkpoint in _checkpoints(folder):
-            load_checkpoint(checkpoint)  # safe loading, and the weights must fit the plans
+            # safe loading, and (where MedSeg runs the model) the weights must fit the plans
+            load_checkpoint(checkpoint) if runnable else load_torch_file(checkpoint)
     return folders

@@ -146,3 +146,21 @@ def test_v1s_fold_all_folder_is_named_all(cache, tmp_path):
     predictor = Predictor.from_folder(folder)
     assert predictor.model.folds == ["all"] and len(predictor.fold_weights) == 1
     assert predictor.model.checkpoint_path("all").parent.name == "all"
+
+
+def test_a_zip_with_several_configurations_and_a_cascade_installs_and_runs_3d_fullres(cache, tmp_path):
+    """Published v1 zips hold 2d, 3d_lowres, 3d_fullres and 3d_cascade_fullres; the cascade is checked
+    for safety, installed, and refused only when asked for."""
+    members = _members(MRI)
+    cascade = "nnUNetTrainerV2CascadeFullRes__nnUNetPlansv2.1"
+    for name, data in list(members.items()):
+        target = name.replace("3d_fullres/", "3d_cascade_fullres/", 1).replace("nnUNetTrainerV2__nnUNetPlansv2.1",
+                                                                                cascade)
+        if name.endswith(".model.pkl"):
+            data = pickle.dumps({**loads_data_pickle(data), "name": "nnUNetTrainerV2CascadeFullRes"})
+        members[target] = data
+    folder = install_model("several", _write_zip(tmp_path / "m.zip", members))
+    predictor = Predictor.from_folder(folder, folds=[0])
+    assert predictor.model.configuration_name == "3d_fullres"
+    with pytest.raises(MedSegError, match="cascade"):
+        Predictor.from_folder(folder, configuration="3d_cascade_fullres")
