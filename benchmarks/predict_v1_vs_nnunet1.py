@@ -56,25 +56,32 @@ def tree_rss_mb(pid: int) -> float:
     return total / 1024
 
 
-def run_measured(cmd: list[str]) -> tuple[float, float, str]:
-    """(wall seconds, peak tree RSS MB, stdout) of a command."""
+def run_measured(cmd: list[str]) -> tuple[float, float, float, str]:
+    """(wall seconds, CPU seconds, peak tree RSS MB, stdout) of a command. CPU seconds (user + system,
+    the process and the workers it waited for) are what the predictor itself spent: on a shared machine
+    its wall time also counts the time other jobs held the cores."""
     start = time.perf_counter()
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    peak = [0.0]
+    out_file, err_file = tempfile.TemporaryFile("w+"), tempfile.TemporaryFile("w+")
+    proc = subprocess.Popen(cmd, stdout=out_file, stderr=err_file, text=True)
+    peak, done = [0.0], threading.Event()
 
     def sample():
-        while proc.poll() is None:
+        while not done.is_set():
             peak[0] = max(peak[0], tree_rss_mb(proc.pid))
             time.sleep(0.05)
 
     sampler = threading.Thread(target=sample, daemon=True)
     sampler.start()
-    out, err = proc.communicate()
+    _, status, usage = os.wait4(proc.pid, 0)
     wall = time.perf_counter() - start
+    done.set()
     sampler.join()
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    out_file.seek(0)
+    err_file.seek(0)
     if proc.returncode != 0:
-        raise SystemExit(f"{' '.join(cmd[:3])} failed:\n{err[-3000:]}")
-    return wall, peak[0], out
+        raise SystemExit(f"{' '.join(cmd[:3])} failed:\n{err_file.read()[-3000:]}")
+    return wall, usage.ru_utime + usage.ru_stime, peak[0], out_file.read()
 
 
 def make_case(work: Path, size: str) -> list[Path]:
@@ -100,7 +107,9 @@ def run_ours(model: str, files: list[str], out: str, tta: bool) -> None:
     from chimerax.medseg.images import read_case
     from chimerax.medseg.inference.predictor import Predictor
     predictor = Predictor.from_folder(model, device="cpu", use_mirroring=tta, folds=[0])
-    np.save(out, predictor.predict(read_case(files)).labels)
+    prediction = predictor.predict(read_case(files))
+    np.save(out, prediction.labels)
+    print(json.dumps({k: round(v, 1) for k, v in prediction.timings.items()}))
 
 
 def dice_per_label(a: np.ndarray, b: np.ndarray) -> dict[int, float]:
@@ -127,15 +136,17 @@ def main() -> None:
           f"{'with' if args.tta else 'without'} mirroring, 1 fold, {os.cpu_count()} CPUs; work {work}")
     v1_out = work / "v1.nii.gz"
     v1_cmd = [args.v1_python, str(HERE / "nnunet1_side.py"), "predict", str(model), str(v1_out), *map(str, case)]
-    t_v1, m_v1, _ = run_measured(v1_cmd + (["--tta"] if args.tta else []))
-    print(f"nnunet 1.7.1: {t_v1:.1f} s, peak {m_v1:.0f} MB")
+    t_v1, cpu_v1, m_v1, _ = run_measured(v1_cmd + (["--tta"] if args.tta else []))
+    print(f"nnunet 1.7.1: {t_v1:.1f} s wall, {cpu_v1:.1f} s CPU, peak {m_v1:.0f} MB")
     ours_cmd = [sys.executable, __file__, "--ours", str(model), str(work / "ours.npy"), *map(str, case)]
-    t_ours, m_ours, _ = run_measured(ours_cmd + (["--tta"] if args.tta else []))
-    print(f"MedSeg:       {t_ours:.1f} s, peak {m_ours:.0f} MB")
+    t_ours, cpu_ours, m_ours, out = run_measured(ours_cmd + (["--tta"] if args.tta else []))
+    print(f"MedSeg:       {t_ours:.1f} s wall, {cpu_ours:.1f} s CPU, peak {m_ours:.0f} MB; "
+          f"steps {out.strip().splitlines()[-1]}")
     from chimerax.medseg.images import read_image
     v1_labels = read_image(v1_out).array[0].astype(np.int64)
     ours = np.load(work / "ours.npy").astype(np.int64)
-    print(json.dumps({"time_ratio": round(t_ours / t_v1, 3), "peak_memory_ratio": round(m_ours / m_v1, 3),
+    print(json.dumps({"time_ratio": round(t_ours / t_v1, 3), "cpu_time_ratio": round(cpu_ours / cpu_v1, 3),
+                      "peak_memory_ratio": round(m_ours / m_v1, 3),
                       "dice_per_label": dice_per_label(ours, v1_labels),
                       "voxel_agreement": round(float((ours == v1_labels).mean()), 6)}))
 
