@@ -39,8 +39,8 @@ def main(argv=None) -> int:
     _import_chimerax()
 
     from chimerax.core.commands import run
-    from chimerax.medseg.chimerax_session import start_session
-    from chimerax.medseg.display import add_image_volumes
+    from chimerax_headless import start_session
+    from chimerax.medseg.chimerax_ui.volumes import open_image_volumes
     from chimerax.medseg.images import read_case, write_label_image
     from chimerax.medseg.inference.predictor import example_case_paths, example_model_path
 
@@ -50,7 +50,7 @@ def main(argv=None) -> int:
     session = start_session(offscreen=True, echo=False)
     paths = example_case_paths()
     image = read_case([str(p) for p in paths])
-    volumes = add_image_volumes(session, image, [p.name.split(".")[0] for p in paths])
+    volumes = open_image_volumes(session, image, [p.name.split(".")[0] for p in paths])
     spec = "#" + ",".join(v.id_string for v in volumes)
     job = run(session, f"segment {example_model_path()} {spec} device {args.device} fast {str(args.fast).lower()} "
                        "smooth true name example_labels")

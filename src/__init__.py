@@ -23,8 +23,8 @@ def _make_bundle_api():
         @staticmethod
         def register_command(bundle_info, command_info, logger):
             # Called lazily the first time any "segment ..." command is typed.
-            from . import cmd
-            cmd.register_commands(logger)
+            from .chimerax_ui import register_commands
+            register_commands(logger)
 
     return _MedSegAPI()
 

@@ -75,7 +75,7 @@ def _raw_cases(setup) -> dict:
 
 def validate_fold(model_dir: str | os.PathLike, fold: str, val_cases: Sequence[str], preprocessed_dir,
                   setup, device: str = "cpu", save_probabilities: bool = False,
-                  report: Callable[[str], None] | None = None, use_mirroring: bool = True) -> dict:
+                  report: Callable[[str], None] | None = None, mirroring: bool = True) -> dict:
     """Predict every validation case of a fold on its full original image and score it.
 
     Writes ``fold_k/validation/CASE.nii.gz`` (and ``CASE.npz`` probabilities when asked) and
@@ -87,7 +87,7 @@ def validate_fold(model_dir: str | os.PathLike, fold: str, val_cases: Sequence[s
     model_dir = Path(model_dir)
     out = model_dir / f"fold_{fold}" / "validation"
     out.mkdir(parents=True, exist_ok=True)
-    predictor = Predictor.from_folder(model_dir, folds=[fold], device=device, use_mirroring=use_mirroring)
+    predictor = Predictor.from_folder(model_dir, folds=[fold], device=device, mirroring=mirroring)
     regions = regions_for(predictor.model.dataset_json)
     cases = _raw_cases(setup)
     missing = [c for c in val_cases if c not in cases]

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import argparse
 
+from ..fileio import write_json
+
 
 def add_parser(subparsers) -> None:
     p = subparsers.add_parser(
@@ -37,6 +39,8 @@ def add_parser(subparsers) -> None:
     p.add_argument("--plans", default="nnUNetPlans", help="plans name (default nnUNetPlans)")
     p.add_argument("-o", "--output", help="results folder for this dataset (default: <results>/<dataset>)")
     p.add_argument("--preprocessed", help="the dataset's preprocessed folder (default: <preprocessed>/<dataset>)")
+    p.add_argument("--result-file", help="when training succeeds, write {\"model_folder\": PATH} to this JSON file "
+                                         "(for programs that run medseg train, e.g. ChimeraX's segment train)")
     p.set_defaults(func=run_train)
 
     c = subparsers.add_parser("crossval", help="summarise cross-validation, choose postprocessing and configuration",
@@ -68,6 +72,8 @@ def run_train(args: argparse.Namespace) -> int:
     model = train(args.dataset, args.configuration, args.fold, options_from_args(args), args.trainer, args.plans,
                   args.output, args.preprocessed, args.resume)
     print(f"Model folder: {model}")
+    if args.result_file:
+        write_json(args.result_file, {"model_folder": str(model)})
     return 0
 
 

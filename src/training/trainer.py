@@ -253,7 +253,7 @@ class Trainer:
             from ..evaluation.crossval import validate_fold
             summary = validate_fold(s.model_dir, s.fold, val_cases, s.preprocessed_dir, self.setup,
                                     device=str(self.device), save_probabilities=o.save_probabilities,
-                                    report=self.say, use_mirroring=o.validation_mirroring)
+                                    report=self.say, mirroring=o.validation_mirroring)
             fg = summary["foreground_mean"].get("Dice")
             self.say(f"Validation of fold {s.fold} (full images): mean foreground Dice {fg:.4f}")
         return s.model_dir

@@ -14,7 +14,7 @@ from test_dicom_factory import (make_volume, oblique_orientation, totalseg_ct_di
 
 def test_real_ct_opens_on_the_dcm2niix_grid(run, log):
     import nibabel as nib
-    from chimerax.medseg.display import grid_to_scene
+    from chimerax.medseg.chimerax_ui.volumes import grid_to_scene
     (volume,) = run(f"segment dicom {totalseg_ct_dir()}")
     # TotalSegmentator's label map of this series was made on dcm2niix's grid
     reference = nib.load(str(totalseg_ct_dir().parent / "example_seg_dicom.nii.gz"))
@@ -26,7 +26,7 @@ def test_real_ct_opens_on_the_dcm2niix_grid(run, log):
 
 
 def test_oblique_series_keeps_its_geometry(run, tmp_path):
-    from chimerax.medseg.display import grid_to_scene
+    from chimerax.medseg.chimerax_ui.volumes import grid_to_scene
     from chimerax.medseg.images.dicom import read_dicom_series
     data = make_volume((5, 6, 7))
     write_series(tmp_path / "d", data, orientation=oblique_orientation(35, (1, 2, 0)), slice_step=-1.5,

@@ -7,6 +7,7 @@ import torch
 from training_helpers import plan_tiny_dataset
 
 from chimerax.medseg.errors import MedSegError
+from chimerax.medseg.inference.predictor import Predictor
 from chimerax.medseg.models.checkpoint import load_checkpoint
 from chimerax.medseg.training.advisor import TrainingDiverged, advise
 from chimerax.medseg.training.extension import load_trainer_class
@@ -125,12 +126,12 @@ def test_advisor_reads_the_log_like_an_expert():
 
 
 def test_channel_dropout_is_recorded_and_gates_missing_channels(tmp_path, trained_model):
-    from chimerax.medseg.training.missing_channels import check_missing_channels, model_allows_missing_channels
+    from chimerax.medseg.inference.missing_channels import check_missing_channels
     data = plan_tiny_dataset(tmp_path / "two", dataset_id=44, name="Two", cases=4, channels=("T1", "T2"))
     model = train(str(data["raw"]), "3d_fullres", ["0"], _options(channel_drop_p=0.5, epochs=1),
                   output=tmp_path / "out", preprocessed=data["preprocessed"], report=lambda s: None)
-    assert model_allows_missing_channels(model)
-    assert not model_allows_missing_channels(trained_model)
+    assert Predictor.from_folder(model, device="cpu").allows_missing_channels
+    assert not Predictor.from_folder(trained_model, device="cpu").allows_missing_channels
     assert "filled with zeros" in check_missing_channels(["T2"], True)
     with pytest.raises(MedSegError, match="not trained to work without"):
         check_missing_channels(["T2"], False)

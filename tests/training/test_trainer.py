@@ -28,7 +28,7 @@ def test_model_folder_loads_in_our_predictor_and_nnunets(trained_model, tiny_dat
         assert (trained_model / name).is_file(), name
     assert not (trained_model / "fold_0" / "checkpoint_latest.pth").exists()  # removed at the end, as nnU-Net
     files = sorted((tiny_data["raw"] / "imagesTr").glob("case001_*.nii.gz"))
-    ours = Predictor.from_folder(trained_model, folds=[0], device="cpu", use_mirroring=False).predict(
+    ours = Predictor.from_folder(trained_model, folds=[0], device="cpu", mirroring=False).predict(
         read_case(files)).labels
     theirs_predictor = nnUNetPredictor(device=torch.device("cpu"), verbose=False, allow_tqdm=False,
                                        use_mirroring=False)

@@ -6,18 +6,28 @@ model folder is installed under a name and is usable as ``segment NAME #1``.
 """
 from __future__ import annotations
 
+import json
 import os
+import shlex
 import signal
 import subprocess
 import sys
-import threading
+import tempfile
 from pathlib import Path
+from typing import Any
 
-from .errors import MedSegError
+from chimerax.core.commands import BoolArg, CmdDesc, IntArg, StringArg, register
+from chimerax.core.errors import UserError
+
+from ..datasets.paths import find_dataset
+from ..errors import MedSegError
+from ..models.cache import check_model_name
+from ..models.install import install_model
+from .errors import user_errors
+from .tasks import BackgroundTask, running_tasks
 
 
-def register_commands(logger) -> None:
-    from chimerax.core.commands import BoolArg, CmdDesc, IntArg, StringArg, register
+def register_commands(logger: Any) -> None:
     desc = CmdDesc(required=[("dataset", StringArg)],
                    keyword=[("configuration", StringArg), ("fold", StringArg), ("epochs", IntArg),
                             ("iterations", IntArg), ("device", StringArg), ("pretrained", StringArg),
@@ -31,42 +41,50 @@ def register_commands(logger) -> None:
              segment_train_stop, logger=logger)
 
 
-class TrainingRun:
-    """A ``medseg train`` process and the lines it printed."""
+class TrainingRun(BackgroundTask):
+    """A ``medseg train`` process: its lines go to the log; on success the model it reports in its
+    result file (``--result-file``) is installed under ``install_name``."""
 
-    def __init__(self, session, command: list[str], install_name: str | None) -> None:
-        self.session, self.command, self.install_name = session, command, install_name
+    thread_name = "medseg-train-log"
+
+    def __init__(self, session: Any, command: list[str], install_name: str) -> None:
+        super().__init__(session, "Training")
+        handle, result = tempfile.mkstemp(prefix="medseg-train-", suffix=".json")
+        os.close(handle)
+        self.result_file = Path(result)
+        self.command = command + ["--result-file", str(self.result_file)]
+        self.install_name = install_name
         self.lines: list[str] = []
-        self._logged = 0
-        self.model_dir: Path | None = None
         self.installed: Path | None = None
-        self.stopped = False
-        self._finished = threading.Event()
-        self.process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        self._logged = 0
+        self.process = subprocess.Popen(self.command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                                         env=dict(os.environ, PYTHONUNBUFFERED="1"))
-        self._reader = threading.Thread(target=self._read, name="medseg-train-log", daemon=True)
-        self._reader.start()
 
     @property
     def running(self) -> bool:
-        return self.process.poll() is None or not self._finished.is_set()
+        return not self.finished
 
     @property
     def returncode(self) -> int | None:
         return self.process.poll()
 
-    def _read(self) -> None:
+    def work(self) -> Path | None:
+        assert self.process.stdout is not None
         for line in self.process.stdout:
-            line = line.rstrip()
-            self.lines.append(line)
-            if line.startswith("Model folder: "):
-                self.model_dir = Path(line[len("Model folder: "):])
+            self.lines.append(line.rstrip())
             if self.session.ui.is_gui:
                 self.session.ui.thread_safe(self.flush_log)
         self.process.wait()
-        self._finished.set()
-        if self.session.ui.is_gui:
-            self.session.ui.thread_safe(self.finish)
+        return self._model_folder()
+
+    def _model_folder(self) -> Path | None:
+        try:
+            text = self.result_file.read_text()
+            return Path(json.loads(text)["model_folder"]) if text else None
+        except (OSError, ValueError, KeyError):
+            return None
+        finally:
+            self.result_file.unlink(missing_ok=True)
 
     def flush_log(self) -> None:
         """Log the lines not logged yet (main thread)."""
@@ -76,30 +94,20 @@ class TrainingRun:
             self.session.logger.info(line)
         self._logged = len(self.lines)
 
-    def finish(self) -> None:
-        """After the process ended: log the rest, install the model on success (main thread)."""
+    def deliver(self, model_folder: Path | None) -> None:
         self.flush_log()
-        if self.installed is not None or self.returncode is None:
-            return
-        if self.stopped:
-            self.session.logger.info("Training stopped; continue it with the same command and 'resume true'.")
-        elif self.returncode != 0:
-            self.session.logger.error(f"Training failed (exit code {self.returncode}); see the log above.")
-        elif self.model_dir is not None and self.install_name:
-            from .models.install import install_model
-            self.installed = install_model(self.install_name, self.model_dir, force=True)
-            self.session.logger.info(f"Training finished. Model installed as '{self.install_name}': use it with "
-                                     f"segment {self.install_name} #1")
+        if self.returncode != 0 or model_folder is None:
+            raise MedSegError(f"exit code {self.returncode}; see the log above.")
+        self.installed = install_model(self.install_name, model_folder, force=True)
+        self.session.logger.info(f"Training finished. Model installed as '{self.install_name}': use it with "
+                                 f"segment {self.install_name} #1")
 
-    def wait(self, timeout: float | None = None) -> "TrainingRun":
-        if not self._finished.wait(timeout):
-            raise TimeoutError(f"training still running after {timeout} s")
-        self._reader.join(5)
-        self.finish()
-        return self
+    def cancelled(self) -> None:
+        self.flush_log()
+        self.session.logger.info("Training stopped; continue it with the same command and 'resume true'.")
 
     def stop(self) -> None:
-        self.stopped = True
+        super().stop()
         if self.process.poll() is None:
             self.process.send_signal(signal.SIGINT)  # the command line stops cleanly; checkpoints stay
             try:
@@ -112,7 +120,6 @@ def train_command(dataset: str, configuration: str = "3d_fullres", fold: str = "
                   iterations: int | None = None, device: str = "auto", pretrained: str | None = None,
                   trainer: str | None = None, resume: bool = False, options: str | None = None) -> list[str]:
     """The ``medseg train`` command line the process runs (``options``: extra command-line flags)."""
-    import shlex
     command = [_python(), "-c", _LAUNCHER, "train", dataset, configuration, "-f", *fold.split(","),
                "--device", device]
     if epochs is not None:
@@ -153,54 +160,46 @@ def _python() -> str:
     raise MedSegError(f"Cannot find the Python interpreter beside {exe} to run the training process.")
 
 
-def _current(session) -> TrainingRun | None:
+def _current(session: Any) -> TrainingRun | None:
     return getattr(session, "_medseg_training", None)
 
 
-def segment_train(session, dataset: str, configuration: str = "3d_fullres", fold: str = "0",
+@user_errors
+def segment_train(session: Any, dataset: str, configuration: str = "3d_fullres", fold: str = "0",
                   epochs: int | None = None, iterations: int | None = None, device: str = "auto",
                   pretrained: str | None = None, trainer: str | None = None, name: str | None = None,
                   resume: bool = False, wait: bool | None = None, options: str | None = None) -> TrainingRun:
     """Start ``medseg train`` for a planned dataset; logs its progress; installs the model as ``name``."""
-    from chimerax.core.errors import UserError
-    running = _current(session)
-    if running is not None and running.running:
+    if running_tasks(session, TrainingRun):
         raise UserError("A training is already running; `segment train status` shows it, `segment train stop` "
                         "stops it.")
-    try:
-        install_name = name or _default_name(dataset)
-        from .models.cache import check_model_name
-        check_model_name(install_name)
-        command = train_command(dataset, configuration, fold, epochs, iterations, device, pretrained, trainer,
-                                resume, options)
-    except MedSegError as exc:
-        raise UserError(str(exc)) from None
+    install_name = name or _default_name(dataset)
+    check_model_name(install_name)
+    command = train_command(dataset, configuration, fold, epochs, iterations, device, pretrained, trainer,
+                            resume, options)
     run = TrainingRun(session, command, install_name)
     session._medseg_training = run
     session.logger.info(f"Training {dataset} {configuration} fold {fold} in a separate process "
                         f"(pid {run.process.pid}); `segment train status` reports, `segment train stop` stops.")
-    if wait if wait is not None else not session.ui.is_gui:
-        run.wait()
+    run.start(wait)
     return run
 
 
-def segment_train_status(session) -> TrainingRun | None:
+def segment_train_status(session: Any) -> TrainingRun | None:
     run = _current(session)
     if run is None:
         session.logger.info("No training was started in this session.")
         return None
     run.flush_log()
     epochs = [line for line in run.lines if line.startswith("epoch ")]
-    state = "running" if run.running else ("stopped" if run.stopped else
-                                           "finished" if run.returncode == 0 else f"failed ({run.returncode})")
+    state = "running" if run.running else {"cancelled": "stopped", "done": "finished"}.get(
+        run.state, f"failed ({run.returncode})")
     last = epochs[-1] if epochs else (run.lines[-1] if run.lines else "starting")
     session.logger.info(f"Training {state}: {last}")
-    if not run.running:
-        run.finish()
     return run
 
 
-def segment_train_stop(session) -> None:
+def segment_train_stop(session: Any) -> None:
     run = _current(session)
     if run is None or not run.running:
         session.logger.info("No training is running.")
@@ -211,7 +210,6 @@ def segment_train_stop(session) -> None:
 
 def _default_name(dataset: str) -> str:
     """``41``, ``Dataset041_Blob`` or its folder -> ``blob``: a short name to call the model by."""
-    from .datasets.paths import find_dataset
     try:
         base = find_dataset(dataset).name  # an id names the dataset by its folder
     except MedSegError:

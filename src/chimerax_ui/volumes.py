@@ -7,12 +7,17 @@ applied on top. Arrays are (z, y, x); origin and step are (x, y, z).
 from __future__ import annotations
 
 import html
+import re
 from typing import Sequence
 
 import numpy as np
+from chimerax.map import volume_from_grid_data
+from chimerax.map_data import ArrayGridData
+from chimerax.segment.segment import segmentation_surfaces
+from scipy.ndimage import map_coordinates
 
-from .errors import MedSegError
-from .images import Image
+from ..errors import MedSegError
+from ..images import Image
 
 # Colours for labels that dataset.json gives none for: distinct, readable on black and white.
 _PALETTE = [
@@ -50,7 +55,6 @@ def resample_onto(volume, reference) -> np.ndarray:
     Points up to half a voxel beyond the source grid take the edge value (grids of the same
     extent but other spacing must not lose their border); points further out are 0.
     """
-    from scipy.ndimage import map_coordinates
     source = volume_array(volume)
     ref_to_src = np.linalg.inv(grid_to_scene(volume)) @ grid_to_scene(reference)
     nx, ny, nz = reference.data.size
@@ -88,10 +92,8 @@ def image_from_volumes(volumes: Sequence, channel_names: Sequence[str] | None = 
     return image, notes
 
 
-def add_image_volumes(session, image: Image, names: Sequence[str]) -> list:
-    """Open each channel of an engine image as a ChimeraX volume at its affine's place."""
-    from chimerax.map import volume_from_grid_data
-    from chimerax.map_data import ArrayGridData
+def open_image_volumes(session, image: Image, names: Sequence[str]) -> list:
+    """Open each channel of an engine image as a ChimeraX volume placed exactly at its affine."""
     linear = image.affine[:3, :3]
     step = np.linalg.norm(linear, axis=0)           # (x, y, z) voxel sizes
     rotation = linear / step                         # unit axis directions as columns
@@ -107,12 +109,10 @@ def add_image_volumes(session, image: Image, names: Sequence[str]) -> list:
 # --- channels -------------------------------------------------------------------------------------
 
 def _tokens(text: str) -> set[str]:
-    import re
     return {t for t in re.split(r"[^0-9a-z]+", text.lower()) if t}
 
 
 def _normal(text: str) -> str:
-    import re
     return re.sub(r"[^0-9a-z]+", "", text.lower())
 
 
@@ -199,8 +199,6 @@ def label_table_html(stats, colors: dict[int, tuple], title: str) -> str:
 def make_label_volume(session, labels: np.ndarray, reference, name: str, label_names: dict[int, str],
                       colors: dict[int, tuple]):
     """A new (not yet opened) label volume on exactly ``reference``'s grid and scene position."""
-    from chimerax.map import volume_from_grid_data
-    from chimerax.map_data import ArrayGridData
     size = tuple(reference.data.size)
     if labels.shape != size[::-1]:
         raise MedSegError(f"The labels have shape {labels.shape} but volume {reference.name} has "
@@ -222,7 +220,6 @@ def make_label_volume(session, labels: np.ndarray, reference, name: str, label_n
 def add_label_surfaces(session, label_volume, label_names: dict[int, str], colors: dict[int, tuple],
                        smooth: bool = False) -> list:
     """One surface per present label, made by ChimeraX's ``segmentation surfaces``, named and coloured."""
-    from chimerax.segment.segment import segmentation_surfaces
     if not label_volume.full_matrix().any():
         return []
     surfaces = segmentation_surfaces(session, [label_volume], each="segment", smooth=smooth)
