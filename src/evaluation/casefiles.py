@@ -9,7 +9,7 @@ from typing import Sequence
 import numpy as np
 
 from ..errors import MedSegError
-from ..images import Image, read_image
+from ..images import read_image
 from ..images.nifti import NIFTI_SUFFIXES, strip_nifti_suffix
 from .metrics import as_label_array
 
@@ -28,10 +28,6 @@ class LabelMap:
         if image.num_channels != 1:
             raise MedSegError(f"{path} has {image.num_channels} channels; a label map has one.")
         return cls(as_label_array(image.array[0], str(path)), image.spacing, image.affine)
-
-    @classmethod
-    def from_image(cls, image: Image, what: str) -> "LabelMap":
-        return cls(as_label_array(image.array, what), image.spacing, image.affine)
 
 
 def label_files(folder: str | os.PathLike) -> dict[str, Path]:

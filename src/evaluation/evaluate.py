@@ -10,7 +10,8 @@ import numpy as np
 
 from ..errors import MedSegError
 from .casefiles import LabelMap, describe_grid, onto_reference_grid, pair_cases, same_grid
-from .metrics import Region, case_metrics, label_values, regions_from_values
+from ..fileio import read_json
+from .metrics import Region, case_metrics, dataset_regions, label_values, regions_from_values
 from .stability import stability_rows
 
 CONVENTIONS = {
@@ -43,17 +44,11 @@ class Evaluation:
 
 
 def regions_from_dataset_json(path: str | os.PathLike) -> list[Region]:
-    """Labels (and regions) named in an nnU-Net ``dataset.json``; background and 'ignore' left out."""
-    from ..fileio import read_json
-    labels = read_json(path).get("labels")
-    if not isinstance(labels, dict):
-        raise MedSegError(f"{path} has no 'labels' mapping.")
-    regions = []
-    for name, value in labels.items():
-        values = tuple(int(v) for v in (value if isinstance(value, (list, tuple)) else [value]))
-        if name != "ignore" and any(values) and name != "background":
-            regions.append(Region(name, tuple(v for v in values if v != 0)))
-    return regions
+    """Labels (and regions) named in an nnU-Net ``dataset.json`` file, by their names."""
+    try:
+        return dataset_regions(read_json(path), names="labels")
+    except MedSegError as exc:
+        raise MedSegError(f"{path}: {exc}") from None
 
 
 def reference_names(ref_dirs: Sequence[str | os.PathLike]) -> list[str]:

@@ -10,6 +10,7 @@ from typing import Any, Iterable, Sequence
 import numpy as np
 
 from ..fileio import atomic_path, write_json
+from .metrics import Region, case_metrics
 
 SUMMARY_METRICS = ("dice", "iou", "hd95", "hd", "asd", "volume_diff_ml", "volume_diff_rel")
 STATS = ("mean", "median", "std", "q1", "q3", "min", "max", "n")
@@ -183,3 +184,36 @@ def per_case_table(rows: Sequence[dict], max_label_columns: int = 6) -> str:
             worst["label"] if worst else "-", worst["dice"] if worst else float("nan"),
             ",".join(r["label"] for r in mine if r["missed"]) or "-"])
     return format_table(header, table)
+
+
+# --- nnU-Net's summary.json -------------------------------------------------------------------
+
+SUMMARY = "summary.json"
+
+
+def case_entry(pred: np.ndarray, ref: np.ndarray, spacing, regions: Sequence[Region],
+               prediction_file: str = "", reference_file: str = "") -> dict:
+    rows = case_metrics(pred, ref, regions, spacing)
+    metrics = {r["label"]: {"Dice": r["dice"], "IoU": r["iou"], "HD95": r["hd95"], "TP": r["tp"], "FP": r["fp"],
+                            "FN": r["fn"], "n_pred": r["tp"] + r["fp"], "n_ref": r["tp"] + r["fn"]} for r in rows}
+    return {"metrics": metrics, "prediction_file": prediction_file, "reference_file": reference_file}
+
+
+def summarize_cases(entries: Sequence[dict], regions: Sequence[Region]) -> dict:
+    """nnU-Net's summary: per-case metrics, the mean per label/region, and the mean over them."""
+    mean = {}
+    for region in regions:
+        mean[region.name] = {}
+        for metric in ("Dice", "IoU", "HD95", "TP", "FP", "FN", "n_pred", "n_ref"):
+            values = [e["metrics"][region.name][metric] for e in entries]
+            finite = [v for v in values if not (isinstance(v, float) and math.isnan(v))]
+            mean[region.name][metric] = float(np.mean(finite)) if finite else float("nan")
+    foreground = {}
+    for metric in ("Dice", "IoU", "HD95"):
+        values = [m[metric] for m in mean.values() if not math.isnan(m[metric])]
+        foreground[metric] = float(np.mean(values)) if values else float("nan")
+    return {"metric_per_case": list(entries), "mean": mean, "foreground_mean": foreground}
+
+
+def write_summary(path: str | os.PathLike, summary: dict) -> None:
+    write_json(path, json_safe(summary))
