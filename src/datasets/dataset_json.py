@@ -12,6 +12,7 @@ from pathlib import Path
 
 from ..errors import MedSegError
 from ..fileio import read_json
+from ..images import read_case, read_image
 
 CHANNEL_SUFFIX_DIGITS = 4
 
@@ -165,3 +166,13 @@ def _check_labels(labels: dict, regions_class_order) -> list[str]:
         if "ignore" in values and values["ignore"][0] != max(plain) + 1:
             problems.append(f"the 'ignore' label must be the highest value ({max(plain) + 1})")
     return problems
+
+
+def read_training_case(case: Case):
+    """(image, label array (1, z, y, x)) of one training case, refusing a label on another grid."""
+    image = read_case(case.images)
+    label = read_image(case.label)
+    if label.shape != image.shape:
+        raise MedSegError(f"Case {case.name}: label shape {label.shape} differs from image shape {image.shape}. "
+                          "Run `medseg dataset verify` for a full report.")
+    return image, label.array[:1]

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..datasets.dataset_json import Case, RawDataset
+from ..datasets.dataset_json import Case, RawDataset, read_training_case
 from ..fileio import atomic_path, write_json
 from ..models.model_folder import resolve_configuration
 from .pipeline import preprocess
@@ -65,7 +65,6 @@ def sample_class_locations(seg: np.ndarray, classes: list) -> dict:
 
 def preprocess_case(case: Case, plans: dict, configuration: str, foreground_classes: list, output_dir: Path,
                     key: str) -> str:
-    from ..planning.fingerprint import read_training_case
     image, seg = read_training_case(case)
     image.check_finite(f"Case {case.name}")
     data, seg, properties, locations = preprocess_arrays(image.array, seg, image.spacing, plans, configuration,
