@@ -26,6 +26,12 @@ def _make_bundle_api():
             from .chimerax_ui import register_commands
             register_commands(logger)
 
+        @staticmethod
+        def start_tool(session, bundle_info, tool_info):
+            # The panel (Tools menu, or `segment panel`); needs ChimeraX's window (Qt).
+            from .chimerax_ui.panel_tool import MedSegPanel
+            return MedSegPanel(session, tool_info.name)
+
     return _MedSegAPI()
 
 

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from . import cmd_dicom, cmd_evaluate, cmd_models, cmd_segment, cmd_train
+from . import cmd_dicom, cmd_evaluate, cmd_models, cmd_panel, cmd_results, cmd_segment, cmd_train
 
-COMMAND_FAMILIES = (cmd_segment, cmd_models, cmd_dicom, cmd_evaluate, cmd_train)
+COMMAND_FAMILIES = (cmd_segment, cmd_results, cmd_panel, cmd_models, cmd_dicom, cmd_evaluate, cmd_train)
 
 
 def register_commands(logger: Any) -> None:

@@ -14,7 +14,7 @@ from typing import Any
 from chimerax.core.commands import BoolArg, CmdDesc, OpenFolderNameArg, SaveFileNameArg, StringArg, register
 
 from ..errors import MedSegError
-from ..images.dicom import format_series_list, list_dicom_series, read_dicom_volume, write_dicom_seg
+from ..images.dicom import format_series_list, list_dicom_series, read_dicom_volume
 from .cmd_segment import segment
 from .errors import user_errors
 from .volumes import open_image_volumes
@@ -64,7 +64,7 @@ def _segment_dicom(session: Any, folder: Path, series: str | None, only_list: bo
                             f"{x}x{y}x{z} voxels, spacing {image.spacing[2]:.4g} x {image.spacing[1]:.4g} x "
                             f"{image.spacing[0]:.4g} mm (x, y, z)")
     if model:  # one volume per model channel, the DICOM-SEG referencing the first series
-        _segment_and_save(session, model, volumes, loaded[0][1], save_seg)
+        _segment_and_save(session, model, volumes, save_seg)
     elif save_seg:
         raise MedSegError("saveSeg needs a model to segment with: add `model NAME`.")
     return volumes
@@ -86,9 +86,7 @@ def _volume_name(info) -> str:
     return f"{number}{info.description or info.modality or 'DICOM'}{part}".strip()
 
 
-def _segment_and_save(session, model: str, volumes: list, source, save_seg: str | None) -> None:
-    job = segment(session, model, volumes, wait=True)
-    if save_seg:
-        path = write_dicom_seg(job.labels, source, job.request.label_names, save_seg)
-        session.logger.info(f"Wrote DICOM-SEG {path} ({len(job.request.label_names)} segment(s)) "
-                            f"referencing series {_volume_name(source.series)}")
+def _segment_and_save(session: Any, model: str, volumes: list, save_seg: str | None) -> None:
+    """Segment the opened series (in the background in the GUI); with ``save_seg`` also write a
+    DICOM-SEG referencing the first series, as ``segment MODEL #N save FILE.dcm`` does."""
+    segment(session, model, volumes, save=save_seg, format="dicom-seg" if save_seg else None)

@@ -13,13 +13,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
-from chimerax.core.commands import BoolArg, CmdDesc, FloatArg, ListOf, StringArg, register
+from chimerax.core.commands import BoolArg, CmdDesc, EnumOf, FloatArg, ListOf, SaveFileNameArg, StringArg, register
 from chimerax.map import MapsArg
 
 from ..errors import MedSegError
+from ..images import Image
 from ..inference.options import PredictOptions, from_mapping, option_fields
 from ..models.model_folder import ModelFolder, open_model_folder
 from ..models.registry import resolve_model
+from .cmd_results import FORMATS, output_format, segment_save
 from .errors import user_errors
 from .tasks import BackgroundTask, running_tasks
 from .volumes import (add_label_surfaces, image_from_volumes, label_colors, label_statistics, label_table_html,
@@ -28,7 +30,8 @@ from .volumes import (add_label_surfaces, image_from_volumes, label_colors, labe
 # How each kind of prediction option is typed in ChimeraX (see inference/options.py).
 _ARGS = {"names": ListOf(StringArg), "device": StringArg, "flag": BoolArg, "no-flag": BoolArg,
          "number": FloatArg, "text": StringArg, "path-or-flag": StringArg}
-_DISPLAY_KEYWORDS = [("surfaces", BoolArg), ("smooth", BoolArg), ("name", StringArg), ("wait", BoolArg)]
+_DISPLAY_KEYWORDS = [("surfaces", BoolArg), ("smooth", BoolArg), ("name", StringArg), ("wait", BoolArg),
+                     ("save", SaveFileNameArg), ("format", EnumOf(FORMATS))]
 
 
 def register_commands(logger: Any) -> None:
@@ -54,18 +57,24 @@ class Request:
     name: str
     surfaces: bool = True
     smooth: bool = False
+    save: str | None = None     # write the labels here once shown (segment save)
+    format: str | None = None
 
 
 @user_errors
 def segment(session: Any, model: str, volumes: Sequence, surfaces: bool = True, smooth: bool = False,
-            name: str | None = None, wait: bool | None = None, **options: Any) -> "SegmentJob":
+            name: str | None = None, wait: bool | None = None, save: str | None = None,
+            format: str | None = None, **options: Any) -> "SegmentJob":
     """Start segmenting ``volumes`` (one per model channel); returns the running job.
 
     ``options`` are the prediction options (folds, device, fast, mirroring, step, ...).
     ``wait`` (default: true without a GUI, false in the GUI) blocks until the labels are shown.
+    ``save FILE [format F]`` also writes the labels once they are shown (as ``segment save``).
     """
     request = prepare(session, model, list(volumes), from_mapping(_postprocess_value(options)),
                       surfaces, smooth, name)
+    if save:
+        request.save, request.format = save, output_format(save, format)  # a bad name fails now, not after
     job = SegmentJob(session, request)
     job.start(wait)
     return job
@@ -129,8 +138,11 @@ class SegmentJob(BackgroundTask):
         super().__init__(session, f"Segmentation of {request.volumes[0].name}")
         self.request = request
         self.labels = None
+        self.label_volume = None
         self.models: list = []
-        self._image = None
+        self.fraction = 0.0          # progress, for `segment stop`'s caller and the panel
+        self.message = "starting"
+        self._image: Image | None = None
         self._last_percent = -1
 
     def start(self, wait: bool | None = None) -> "SegmentJob":
@@ -154,6 +166,7 @@ class SegmentJob(BackgroundTask):
             _give_back_predictor(self.request, predictor)
 
     def _progress(self, fraction: float, message: str) -> None:
+        self.fraction, self.message = fraction, message
         percent = int(fraction * 100)
         if percent != self._last_percent:
             self._last_percent = percent
@@ -188,6 +201,8 @@ class SegmentJob(BackgroundTask):
             volume.display = False  # the surfaces show the labels
         else:
             volume.set_display_style("image")  # drawn with the label colours (segment_colors)
+        volume.medseg_dicom_source = getattr(r.volumes[0], "medseg_dicom_source", None)  # for DICOM-SEG
+        self.label_volume = volume
         voxel_mm3 = abs(float(volume.data.ijk_to_xyz_transform.determinant()))
         stats = label_statistics(labels, r.label_names, voxel_mm3, r.members)
         seconds = self.seconds
@@ -196,6 +211,15 @@ class SegmentJob(BackgroundTask):
                             is_html=True)
         session.logger.info(f"Segmented {r.volumes[0].name} with {r.model_title} in {seconds:.1f} s: label volume "
                             f"#{volume.id_string}, {len(surfaces)} surface(s).")
+        if r.save:
+            segment_save(session, volume, r.save, r.format, wait=self._foreground)
+
+    @property
+    def seconds_left(self) -> float | None:
+        """Estimated from the progress so far; None until there is enough of it."""
+        if self.finished or self.fraction < 0.03:
+            return None
+        return self.seconds * (1 - self.fraction) / self.fraction
 
 
 # One loaded predictor is kept for the next run with the same settings (loading takes time);

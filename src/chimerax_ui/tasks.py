@@ -29,6 +29,7 @@ class BackgroundTask:
         self.state = "pending"
         self.error: BaseException | None = None
         self.started = 0.0
+        self.ended: float | None = None
         self._result: Any = None
         self._stop = threading.Event()
         self._finished = threading.Event()
@@ -85,7 +86,8 @@ class BackgroundTask:
 
     @property
     def seconds(self) -> float:
-        return time.perf_counter() - self.started
+        """Seconds the work has run (until it ended)."""
+        return (self.ended if self.ended is not None else time.perf_counter()) - self.started
 
     # -- thread-safe reporting --
     def status(self, text: str) -> None:
@@ -103,6 +105,7 @@ class BackgroundTask:
         except BaseException as exc:  # reported on the main thread by _finish
             self.error = exc
         finally:
+            self.ended = time.perf_counter()
             self._finished.set()
             if self.session.ui.is_gui:
                 self.session.ui.thread_safe(self._finish)

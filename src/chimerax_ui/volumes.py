@@ -229,4 +229,10 @@ def add_label_surfaces(session, label_volume, label_names: dict[int, str], color
         surface.medseg_label_value = value
         if value in colors:
             surface.color = np.array(colors[value], np.uint8)
+    label_volume.medseg_surfaces = list(surfaces)
     return surfaces
+
+
+def label_surfaces(session, label_volume) -> list:
+    """The structure surfaces made for a label volume (``add_label_surfaces``) that are still open."""
+    return [s for s in getattr(label_volume, "medseg_surfaces", []) if not s.deleted]
