@@ -13,7 +13,8 @@ def add_parser(subparsers) -> None:
                     "and label; mean, median and spread per label. Several REF_DIRs (annotators) add a stability "
                     "test. Results are printed and written as CSV and JSON.")
     p.add_argument("pred_dir", metavar="PRED_DIR", help="folder of predicted label maps (CASE.nii.gz)")
-    p.add_argument("ref_dirs", metavar="REF_DIR", nargs="+", help="folder(s) of reference label maps with the same file names; the cases with a prediction "
+    p.add_argument("ref_dirs", metavar="REF_DIR", nargs="+",
+                   help="folder(s) of reference label maps with the same file names; the cases with a prediction "
                         "are scored (e.g. one fold's validation against the whole dataset's labels)")
     p.add_argument("--labels", nargs="+", metavar="LABEL",
                    help="labels to score: values (1 2), named values (liver=1) or regions (tumor=2,3); "

@@ -211,19 +211,11 @@ class Trainer:
         ``continue`` (from its last checkpoint) or ``overwrite`` (see ``outputs.py``).
         """
         import torch
-        from ..inference.device import select_device
         from .splits import fold_cases, load_patients
 
         o, s = self.options, self.setup
-        refuse_existing([s.fold_dir], existing)
-        if o.freeze_stages and not o.pretrained:
-            raise MedSegError("--freeze-stages freezes transferred layers; it needs --pretrained.")
-        if self.batch_size < self.dist.world_size:
-            raise MedSegError(f"Batch size {self.batch_size} is smaller than the {self.dist.world_size} processes; "
-                              "use fewer GPUs/processes or a larger batch size.")
-        self.device = select_device(o.device) if not self.dist.active or o.device != "auto" else _ddp_device(self.dist)
-        if self.dist.active and self.device.type == "cuda":
-            self.device = torch.device("cuda", self.dist.local_rank)
+        self._check_run(existing)
+        self.device = self._choose_device()
         final = s.fold_dir / ckpt.FINAL
         if existing == "continue" and final.is_file() and not (s.fold_dir / ckpt.LATEST).is_file():
             self.say(f"Fold {s.fold} already finished ({final}); nothing to continue.")
@@ -231,29 +223,17 @@ class Trainer:
         patients = load_patients(o.patients_file) if o.patients_file else None
         from .data import PreprocessedCases
         all_cases = PreprocessedCases(s.data_dir).names
-        train_cases, val_cases = fold_cases(s.fold, all_cases, s.preprocessed_dir, o.splits_file, patients,
-                                            o.num_folds)
-        self.train_cases, self.val_cases = train_cases, val_cases
+        self.train_cases, self.val_cases = fold_cases(s.fold, all_cases, s.preprocessed_dir, o.splits_file,
+                                                      patients, o.num_folds)
         network = self.initial_network().to(self.device)
         transfer = self._transfer(network) if o.pretrained else None  # checked before anything is written
         self.loss = self.build_loss()
         if self.dist.is_main:
-            if existing == "overwrite":
-                removed = clear_fold(s.model_dir, s.fold)
-                if removed:
-                    self.say(f"Overwriting fold {s.fold}: removed {len(removed)} earlier file(s)/folder(s).")
-            for path in discard_stale_results(s.model_dir, s.fold):
-                self.say(f"Removed {path} (it scored weights this training replaces).")
-            self._write_model_files()
+            self._prepare_outputs(existing)
         if transfer is not None:
             self.say(transfer.summary())
         self.network = network
-        model = network
-        if self.dist.active:
-            from torch.nn.parallel import DistributedDataParallel
-            model = DistributedDataParallel(network, device_ids=[self.device.index] if self.device.type == "cuda"
-                                            else None)
-        self.model = model
+        self.model = self._wrapped(network)
         self.optimizer = self.build_optimizer([p for p in network.parameters() if p.requires_grad])
         amp = o.mixed_precision if o.mixed_precision is not None else self.device.type == "cuda"
         self.amp = bool(amp and self.device.type == "cuda")
@@ -261,24 +241,65 @@ class Trainer:
         start_epoch = self._continue_from_checkpoint() if existing == "continue" else 0
         if start_epoch == 0 and existing == "continue":
             self.say("No checkpoint to continue from; starting from the beginning.")
-        self.say(f"Training {self.name} {s.configuration} fold {s.fold}: {len(train_cases)} training / "
-                 f"{len(val_cases)} validation cases, patch {list(self.patch_size)}, batch {self.batch_size}, "
+        self.say(f"Training {self.name} {s.configuration} fold {s.fold}: {len(self.train_cases)} training / "
+                 f"{len(self.val_cases)} validation cases, patch {list(self.patch_size)}, batch {self.batch_size}, "
                  f"epochs {start_epoch}..{o.epochs - 1} x {o.iterations_per_epoch} iterations on {self.device}"
                  f"{f' x {self.dist.world_size} processes' if self.dist.active else ''}.")
         self._train_epochs(start_epoch, should_stop)
         if self.dist.active:
             import torch.distributed as tdist
             tdist.barrier()
-        if self.dist.is_main and o.validate and val_cases:
-            from ..evaluation.crossval import validate_fold
-            summary = validate_fold(s.model_dir, s.fold, val_cases, s.preprocessed_dir, self.setup,
-                                    device=str(self.device), save_probabilities=o.save_probabilities,
-                                    report=self.say, use_mirroring=o.validation_mirroring and o.mirroring)
-            fg = summary["foreground_mean"].get("Dice")
-            self.say(f"Validation of fold {s.fold} (full images): mean foreground Dice {fg:.4f}")
+        if self.dist.is_main and o.validate and self.val_cases:
+            self._validate_full_images()
         return s.model_dir
 
     # ------------------------------------------------------------------ internals
+    def _check_run(self, existing: str) -> None:
+        """Refuse what cannot work before anything is computed or written."""
+        o = self.options
+        refuse_existing([self.setup.fold_dir], existing)
+        if o.freeze_stages and not o.pretrained:
+            raise MedSegError("--freeze-stages freezes transferred layers; it needs --pretrained.")
+        if self.batch_size < self.dist.world_size:
+            raise MedSegError(f"Batch size {self.batch_size} is smaller than the {self.dist.world_size} processes; "
+                              "use fewer GPUs/processes or a larger batch size.")
+
+    def _choose_device(self):
+        import torch
+        from ..inference.device import select_device
+        o = self.options
+        device = select_device(o.device) if not self.dist.active or o.device != "auto" else _ddp_device(self.dist)
+        if self.dist.active and device.type == "cuda":
+            device = torch.device("cuda", self.dist.local_rank)
+        return device
+
+    def _prepare_outputs(self, existing: str) -> None:
+        """Clear the fold for --overwrite, drop results of the weights being replaced, write the model files."""
+        s = self.setup
+        if existing == "overwrite":
+            removed = clear_fold(s.model_dir, s.fold)
+            if removed:
+                self.say(f"Overwriting fold {s.fold}: removed {len(removed)} earlier file(s)/folder(s).")
+        for path in discard_stale_results(s.model_dir, s.fold):
+            self.say(f"Removed {path} (it scored weights this training replaces).")
+        self._write_model_files()
+
+    def _wrapped(self, network):
+        """The module the training steps call: the network itself, or its DDP wrapper."""
+        if not self.dist.active:
+            return network
+        from torch.nn.parallel import DistributedDataParallel
+        return DistributedDataParallel(network, device_ids=[self.device.index] if self.device.type == "cuda" else None)
+
+    def _validate_full_images(self) -> None:
+        from ..evaluation.crossval import validate_fold
+        o, s = self.options, self.setup
+        summary = validate_fold(s.model_dir, s.fold, self.val_cases, s.preprocessed_dir, s,
+                                device=str(self.device), save_probabilities=o.save_probabilities,
+                                report=self.say, use_mirroring=o.validation_mirroring and o.mirroring)
+        fg = summary["foreground_mean"].get("Dice")
+        self.say(f"Validation of fold {s.fold} (full images): mean foreground Dice {fg:.4f}")
+
     def _write_model_files(self) -> None:
         s = self.setup
         s.fold_dir.mkdir(parents=True, exist_ok=True)

@@ -60,7 +60,8 @@ def test_same_as_nnunets_move_plans_and_own_normalization_by_default(two_dataset
         mine = {k: v for k, v in config.items() if k not in NORMALIZATION_KEYS}
         assert mine == {k: v for k, v in theirs["configurations"][name].items() if k not in NORMALIZATION_KEYS}
         if "normalization_schemes" in config:
-            assert [config[k] for k in NORMALIZATION_KEYS] == [own["configurations"]["2d"][k] for k in NORMALIZATION_KEYS]
+            expected = [own["configurations"]["2d"][k] for k in NORMALIZATION_KEYS]
+            assert [config[k] for k in NORMALIZATION_KEYS] == expected
     rest = {k: v for k, v in ours.items() if k not in ("configurations", "foreground_intensity_properties_per_channel")}
     assert rest == {k: v for k, v in theirs.items() if k in rest} and rest.keys() == theirs.keys() - {
         "configurations", "foreground_intensity_properties_per_channel"}

@@ -52,7 +52,8 @@ def test_every_shipped_epoch_and_mirroring_variant_is_known_with_its_settings():
 
 
 @pytest.mark.parametrize("regions", [False, True])
-@pytest.mark.parametrize("variant", ["nnUNetTrainerDiceLoss", "nnUNetTrainerCELoss", "nnUNetTrainerDiceCELoss_noSmooth"])
+@pytest.mark.parametrize("variant", ["nnUNetTrainerDiceLoss", "nnUNetTrainerCELoss",
+                                     "nnUNetTrainerDiceCELoss_noSmooth"])
 def test_loss_variants_equal_the_loss_nnunets_variant_builds(variant, regions):
     module = "nnUNetTrainerCELoss" if variant == "nnUNetTrainerCELoss" else "nnUNetTrainerDiceLoss"
     cls = getattr(__import__(f"nnunetv2.training.nnUNetTrainer.variants.loss.{module}", fromlist=[variant]), variant)
