@@ -25,6 +25,7 @@ from .augmentation import AugmentationSettings, Augmenter, default_settings
 from .outputs import clear_fold, discard_stale_results, refuse_existing
 from .progress_log import TrainingLog, plot_progress
 from .schedule import poly_lr, set_lr
+from .variants import DEFAULT_EPOCHS, DEFAULT_LOSS
 
 EMA_OLD_WEIGHT = 0.9   # the pseudo-Dice moving average nnU-Net uses to pick checkpoint_best
 GRADIENT_CLIP = 12.0
@@ -34,7 +35,7 @@ GRADIENT_CLIP = 12.0
 class TrainingOptions:
     """Everything a run can change; the defaults are nnU-Net's."""
 
-    epochs: int = 1000
+    epochs: int = DEFAULT_EPOCHS
     iterations_per_epoch: int = 250
     validation_iterations: int = 50
     initial_lr: float = 1e-2
@@ -58,7 +59,7 @@ class TrainingOptions:
     splits_file: str | None = None
     patients_file: str | None = None
     num_folds: int | None = None     # folds of a new splits_final.json (None: 5, or the existing file's)
-    loss: str = "dice_ce"            # see variants.LOSSES
+    loss: str = DEFAULT_LOSS         # see variants.LOSSES
     mirroring: bool = True           # mirroring in augmentation and at inference (nnUNetTrainerNoMirroring: off)
     variant: str | None = None       # the nnU-Net trainer variant reproduced (names the model folder)
 

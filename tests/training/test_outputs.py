@@ -53,4 +53,6 @@ def test_a_trained_fold_is_refused_then_overwritten_without_stale_summaries(tiny
 def test_overwrite_and_continue_are_exclusive(tiny_data, tmp_path):
     result = run_cli(train_args({**tiny_data, "results": tmp_path / "out"}, *QUICK, "--overwrite", "--continue"))
     assert result.returncode != 0 and "not allowed with argument" in result.stderr
+    old_spelling = run_cli(train_args({**tiny_data, "results": tmp_path / "out"}, *QUICK, "--resume", "--overwrite"))
+    assert old_spelling.returncode != 0 and "not allowed with argument --resume" in old_spelling.stderr
     assert not (tmp_path / "out").exists()
