@@ -221,14 +221,14 @@ class Trainer:
         if existing == "continue" and final.is_file() and not (s.fold_dir / ckpt.LATEST).is_file():
             self.say(f"Fold {s.fold} already finished ({final}); nothing to continue.")
             return s.model_dir
+        network = self.initial_network().to(self.device)
+        transfer = self._transfer(network) if o.pretrained else None  # checked before anything is written
+        self.loss = self.build_loss()
         patients = load_patients(o.patients_file) if o.patients_file else None
         from .data import PreprocessedCases
         all_cases = PreprocessedCases(s.data_dir).names
         self.train_cases, self.val_cases = fold_cases(s.fold, all_cases, s.preprocessed_dir, o.splits_file,
                                                       patients, o.num_folds)
-        network = self.initial_network().to(self.device)
-        transfer = self._transfer(network) if o.pretrained else None  # checked before anything is written
-        self.loss = self.build_loss()
         if self.dist.is_main:
             self._prepare_outputs(existing)
         if transfer is not None:

@@ -121,4 +121,4 @@ def test_cli_refuses_before_writing_anything(trained_model, tmp_path):
     assert result.returncode == 1 and "Layer encoder.stages.2.0.convs.0.conv.weight differs" in result.stderr
     result = run_cli(train_args(data, "--freeze-stages", "1", "--epochs", "1"))
     assert result.returncode == 1 and "needs --pretrained" in result.stderr
-    assert not (tmp_path / "out").exists()
+    assert not (tmp_path / "out").exists() and not (two["preprocessed"] / "splits_final.json").exists()
