@@ -64,13 +64,14 @@ class TransferReport:
     input_channels: tuple[int, int] | None = None   # (pretrained, this network) when they differ
     frozen: int = 0
     frozen_stages: int = 0
+    distinct: tuple[int, int] = (0, 0)  # distinct tensors (loaded, heads): the U-Net names some twice
 
     def summary(self) -> str:
-        text = (f"Pretrained weights from {self.source}: {len(self.loaded)} tensors loaded; "
-                f"{len(self.heads)} segmentation-head tensors left new (never transferred)")
+        text = (f"Pretrained weights from {self.source}: {self.distinct[0]} tensors loaded; "
+                f"{self.distinct[1]} segmentation-head tensors left new (never transferred)")
         if self.fresh_input:
             theirs, ours = self.input_channels
-            text += (f"; the first convolution left new ({theirs} input channels in the pretrained model, "
+            text += (f"; the first convolution left new ({theirs} input channel(s) in the pretrained model, "
                      f"{ours} here)")
         if self.frozen:
             text += f"; first {self.frozen_stages} encoder stage(s) frozen ({self.frozen} tensors)"
@@ -141,6 +142,8 @@ def plan_transfer(network, model: PretrainedModel) -> TransferReport:
     if extra:
         raise MedSegError(f"The pretrained model {model.name} has a layer this network lacks ({extra[0]}): the "
                           f"networks differ. {PLANS_HINT}")
+    variables = network.state_dict(keep_vars=True)
+    report.distinct = (len({id(variables[k]) for k in report.loaded}), len({id(variables[k]) for k in report.heads}))
     return report
 
 
@@ -186,7 +189,7 @@ def check_freezable(network, modules: list, report: TransferReport) -> None:
             why = ""
             if report.input_channels:
                 theirs, ours = report.input_channels
-                why = f" (the pretrained model has {theirs} input channels, this dataset {ours})"
+                why = f" (the pretrained model has {theirs} input channel(s), this dataset {ours})"
             raise MedSegError(f"Cannot freeze {key}: it was not transferred{why}, so freezing would keep it "
                               "at its random start. Freeze fewer stages (the first convolution sits in stage 0), "
                               "or train without --freeze-stages.")

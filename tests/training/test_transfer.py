@@ -66,10 +66,12 @@ def test_a_first_convolution_left_new_for_other_channels_is_never_frozen(trained
     with pytest.raises(MedSegError) as error:
         transfer_weights(network, source, 3, "3d_fullres", freeze_stages=1)
     assert "Cannot freeze encoder.stages.0.0.convs.0.conv.weight: it was not transferred" in str(error.value)
-    assert "1 input channels, this dataset 2" in str(error.value)
+    assert "1 input channel(s), this dataset 2" in str(error.value)
     report = transfer_weights(network, source, 3, "3d_fullres")
     assert report.input_channels == (1, 2) and "encoder.stages.0.0.convs.0.conv.weight" in report.fresh_input
-    assert "the first convolution left new (1 input channels in the pretrained model, 2 here)" in report.summary()
+    assert "the first convolution left new (1 input channel(s) in the pretrained model, 2 here)" in report.summary()
+    distinct = {id(p) for p in network.parameters()}  # every parameter once, however many names it has
+    assert sum(report.distinct) == len(distinct) - 1  # all but the first convolution's weight
     assert all(p.requires_grad for p in network.parameters())
 
 
