@@ -2,7 +2,8 @@
 
 Soft Dice as nnU-Net computes it: background left out for label models, optional "batch Dice"
 (sums over the whole batch instead of per sample), smoothing 1e-5, voxels of the ignore label
-masked out of both terms.
+masked out of both terms. ``named_loss`` also gives nnU-Net's loss variants: Dice only, cross-
+entropy only, and Dice + CE without smoothing (see ``variants.LOSSES``).
 """
 from __future__ import annotations
 
