@@ -16,13 +16,14 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from chimerax.core.commands import BoolArg, CmdDesc, IntArg, StringArg, register
+from chimerax.core.commands import BoolArg, CmdDesc, EnumOf, IntArg, StringArg, register
 from chimerax.core.errors import UserError
 
 from ..datasets.paths import find_dataset
 from ..errors import MedSegError
 from ..models.cache import check_model_name
 from ..models.install import install_model
+from ..training.variants import LOSSES
 from .errors import user_errors
 from .tasks import BackgroundTask, running_tasks
 
@@ -31,8 +32,9 @@ def register_commands(logger: Any) -> None:
     desc = CmdDesc(required=[("dataset", StringArg)],
                    keyword=[("configuration", StringArg), ("fold", StringArg), ("epochs", IntArg),
                             ("iterations", IntArg), ("device", StringArg), ("pretrained", StringArg),
-                            ("trainer", StringArg), ("name", StringArg), ("resume", BoolArg), ("wait", BoolArg),
-                            ("options", StringArg)],
+                            ("trainer", StringArg), ("loss", EnumOf(LOSSES)), ("num_folds", IntArg),
+                            ("freeze_stages", IntArg), ("plans", StringArg), ("name", StringArg),
+                            ("resume", BoolArg), ("overwrite", BoolArg), ("wait", BoolArg), ("options", StringArg)],
                    synopsis="Train a segmentation model on a planned dataset (runs as a separate process)")
     register("segment train dataset", desc, segment_train, logger=logger)
     register("segment train status", CmdDesc(synopsis="Report the running training"), segment_train_status,
@@ -116,22 +118,20 @@ class TrainingRun(BackgroundTask):
                 self.process.kill()
 
 
-def train_command(dataset: str, configuration: str = "3d_fullres", fold: str = "0", epochs: int | None = None,
-                  iterations: int | None = None, device: str = "auto", pretrained: str | None = None,
-                  trainer: str | None = None, resume: bool = False, options: str | None = None) -> list[str]:
-    """The ``medseg train`` command line the process runs (``options``: extra command-line flags)."""
-    command = [_python(), "-c", _LAUNCHER, "train", dataset, configuration, "-f", *fold.split(","),
-               "--device", device]
-    if epochs is not None:
-        command += ["--epochs", str(epochs)]
-    if iterations is not None:
-        command += ["--iterations", str(iterations)]
-    if pretrained:
-        command += ["--pretrained", pretrained]
-    if trainer:
-        command += ["--trainer", trainer]
-    if resume:
-        command.append("--resume")
+# ChimeraX keyword -> medseg train flag, where the names differ ("continue" is a Python keyword).
+_FLAGS = {"resume": "--continue"}
+
+
+def train_command(dataset: str, configuration: str = "3d_fullres", fold: str = "0", options: str | None = None,
+                  **flags: Any) -> list[str]:
+    """The ``medseg train`` command line the process runs: each given keyword becomes its flag
+    (``epochs=5`` -> ``--epochs 5``, ``overwrite=True`` -> ``--overwrite``); ``options`` adds raw flags."""
+    command = [_python(), "-c", _LAUNCHER, "train", dataset, configuration, "-f", *fold.split(",")]
+    for name, value in flags.items():
+        if value is None or value is False:
+            continue
+        flag = _FLAGS.get(name, "--" + name.replace("_", "-"))
+        command += [flag] if value is True else [flag, str(value)]
     return command + (shlex.split(options) if options else [])
 
 
@@ -166,17 +166,19 @@ def _current(session: Any) -> TrainingRun | None:
 
 @user_errors
 def segment_train(session: Any, dataset: str, configuration: str = "3d_fullres", fold: str = "0",
-                  epochs: int | None = None, iterations: int | None = None, device: str = "auto",
-                  pretrained: str | None = None, trainer: str | None = None, name: str | None = None,
-                  resume: bool = False, wait: bool | None = None, options: str | None = None) -> TrainingRun:
-    """Start ``medseg train`` for a planned dataset; logs its progress; installs the model as ``name``."""
+                  name: str | None = None, wait: bool | None = None, options: str | None = None,
+                  device: str = "auto", **flags: Any) -> TrainingRun:
+    """Start ``medseg train`` for a planned dataset; logs its progress; installs the model as ``name``.
+
+    ``flags`` are the other keywords (epochs, iterations, pretrained, trainer, loss, numFolds,
+    freezeStages, plans, resume, overwrite), passed on as ``medseg train``'s flags.
+    """
     if running_tasks(session, TrainingRun):
         raise UserError("A training is already running; `segment train status` shows it, `segment train stop` "
                         "stops it.")
     install_name = name or _default_name(dataset)
     check_model_name(install_name)
-    command = train_command(dataset, configuration, fold, epochs, iterations, device, pretrained, trainer,
-                            resume, options)
+    command = train_command(dataset, configuration, fold, options, device=device, **flags)
     run = TrainingRun(session, command, install_name)
     session._medseg_training = run
     session.logger.info(f"Training {dataset} {configuration} fold {fold} in a separate process "

@@ -52,31 +52,34 @@ def pair_cases(pred_dir: str | os.PathLike, ref_dirs: Sequence[str | os.PathLike
                missing_as_empty: bool = False) -> tuple[list[str], dict[str, Path], list[dict[str, Path]], list[str]]:
     """Match cases by file name.
 
-    Returns (cases, prediction files, one file dict per reference folder, notes). Every case of
-    the first reference folder is evaluated; a missing prediction is an error unless
-    ``missing_as_empty`` (it then counts as an empty prediction); every other reference folder
-    must hold all those cases.
+    Returns (cases, prediction files, one file dict per reference folder, notes). The cases are
+    those of the first reference folder that have a prediction (e.g. one fold's validation cases
+    against the whole dataset's labels), and a note says how many matched; with
+    ``missing_as_empty`` every reference case is scored, a missing prediction as an empty one.
+    Every other reference folder must hold all the scored cases.
     """
     preds = label_files(pred_dir)
     refs = [label_files(d) for d in ref_dirs]
-    cases = sorted(refs[0])
+    matched = sorted(set(refs[0]) & set(preds))
+    if not matched and not missing_as_empty:
+        raise MedSegError(f"No case of {ref_dirs[0]} has a prediction in {pred_dir} (file names must match).")
+    cases = sorted(refs[0]) if missing_as_empty else matched
     notes = []
     for folder, files in zip(ref_dirs[1:], refs[1:]):
         absent = set(cases) - set(files)
         if absent:
-            raise MedSegError(f"Reference folder {folder} lacks {len(absent)} case(s) of {ref_dirs[0]}: "
+            raise MedSegError(f"Reference folder {folder} lacks {len(absent)} scored case(s) of {ref_dirs[0]}: "
                               f"{_names(absent)}. Give every reference folder the same cases.")
-    missing = set(cases) - set(preds)
-    if missing and not missing_as_empty:
-        raise MedSegError(f"{len(missing)} reference case(s) have no prediction in {pred_dir}: {_names(missing)}. "
-                          "Predict them, or pass --missing-as-empty to score them as empty predictions.")
-    if missing:
+    missing = set(refs[0]) - set(preds)
+    if missing and missing_as_empty:
         notes.append(f"{len(missing)} case(s) without a prediction were scored as empty predictions: {_names(missing)}.")
-    extra = set(preds) - set(cases)
+    elif missing:
+        notes.append(f"Matched {len(matched)} of the {len(refs[0])} reference cases in {ref_dirs[0]}; the "
+                     f"{len(missing)} without a prediction were left out ({_names(missing)}); pass "
+                     "--missing-as-empty to score them as empty predictions.")
+    extra = set(preds) - set(refs[0])
     if extra:
         notes.append(f"{len(extra)} prediction(s) without a reference were not evaluated: {_names(extra)}.")
-    if not set(cases) & set(preds) and not missing_as_empty:
-        raise MedSegError(f"No case of {ref_dirs[0]} has a prediction in {pred_dir} (file names must match).")
     return cases, preds, refs, notes
 
 

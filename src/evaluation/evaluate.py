@@ -81,6 +81,10 @@ def evaluate_folders(pred_dir: str | os.PathLike, ref_dirs: Sequence[str | os.Pa
     others = None
     if other_pred_dir is not None:
         _, others, _, other_notes = pair_cases(other_pred_dir, ref_dirs[:1], missing_as_empty)
+        absent = sorted(set(cases) - set(others))
+        if absent and not missing_as_empty:  # both models must be scored on the same cases
+            raise MedSegError(f"The compared predictions in {other_pred_dir} lack {len(absent)} of the scored "
+                              f"case(s): {', '.join(absent[:5])}. Predict them, or pass --missing-as-empty.")
         notes += [f"(compared model) {n}" for n in other_notes]
     names = reference_names(ref_dirs)
     rows, other_rows, pair_rows, seen = [], [] if others is not None else None, [], {}

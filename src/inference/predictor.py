@@ -81,10 +81,11 @@ class Predictor:
             checkpoint = load_checkpoint(folder.checkpoint_path(fold, options.checkpoint))
             weights.append(checkpoint["network_weights"])
             missing_ok = missing_ok and allows_missing_channels(checkpoint)
-            axes = checkpoint.get("inference_allowed_mirroring_axes", axes)
+            if "inference_allowed_mirroring_axes" in checkpoint:  # None: trained without mirroring (nnU-Net)
+                axes = tuple(checkpoint["inference_allowed_mirroring_axes"] or ())
             if options.configuration is None:  # the checkpoint knows its configuration better than a folder name
                 folder = _with_checkpoint_configuration(folder, checkpoint)
-        if axes is None:
+        if axes is None:  # an older checkpoint without the key: every axis, as nnU-Net
             axes = tuple(range(len(folder.configuration["patch_size"])))
         steps = _postprocessing_steps(folder, chosen, options.postprocess)
         return cls(folder, weights, select_device(options.device), options.effective_step,

@@ -318,10 +318,15 @@ class Planner:
         return lowres
 
     def _reader_writer(self) -> str:
-        override = self.dataset_json.get("overwrite_image_reader_writer")
-        if override and override != "None":
-            return override
-        return "SimpleITKIO"
+        return reader_writer(self.dataset_json)
+
+
+def reader_writer(dataset_json: dict) -> str:
+    """nnU-Net's image reader/writer for a dataset: its dataset.json's override, else SimpleITKIO."""
+    override = dataset_json.get("overwrite_image_reader_writer")
+    if override and override != "None":
+        return override
+    return "SimpleITKIO"
 
 
 def _plain(value):
