@@ -12,6 +12,7 @@ import torch
 from training_helpers import run_cli, train_args
 
 from chimerax.medseg.errors import MedSegError
+from chimerax.medseg.inference.predictor import Predictor
 from chimerax.medseg.models.checkpoint import load_checkpoint
 from chimerax.medseg.training.losses import named_loss
 from chimerax.medseg.training.trainer import TrainingOptions
@@ -123,5 +124,6 @@ def test_variant_trains_into_its_named_folder_and_loads_in_nnunet(tiny_data, tmp
     predictor = nnUNetPredictor(device=torch.device("cpu"), use_mirroring=True)
     predictor.initialize_from_trained_model_folder(str(model), use_folds=(2,))
     assert predictor.allowed_mirroring_axes is None
+    assert Predictor.from_folder(model, folds=[2], device="cpu").mirror_axes == ()  # ours does not mirror it either
     again = run_cli(train_args(data, "--num-folds", "4", "--epochs", "1", "--iterations", "1"))
     assert again.returncode == 1 and "holds 3 folds, not the 4" in again.stderr
