@@ -24,6 +24,7 @@ from ..models.registry import resolve_model
 from .cmd_results import FORMATS, output_format, segment_save
 from .errors import user_errors
 from .tasks import BackgroundTask, running_tasks
+from .torch_check import require_torch
 from .volumes import (add_label_surfaces, image_from_volumes, label_colors, label_statistics, label_table_html,
                       make_label_volume, match_channels)
 
@@ -95,6 +96,7 @@ def prepare(session: Any, model: str, volumes: list, options: PredictOptions, su
         raise MedSegError("No volume given: name the open image volume(s) to segment, e.g. `segment MODEL #1`.")
     folder = _open_model(model, options.configuration)
     volumes = _order_volumes(session, volumes, folder.channel_names, model)
+    require_torch()
     from ..inference.device import select_device  # imports torch: not at command registration
     options.device = str(select_device(options.device))  # an unusable device is reported now, resolved once
     folder.select_folds(options.folds)
