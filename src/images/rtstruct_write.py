@@ -13,7 +13,6 @@ import datetime
 from pathlib import Path
 
 import numpy as np
-import pydicom
 
 from .. import __version__
 from ..errors import MedSegError
@@ -21,7 +20,6 @@ from ..fileio import atomic_path
 from .dicom_seg import _repaired
 from .dicom_volume import DicomSource, _directions
 
-_PYDICOM_MAJOR = int(pydicom.__version__.split(".")[0])
 RT_STRUCT_STORAGE = "1.2.840.10008.5.1.4.1.1.481.3"
 STUDY_COMPONENT_CLASS = "1.2.840.10008.3.1.2.3.1"  # what RTReferencedStudySequence items reference
 # distinct, saturated colours for labels the model gives none (RGB)
@@ -71,6 +69,7 @@ def write_rtstruct(labels: np.ndarray, source, label_names: dict[int, str], path
     if not isinstance(source, DicomSource):
         raise MedSegError("RT-STRUCT output needs a DICOM input: the image was not read from a DICOM series.")
     values = _check(labels, source, label_names)
+    import pydicom  # lazily, as everywhere in images/: `import chimerax.medseg` stays light
     first = source.frames[0]
     blanked: set = set()
     refs = [_repaired(pydicom.dcmread(str(f.path), stop_before_pixels=True), source.series.id, blanked)
@@ -107,8 +106,13 @@ def _check(labels: np.ndarray, source: DicomSource, label_names: dict[int, str])
     return values
 
 
+def _pydicom_major() -> int:
+    import pydicom
+    return int(pydicom.__version__.split(".")[0])
+
+
 def _save_options() -> dict:
-    return {"enforce_file_format": True} if _PYDICOM_MAJOR >= 3 else {"write_like_original": False}
+    return {"enforce_file_format": True} if _pydicom_major() >= 3 else {"write_like_original": False}
 
 
 def _base_dataset(ref, label: str, algorithm: str):
@@ -119,7 +123,7 @@ def _base_dataset(ref, label: str, algorithm: str):
     meta.MediaStorageSOPInstanceUID = generate_uid()
     meta.TransferSyntaxUID = ExplicitVRLittleEndian
     ds = FileDataset(None, {}, file_meta=meta, preamble=b"\0" * 128)
-    if _PYDICOM_MAJOR < 3:  # pydicom 2.x encodes by these; 3.x takes them from the transfer syntax
+    if _pydicom_major() < 3:  # pydicom 2.x encodes by these; 3.x takes them from the transfer syntax
         ds.is_little_endian, ds.is_implicit_VR = True, False
     now = datetime.datetime.now()
     ds.SpecificCharacterSet = "ISO_IR 192"
