@@ -185,7 +185,8 @@ def _label_map(case_dir: Path, first: Channel, objects: list[LabelObject], specs
 def _union(case_dir: Path, first: Channel, objects: list[LabelObject], patterns: list[str], shape) -> np.ndarray | None:
     """Every mask file and ROI matching ``patterns``, united; None when nothing matches."""
     mask, found = np.zeros(shape, bool), False
-    for path in [f for p in patterns for f in _matches(case_dir, p) if f.is_file() and f.name.endswith((".nii", ".nii.gz"))]:
+    files = [f for p in patterns for f in _matches(case_dir, p) if f.is_file() and f.name.endswith((".nii", ".nii.gz"))]
+    for path in files:
         image = read_image(path)
         if image.shape != shape or not np.allclose(image.affine, first.image.affine, atol=GRID_ATOL):
             raise MedSegError(f"Case {case_dir.name}: mask {path.name} (shape {image.shape}) is not on the image grid "

@@ -84,7 +84,8 @@ def _describe(ds, path: Path) -> LabelObject:
     modality = str(ds.Modality).upper()
     if modality == "RTSTRUCT":
         series, sops = _rtstruct_references(ds)
-        names = [str(item.get("ROIName", "") or f"ROI {item.ROINumber}") for item in ds.get("StructureSetROISequence", [])]
+        names = [str(item.get("ROIName", "") or f"ROI {item.ROINumber}")
+                 for item in ds.get("StructureSetROISequence", [])]
         label = str(ds.get("StructureSetLabel", "") or ds.get("SeriesDescription", ""))
     else:
         series, sops = [], set()

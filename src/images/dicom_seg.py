@@ -195,13 +195,15 @@ def read_segment_masks(path: str | Path, source: DicomSource) -> list[tuple[int,
         position = np.array([float(v) for v in group.PlanePositionSequence[0].ImagePositionPatient])
         k = int(np.argmin(np.abs(offsets - np.dot(position, normal))))
         if np.linalg.norm(position - np.asarray(source.frames[k].position)) > 1e-3:
-            raise MedSegError(f"Frame {index + 1} of {path} lies at {position.tolist()}, on no slice of the source series.")
+            raise MedSegError(f"Frame {index + 1} of {path} lies at {position.tolist()}, "
+                              "on no slice of the source series.")
         segment = group.get("SegmentIdentificationSequence") or shared_segment
         if not segment:
             continue  # an empty frame written for a segment-free label map
         number = int(segment[0].ReferencedSegmentNumber)
         if number not in masks:
-            raise MedSegError(f"Frame {index + 1} of {path} refers to segment {number}, which the SEG does not declare.")
+            raise MedSegError(f"Frame {index + 1} of {path} refers to segment {number}, "
+                              "which the SEG does not declare.")
         masks[number][k] |= pixels[index] >= threshold
     return [(value_of[n], names[n], masks[n]) for n in names]
 

@@ -93,8 +93,8 @@ def write_rtstruct(labels: np.ndarray, source, label_names: dict[int, str], path
 
 def _check(labels: np.ndarray, source: DicomSource, label_names: dict[int, str]) -> list[int]:
     if source.resampled:
-        raise MedSegError(f"Cannot write RT-STRUCT: the volume was interpolated onto an even grid ({source.resampled}), "
-                          "so its slices are not the source images. Write NIfTI output instead.")
+        raise MedSegError(f"Cannot write RT-STRUCT: the volume was interpolated onto an even grid "
+                          f"({source.resampled}), so its slices are not the source images. Write NIfTI output instead.")
     expected = (len(source.frames), source.frames[0].rows, source.frames[0].columns)
     if labels.shape != expected:
         raise MedSegError(f"Label map shape {labels.shape} does not match the DICOM volume {expected} (z, y, x).")

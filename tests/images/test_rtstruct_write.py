@@ -200,7 +200,7 @@ def _merge_segs(a, b):
     if shared:
         del merged.SharedFunctionalGroupsSequence[0].SegmentIdentificationSequence
     merged.PerFrameFunctionalGroupsSequence = groups
-    frames = np.concatenate([a.pixel_array.reshape(-1, a.Rows, a.Columns), b.pixel_array.reshape(-1, b.Rows, b.Columns)])
+    frames = np.concatenate([ds.pixel_array.reshape(-1, ds.Rows, ds.Columns) for ds in (a, b)])
     merged.NumberOfFrames = len(frames)
     merged.PixelData = np.packbits(frames.astype(np.uint8).ravel(), bitorder="little").tobytes()
     return merged
