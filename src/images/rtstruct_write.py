@@ -1,8 +1,8 @@
 """Label maps -> an RT Structure Set referencing the DICOM series they were predicted on.
 
-Contours: for each slice and label, the iso-line at 0.5 of the padded binary mask (marching
-squares, skimage.measure.find_contours), so every contour runs half-way between a pixel inside
-and one outside and never through a pixel centre; outer boundaries and holes are all written as
+Contours: for each slice and label, the 0.5 iso-lines of the binary mask (``mask_contours``:
+what marching squares draws), so every contour runs half-way between a pixel inside and one
+outside and never through a pixel centre; outer boundaries and holes are all written as
 CLOSED_PLANAR contours, holes recognised by readers through nesting (even-odd), as DICOM allows.
 The file is built with plain pydicom: neither highdicom nor rt-utils is needed to write the
 handful of modules an RT-STRUCT has, and pydicom is already required.
@@ -19,20 +19,13 @@ from ..errors import MedSegError
 from ..fileio import atomic_path
 from .dicom_seg import _repaired
 from .dicom_volume import DicomSource, _directions
+from .mask_contours import mask_contours
 
 RT_STRUCT_STORAGE = "1.2.840.10008.5.1.4.1.1.481.3"
 STUDY_COMPONENT_CLASS = "1.2.840.10008.3.1.2.3.1"  # what RTReferencedStudySequence items reference
 # distinct, saturated colours for labels the model gives none (RGB)
 PALETTE = ((230, 25, 75), (60, 180, 75), (255, 225, 25), (0, 130, 200), (245, 130, 48), (145, 30, 180),
            (70, 240, 240), (240, 50, 230), (210, 245, 60), (250, 190, 212), (0, 128, 128), (170, 110, 40))
-
-
-def _find_contours():
-    try:
-        from skimage.measure import find_contours
-    except ImportError as exc:
-        raise MedSegError("Writing RT-STRUCT needs scikit-image: pip install 'ChimeraX-MedSeg[dicom]'.") from exc
-    return find_contours
 
 
 def label_colors(label_names: dict[int, str], dataset_json: dict | None = None) -> dict[int, tuple[int, int, int]]:
@@ -44,17 +37,6 @@ def label_colors(label_names: dict[int, str], dataset_json: dict | None = None) 
         ok = isinstance(color, (list, tuple)) and len(color) >= 3
         colors[value] = tuple(int(c) for c in color[:3]) if ok else PALETTE[(value - 1) % len(PALETTE)]
     return colors
-
-
-def slice_contours(plane: np.ndarray) -> list[np.ndarray]:
-    """Closed contours (n, 2) as (column, row) pixel coordinates around the True pixels of ``plane``."""
-    padded = np.pad(plane.astype(np.float32), 1)
-    out = []
-    for contour in _find_contours()(padded, 0.5):
-        points = contour[:-1] - 1.0 if np.allclose(contour[0], contour[-1]) else contour - 1.0
-        if len(points) >= 3:
-            out.append(points[:, ::-1])
-    return out
 
 
 def write_rtstruct(labels: np.ndarray, source, label_names: dict[int, str], path: str | Path,
@@ -201,7 +183,7 @@ def _label_contours(mask: np.ndarray, source: DicomSource, refs: list, row_dir, 
         plane = mask[k, ::-1, :]
         if not plane.any():
             continue
-        for pixels in slice_contours(plane):
+        for pixels in mask_contours(plane):
             points = (np.asarray(frame.position) + np.outer(pixels[:, 0] * col_spacing, row_dir)
                       + np.outer(pixels[:, 1] * row_spacing, col_dir))
             item = Dataset()
