@@ -27,8 +27,10 @@ import numpy as np
 
 from ..errors import MedSegError
 from ..images.dicom import is_dicom_folder, list_dicom_series, read_dicom_volume
+from ..images.dicom_discovery import SeriesInfo
 from ..images.dicom_labels import LabelObject, find_label_objects, label_map, referenced_series
-from ..images.image import check_same_grid
+from ..images.dicom_volume import DicomSource
+from ..images.image import Image, check_same_grid
 from ..images.nifti import read_image, write_image, write_label_image
 from .convert_cases import GRID_ATOL, LabelSpec, _matches, parse_label_specs
 from .layout import create_dataset_folder, write_dataset_json
@@ -56,9 +58,9 @@ def parse_annotators(texts: list[str] | None) -> list[Annotator]:
 
 @dataclass
 class Channel:
-    image: object           # Image
-    source: object | None   # DicomSource where read from DICOM
-    info: object | None     # SeriesInfo where read from DICOM
+    image: Image
+    source: DicomSource | None   # where read from DICOM
+    info: SeriesInfo | None      # where read from DICOM
 
 
 def convert_dicom_cases(source: str | os.PathLike, raw_root: str | os.PathLike, dataset_id: int, name: str,
@@ -76,8 +78,9 @@ def convert_dicom_cases(source: str | os.PathLike, raw_root: str | os.PathLike, 
     try:
         for case_dir in case_dirs:
             notes += _convert_case(case_dir, target, channel_specs, label_specs, overlap, allow_missing, readers)
-        extra = {"description": f"converted by medseg from DICOM studies in {source.name}; overlapping labels: "
-                                f"{'later label wins' if overlap != 'error' else 'refused'}"}
+        rule = "later label wins" if overlap != "error" else "refused"
+        extra: dict[str, object] = {
+            "description": f"converted by medseg from DICOM studies in {source.name}; overlapping labels: {rule}"}
         if readers:
             extra["annotators"] = {a.name: f"{ANNOTATOR_FOLDER}/{a.name}" for a in readers}
         write_dataset_json(target, {str(i): c.name for i, c in enumerate(channel_specs)},
@@ -98,7 +101,8 @@ def _convert_case(case_dir: Path, target: Path, channel_specs, label_specs, over
     check_same_grid([c.image for c in chans], [s.name for s in channel_specs])
     objects = _objects_on(case_dir, chans[0], infos)
     maps, notes = [], []
-    for reader in readers or [None]:
+    choices: list[Annotator | None] = list(readers) or [None]
+    for reader in choices:
         chosen = _objects_of(objects, reader, case_dir)
         labels, more = _label_map(case_dir, chans[0], chosen, label_specs, overlap, allow_missing, reader)
         maps.append(labels)
@@ -194,6 +198,8 @@ def _union(case_dir: Path, first: Channel, objects: list[LabelObject], patterns:
         mask |= image.array[0] > 0
         found = True
     for obj in objects:
+        if first.source is None:  # _objects_on refuses objects without a DICOM first channel
+            raise MedSegError(f"Case {case_dir.name}: RT-STRUCT/SEG objects need the first channel read from DICOM.")
         names = [p for p in patterns if any(fnmatch.fnmatchcase(n.lower(), p.lower()) for n in obj.names)]
         if names:
             with warnings.catch_warnings():

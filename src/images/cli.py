@@ -12,8 +12,15 @@ import warnings
 from pathlib import Path
 
 from ..errors import MedSegError
-from .dicom_labels import LabelObject, find_label_objects, label_map, referenced_series, select_names, \
-    write_label_result
+from .dicom_discovery import SeriesInfo
+from .dicom_labels import (
+    LabelObject,
+    find_label_objects,
+    label_map,
+    referenced_series,
+    select_names,
+    write_label_result,
+)
 
 
 def add_parser(subparsers) -> None:
@@ -55,7 +62,9 @@ def run(args: argparse.Namespace) -> int:
     for obj in objects:
         select_names(obj.names, args.roi, obj.path.name)
     selectors = [info.id for info in infos] if args.all else [args.series]
-    failures, used, done = 0, set(), set()
+    failures = 0
+    used: set[str] = set()
+    done: set[str] = set()
     for selector in selectors:
         try:
             with warnings.catch_warnings(record=True) as caught:
@@ -88,7 +97,7 @@ def _describe_object(obj: LabelObject, infos) -> str:
 
 
 def _convert(args: argparse.Namespace, selector: str | None, target: Path, used: set,
-             objects: list[LabelObject], targets: dict) -> tuple[list[Path], object]:
+             objects: list[LabelObject], targets: dict) -> tuple[list[Path], SeriesInfo]:
     """Convert one series and the label objects on it; a folder target gets files named after the series."""
     from .dicom import list_dicom_series, read_dicom_volume, write_volume_nifti
     from .dicom_discovery import select_series

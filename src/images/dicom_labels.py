@@ -18,9 +18,9 @@ from __future__ import annotations
 
 import fnmatch
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
@@ -29,7 +29,7 @@ from ..fileio import atomic_path, write_json
 from .dicom_discovery import DicomWarning, SeriesInfo, iter_files
 from .dicom_seg import read_segment_masks
 from .dicom_volume import DicomSource
-from .rtstruct_read import SliceGrid, rasterize_roi, read_rois
+from .rtstruct_read import Roi, SliceGrid, rasterize_roi, read_rois
 
 LABEL_MODALITIES = ("RTSTRUCT", "SEG")
 OVERLAP_RULE = "where ROIs overlap, the ROI numbered later keeps the voxels"
@@ -167,7 +167,7 @@ def _only_match(pattern: str, name: str, chosen: Sequence[str]) -> bool:
 
 def _rtstruct_masks(obj: LabelObject, source: DicomSource, chosen: list[str]) -> list[tuple]:
     import pydicom
-    rois = {}
+    rois: dict[str, Roi] = {}
     for roi in read_rois(pydicom.dcmread(str(obj.path))):
         rois.setdefault(roi.name, roi)  # two ROIs of one name: the first (names select ROIs)
     grid = SliceGrid(source)
@@ -175,7 +175,7 @@ def _rtstruct_masks(obj: LabelObject, source: DicomSource, chosen: list[str]) ->
 
 
 def _seg_masks(obj: LabelObject, source: DicomSource, chosen: list[str]) -> list[tuple]:
-    segments = {}
+    segments: dict[str, np.ndarray] = {}
     for _, name, mask in read_segment_masks(obj.path, source):
         segments.setdefault(name, mask)
     return [(name, segments[name], None) for name in chosen]

@@ -49,7 +49,7 @@ def read_rois(ds) -> list[Roi]:
             continue  # contours of an ROI the structure set does not declare
         color = item.get("ROIDisplayColor")
         if color is not None and len(color) == 3:
-            roi.color = tuple(int(c) for c in color)
+            roi.color = (int(color[0]), int(color[1]), int(color[2]))
         for contour in item.get("ContourSequence", []):
             points = _contour_points(contour)
             kind = str(contour.get("ContourGeometricType", "CLOSED_PLANAR")).upper()

@@ -31,11 +31,13 @@ PALETTE = ((230, 25, 75), (60, 180, 75), (255, 225, 25), (0, 130, 200), (245, 13
 def label_colors(label_names: dict[int, str], dataset_json: dict | None = None) -> dict[int, tuple[int, int, int]]:
     """RGB per label: dataset.json's optional ``label_colors`` (by name or value), else the palette."""
     given = (dataset_json or {}).get("label_colors") or {}
-    colors = {}
+    colors: dict[int, tuple[int, int, int]] = {}
     for value in sorted(label_names):
         color = given.get(label_names[value], given.get(str(value)))
-        ok = isinstance(color, (list, tuple)) and len(color) >= 3
-        colors[value] = tuple(int(c) for c in color[:3]) if ok else PALETTE[(value - 1) % len(PALETTE)]
+        if isinstance(color, (list, tuple)) and len(color) >= 3:
+            colors[value] = (int(color[0]), int(color[1]), int(color[2]))
+        else:
+            colors[value] = PALETTE[(value - 1) % len(PALETTE)]
     return colors
 
 
@@ -99,12 +101,12 @@ def _save_options() -> dict:
 
 def _base_dataset(ref, label: str, algorithm: str):
     from pydicom.dataset import FileDataset, FileMetaDataset
-    from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+    from pydicom.uid import UID, ExplicitVRLittleEndian, generate_uid
     meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = RT_STRUCT_STORAGE
+    meta.MediaStorageSOPClassUID = UID(RT_STRUCT_STORAGE)
     meta.MediaStorageSOPInstanceUID = generate_uid()
     meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    ds = FileDataset(None, {}, file_meta=meta, preamble=b"\0" * 128)
+    ds = FileDataset("", {}, file_meta=meta, preamble=b"\0" * 128)
     if _pydicom_major() < 3:  # pydicom 2.x encodes by these; 3.x takes them from the transfer syntax
         ds.is_little_endian, ds.is_implicit_VR = True, False
     now = datetime.datetime.now()

@@ -28,13 +28,14 @@ class Job:
         return self.reader(series)
 
     def write(self, prediction, image: Image, predictor) -> list[Path]:
-        if self.output_format in DICOM_FORMATS and getattr(image, "dicom_source", None) is None:
+        source = getattr(image, "dicom_source", None)  # set by the DICOM reader
+        if self.output_format in DICOM_FORMATS and source is None:
             raise MedSegError(f"{self.output_format} output needs DICOM input (it must reference the source series).")
         if self.output_format == "dicom-seg":
             from ..images.dicom import write_dicom_seg
-            written = [write_dicom_seg(prediction.labels, image.dicom_source, predictor.label_names, self.output)]
+            written = [write_dicom_seg(prediction.labels, source, predictor.label_names, self.output)]
         elif self.output_format == "rtstruct":
-            written = [write_rtstruct(prediction.labels, image.dicom_source, predictor.label_names, self.output,
+            written = [write_rtstruct(prediction.labels, source, predictor.label_names, self.output,
                                       colors=label_colors(predictor.label_names, _dataset_json(predictor)))]
         else:
             written = [write_label_image(prediction.labels, image, self.output)]
