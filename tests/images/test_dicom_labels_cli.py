@@ -90,6 +90,20 @@ def test_missing_referenced_series_is_named_and_nothing_is_written(tmp_path, cap
     assert "Traceback" not in err and not (tmp_path / "out").exists()
 
 
+def test_seg_on_a_missing_series_is_named(tmp_path, capsys):
+    make_study(tmp_path / "study")
+    ds = pydicom.dcmread(tmp_path / "study" / "seg" / "seg.dcm")
+    ds.ReferencedSeriesSequence[0].SeriesInstanceUID = "1.2.826.0.1.77"
+    for item in ds.ReferencedSeriesSequence[0].ReferencedInstanceSequence:
+        item.ReferencedSOPInstanceUID = "1.2.826.0.1.76"
+    ds.save_as(tmp_path / "study" / "seg" / "seg.dcm")
+    code, out, err = run_cli(capsys, "dicom", tmp_path / "study", "-s", "3", "-o", tmp_path / "out")
+    assert code == 1 and "SEG seg.dcm references image series 1.2.826.0.1.77, which is not in" in err
+    assert not (tmp_path / "out").exists()
+    code, out, err = run_cli(capsys, "dicom", tmp_path / "study")  # the listing says so too
+    assert code == 0 and "on series 1.2.826.0.1.77 (NOT in the folder)" in out
+
+
 def test_bad_contour_leaves_no_partial_output(tmp_path, capsys):
     make_study(tmp_path / "study")
     ds = pydicom.dcmread(tmp_path / "study" / "rt" / "reader1.dcm")
