@@ -1,7 +1,7 @@
 """ChimeraX ``segment save #N FILE`` and ``segment labels #N ...``: what to do with a result.
 
 ``segment save`` writes a label volume as NIfTI or, when its input came from DICOM (``segment
-dicom``), as a DICOM-SEG object referencing the source series; it runs as a background task.
+dicom``), as DICOM-SEG or RT-STRUCT referencing the source series; it runs as a background task.
 ``segment labels`` shows, hides or recolours the surfaces of named structures (the panel's
 table issues it).
 """
@@ -18,18 +18,20 @@ from chimerax.map import MapArg
 from ..errors import MedSegError
 from ..images import Image, write_label_image
 from ..images.dicom import write_dicom_seg
+from ..images.rtstruct_write import write_rtstruct
 from .errors import user_errors
 from .tasks import BackgroundTask
 from .volumes import grid_to_scene, label_surfaces
 
-FORMATS = ("nifti", "dicom-seg")
+FORMATS = ("nifti", "dicom-seg", "rtstruct")
+DICOM_FORMATS = ("dicom-seg", "rtstruct")  # they reference the source series
 _SUFFIXES = {".nii": "nifti", ".nii.gz": "nifti", ".dcm": "dicom-seg"}
 
 
 def register_commands(logger: Any) -> None:
     register("segment save", CmdDesc(required=[("volume", MapArg), ("path", SaveFileNameArg)],
                                      keyword=[("format", EnumOf(FORMATS)), ("wait", BoolArg)],
-                                     synopsis="Save a label volume as NIfTI or DICOM-SEG"), segment_save, logger=logger)
+                                     synopsis="Save a label volume as NIfTI, DICOM-SEG or RT-STRUCT"), segment_save, logger=logger)
     register("segment labels", CmdDesc(required=[("volume", MapArg)],
                                        keyword=[("names", ListOf(StringArg)), ("show", BoolArg), ("color", ColorArg)],
                                        synopsis="Show, hide or colour the surfaces of a label volume's structures"),
@@ -63,9 +65,11 @@ class SaveTask(BackgroundTask):
         spacing = tuple(float(np.linalg.norm(affine[:3, a])) for a in (2, 1, 0))
         self.reference = Image(self.labels[None], spacing, affine)
         self.volume_id = volume.id_string
-        if format == "dicom-seg" and self.source is None:
+        if format in DICOM_FORMATS and self.source is None:
             raise MedSegError(f"#{volume.id_string} was not segmented from a DICOM series (open it with "
-                              "`segment dicom`), so a DICOM-SEG cannot reference its source; save it as NIfTI.")
+                              f"`segment dicom`), so a {format} file cannot reference its source; save it as NIfTI.")
+        self.colors = {v: tuple(int(c) for c in rgba[:3]) for v, rgba in enumerate(getattr(volume, "segment_colors",
+                                                                                             []))}
         if not self.label_names:
             values = [int(v) for v in np.unique(self.labels) if v]
             self.label_names = {v: f"label {v}" for v in values}
@@ -73,6 +77,8 @@ class SaveTask(BackgroundTask):
     def work(self) -> Path:
         if self.format == "dicom-seg":
             return write_dicom_seg(self.labels, self.source, self.label_names, self.path)
+        if self.format == "rtstruct":
+            return write_rtstruct(self.labels, self.source, self.label_names, self.path, colors=self.colors)
         return write_label_image(self.labels, self.reference, self.path)
 
     def deliver(self, written: Path) -> None:

@@ -17,30 +17,13 @@ import numpy as np
 from .. import __version__
 from ..errors import MedSegError
 from ..fileio import atomic_path
+from ..models.labels import label_colors
 from .dicom_seg import _repaired
 from .dicom_volume import DicomSource, _directions
 from .mask_contours import mask_contours
 
 RT_STRUCT_STORAGE = "1.2.840.10008.5.1.4.1.1.481.3"
 STUDY_COMPONENT_CLASS = "1.2.840.10008.3.1.2.3.1"  # what RTReferencedStudySequence items reference
-# distinct, saturated colours for labels the model gives none (RGB)
-PALETTE = ((230, 25, 75), (60, 180, 75), (255, 225, 25), (0, 130, 200), (245, 130, 48), (145, 30, 180),
-           (70, 240, 240), (240, 50, 230), (210, 245, 60), (250, 190, 212), (0, 128, 128), (170, 110, 40))
-
-
-def label_colors(label_names: dict[int, str], dataset_json: dict | None = None) -> dict[int, tuple[int, int, int]]:
-    """RGB per label: dataset.json's optional ``label_colors`` (by name or value), else the palette."""
-    given = (dataset_json or {}).get("label_colors") or {}
-    colors: dict[int, tuple[int, int, int]] = {}
-    for value in sorted(label_names):
-        color = given.get(label_names[value], given.get(str(value)))
-        if isinstance(color, (list, tuple)) and len(color) >= 3:
-            colors[value] = (int(color[0]), int(color[1]), int(color[2]))
-        else:
-            colors[value] = PALETTE[(value - 1) % len(PALETTE)]
-    return colors
-
-
 def write_rtstruct(labels: np.ndarray, source, label_names: dict[int, str], path: str | Path,
                    colors: dict[int, tuple[int, int, int]] | None = None,
                    label: str = "MedSeg", algorithm: str = "MedSeg nnU-Net") -> Path:
@@ -60,7 +43,8 @@ def write_rtstruct(labels: np.ndarray, source, label_names: dict[int, str], path
             for f in source.frames]
     ds = _base_dataset(refs[0], label, algorithm)
     ds.ReferencedFrameOfReferenceSequence = [_frame_of_reference(refs, source)]
-    colors = {**label_colors({v: label_names.get(v, f"label {v}") for v in values}), **(colors or {})}
+    defaults = label_colors({v: label_names.get(v, f"label {v}") for v in values})
+    colors = {**{v: c[:3] for v, c in defaults.items()}, **(colors or {})}
     ds.StructureSetROISequence, ds.ROIContourSequence, ds.RTROIObservationsSequence = [], [], []
     row_dir, col_dir, _ = _directions(first)
     for number, value in enumerate(values, start=1):

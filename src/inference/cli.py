@@ -6,7 +6,7 @@ import time
 
 from ..models.registry import resolve_model
 from ..progress import ProgressBar
-from .jobs import plan_jobs
+from .jobs import OUTPUT_FORMATS, plan_jobs
 from .options import add_arguments, from_namespace
 
 
@@ -23,7 +23,8 @@ def add_parser(subparsers) -> None:
     p.add_argument("--part", default="1/1", help="k/N: process only the k-th of N shares of the cases")
     p.add_argument("--series", nargs="+", help="DICOM series to use (UID, number or description) when a folder "
                                                "holds several; one per channel for multi-channel models")
-    p.add_argument("--output-format", choices=("nifti", "dicom-seg"), default="nifti")
+    p.add_argument("--output-format", choices=OUTPUT_FORMATS, default="nifti",
+                   help="nifti (default); dicom-seg or rtstruct for DICOM input (referencing its series)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
 

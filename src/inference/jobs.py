@@ -11,7 +11,8 @@ from ..errors import MedSegError
 from ..fileio import atomic_path
 from ..images import Image, find_cases, read_case, write_label_image
 from ..images.nifti import NIFTI_SUFFIXES, strip_nifti_suffix
-from ..images.rtstruct_write import label_colors, write_rtstruct
+from ..images.rtstruct_write import write_rtstruct
+from ..models.labels import label_colors
 
 OUTPUT_FORMATS = ("nifti", "dicom-seg", "rtstruct")
 DICOM_FORMATS = ("dicom-seg", "rtstruct")   # written as one .dcm file referencing the source series
@@ -36,7 +37,8 @@ class Job:
             written = [write_dicom_seg(prediction.labels, source, predictor.label_names, self.output)]
         elif self.output_format == "rtstruct":
             written = [write_rtstruct(prediction.labels, source, predictor.label_names, self.output,
-                                      colors=label_colors(predictor.label_names, _dataset_json(predictor)))]
+                                      colors={v: c[:3] for v, c in label_colors(predictor.label_names,
+                                                                                   _dataset_json(predictor)).items()})]
         else:
             written = [write_label_image(prediction.labels, image, self.output)]
         if prediction.probabilities is not None:

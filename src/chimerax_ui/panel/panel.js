@@ -103,7 +103,7 @@ const medsegPanel = (() => {
     $("result").hidden = !(result && result.rows);
     if (!result || !result.rows) return;
     $("result-title").textContent = `#${result.volume} ${result.name}: ${result.model}, ${result.seconds} s`;
-    $("save-format").querySelector('option[value="dicom-seg"]').disabled = !result.dicom;
+    for (const f of ["dicom-seg", "rtstruct"]) $("save-format").querySelector(`option[value="${f}"]`).disabled = !result.dicom;
     $("structures").tBodies[0].replaceChildren(...result.rows.map((row) => {
       const tr = document.createElement("tr");
       tr.dataset.name = row.name;
