@@ -3,11 +3,14 @@ from __future__ import annotations
 
 import argparse
 import time
+from pathlib import Path
 
+from ..models.labels import label_colors
 from ..models.registry import resolve_model
 from ..progress import ProgressBar
 from .jobs import OUTPUT_FORMATS, plan_jobs
 from .options import add_arguments, from_namespace
+from .preview import check_matplotlib, write_preview
 
 
 def add_parser(subparsers) -> None:
@@ -25,6 +28,9 @@ def add_parser(subparsers) -> None:
                                                "holds several; one per channel for multi-channel models")
     p.add_argument("--output-format", choices=OUTPUT_FORMATS, default="nifti",
                    help="nifti (default); dicom-seg or rtstruct for DICOM input (referencing its series)")
+    p.add_argument("--preview", metavar="PNG",
+                   help="also draw a picture of what was found (slices with outlines, orientation, legend with "
+                        "volumes; needs matplotlib): a file for one case, a folder of CASE.png for several")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
 
@@ -34,6 +40,8 @@ def run(args: argparse.Namespace) -> int:
 
     options = from_namespace(args)
     jobs = plan_jobs(args.input, args.output, args.part, args.output_format)
+    if args.preview:
+        check_matplotlib()  # before the work, not after it
     predictor = Predictor.from_folder(resolve_model(args.model), options)
     for number, job in enumerate(jobs, 1):
         start = time.perf_counter()
@@ -44,5 +52,14 @@ def run(args: argparse.Namespace) -> int:
         if bar:
             bar.close()
         written = job.write(prediction, image, predictor)
+        if args.preview:
+            written.append(_preview(args.preview, len(jobs), job.name, image, prediction.labels, predictor))
         print(f"{job.name}: wrote {', '.join(str(w) for w in written)} ({time.perf_counter() - start:.1f} s)")
     return 0
+
+
+def _preview(target: str, count: int, name: str, image, labels, predictor) -> Path:
+    path = Path(target) / f"{name}.png" if count > 1 or Path(target).is_dir() else Path(target)
+    names = predictor.label_names
+    return write_preview(image, labels, names, label_colors(names, predictor.model.dataset_json), path,
+                         predictor.model.labels.members(), title=f"{name}: {predictor.model.path.name}")
