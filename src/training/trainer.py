@@ -212,7 +212,7 @@ class Trainer:
         ``continue`` (from its last checkpoint) or ``overwrite`` (see ``outputs.py``).
         """
         import torch
-        from .splits import fold_cases, load_patients
+        from ..datasets.splits import fold_cases, load_patients
 
         o, s = self.options, self.setup
         self._check_run(existing)
