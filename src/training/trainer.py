@@ -11,7 +11,7 @@ import os
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 import numpy as np
 
@@ -122,6 +122,18 @@ class Trainer:
         self.warnings: list[str] = []
         self.log = TrainingLog(self.class_names)
         self.best_ema: float | None = None
+        # set up by run(), once the device and the folds are known
+        self.device: Any = None
+        self.loss: Any = None
+        self.train_cases: list[str] = []
+        self.val_cases: list[str] = []
+        self.network: Any = None
+        self.model: Any = None       # the network, or its DDP wrapper
+        self.optimizer: Any = None
+        self.amp = False
+        self.scaler: Any = None
+        self.augmenter: Any = None
+        self.augment_on_device = False
 
     # ------------------------------------------------------------------ override points
     @property
