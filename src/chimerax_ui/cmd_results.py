@@ -7,8 +7,9 @@ table issues it).
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 from chimerax.core.colors import Color
@@ -31,7 +32,8 @@ _SUFFIXES = {".nii": "nifti", ".nii.gz": "nifti", ".dcm": "dicom-seg"}
 def register_commands(logger: Any) -> None:
     register("segment save", CmdDesc(required=[("volume", MapArg), ("path", SaveFileNameArg)],
                                      keyword=[("format", EnumOf(FORMATS)), ("wait", BoolArg)],
-                                     synopsis="Save a label volume as NIfTI, DICOM-SEG or RT-STRUCT"), segment_save, logger=logger)
+                                     synopsis="Save a label volume as NIfTI, DICOM-SEG or RT-STRUCT"),
+             segment_save, logger=logger)
     register("segment labels", CmdDesc(required=[("volume", MapArg)],
                                        keyword=[("names", ListOf(StringArg)), ("show", BoolArg), ("color", ColorArg)],
                                        synopsis="Show, hide or colour the surfaces of a label volume's structures"),

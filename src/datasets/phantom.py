@@ -15,9 +15,9 @@ from __future__ import annotations
 
 import os
 import shutil
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 import nibabel as nib
 import numpy as np
@@ -172,7 +172,8 @@ def _random_affine(spacing, rng: np.random.Generator, rotate: bool) -> np.ndarra
     return affine_for(spacing, rng.uniform(-80, -40, 3), rot)
 
 
-def affine_for(spacing_zyx: Sequence[float], origin_xyz=(0.0, 0.0, 0.0), rotation: np.ndarray | None = None) -> np.ndarray:
+def affine_for(spacing_zyx: Sequence[float], origin_xyz=(0.0, 0.0, 0.0),
+               rotation: np.ndarray | None = None) -> np.ndarray:
     """NIfTI affine mapping voxel (i=x, j=y, k=z) to RAS mm for an array stored as (z, y, x)."""
     aff = np.eye(4)
     aff[:3, :3] = (np.eye(3) if rotation is None else rotation) @ np.diag(list(spacing_zyx)[::-1])

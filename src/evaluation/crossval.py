@@ -10,8 +10,9 @@ from __future__ import annotations
 import math
 import os
 import shutil
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable
 
 import numpy as np
 
@@ -20,6 +21,7 @@ from ..fileio import read_json, write_json
 from .metrics import dataset_regions
 from .postprocessing_choice import choose_postprocessing as choose
 from .summary import SUMMARY, case_entry, json_safe, summarize_cases, write_summary
+
 
 def _raw_cases(setup) -> dict:
     """Raw training cases by name (the validation compares against the original label files)."""
@@ -139,6 +141,7 @@ def choose_best_configuration(model_dirs: Sequence[str | os.PathLike], folds: Se
 def _ensemble_dice(model_dirs: Sequence[Path], folds: Sequence[str]) -> float | None:
     """Mean foreground Dice of averaging the models' validation probabilities; None without them."""
     import torch
+
     from ..images import read_image
     from ..inference.export import probabilities_to_labels
     from ..models.labels import LabelScheme

@@ -2,15 +2,16 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable
 
 import numpy as np
 
 from ..errors import MedSegError
-from .casefiles import LabelMap, describe_grid, onto_reference_grid, pair_cases, same_grid
 from ..fileio import read_json
+from .casefiles import LabelMap, describe_grid, onto_reference_grid, pair_cases, same_grid
 from .metrics import Region, case_metrics, dataset_regions, label_values, regions_from_values
 from .stability import stability_rows
 
@@ -96,12 +97,14 @@ def evaluate_folders(pred_dir: str | os.PathLike, ref_dirs: Sequence[str | os.Pa
         for name, ref in zip(names[1:], references[1:]):
             if not same_grid(ref, references[0]):
                 raise MedSegError(f"Case {case}: reference {name} ({describe_grid(ref)}) is not on the grid of "
-                                  f"reference {names[0]} ({describe_grid(references[0])}). Resample the references onto one grid.")
+                                  f"reference {names[0]} ({describe_grid(references[0])}). Resample the references "
+                                  "onto one grid.")
         pred, was_resampled, missing = _prediction(preds, case, references[0], resample)
         if was_resampled:
             resampled.append(case)
         other = _prediction(others, case, references[0], resample) if others is not None else None
-        values = {"prediction": label_values(pred)} | {f"reference {n}": label_values(r.labels) for n, r in zip(names, references)}
+        values = {"prediction": label_values(pred)} | {f"reference {n}": label_values(r.labels)
+                                                       for n, r in zip(names, references)}
         if other is not None:
             values["compared prediction"] = label_values(other[0])
             if other[1]:
@@ -121,7 +124,8 @@ def evaluate_folders(pred_dir: str | os.PathLike, ref_dirs: Sequence[str | os.Pa
             rows += [{"case": case, "reference": names[0], **r, **extra}
                      for r in case_metrics(pred, references[0].labels, case_regions, spacing)]
         if other is not None:
-            other_rows += [{"case": case, "reference": names[0], **r, "resampled": other[1], "missing_prediction": other[2]}
+            other_rows += [{"case": case, "reference": names[0], **r, "resampled": other[1],
+                            "missing_prediction": other[2]}
                            for r in case_metrics(other[0], references[0].labels, case_regions, spacing)]
     if resampled:
         notes.append(f"{len(resampled)} prediction(s) were resampled onto the reference grid (nearest neighbour): "
@@ -157,7 +161,7 @@ def _complete(rows: list[dict], labels: Sequence[str], regions: dict[str, Region
     if not rows:
         return rows
     empty = case_metrics(np.zeros((1, 1, 1), np.uint8), np.zeros((1, 1, 1), np.uint8),
-                         [regions[l] for l in labels], (1.0, 1.0, 1.0))
+                         [regions[label] for label in labels], (1.0, 1.0, 1.0))
     empty_by_label = {r["label"]: r for r in empty}
     groups: dict[tuple, dict[str, dict]] = {}
     for r in rows:

@@ -4,8 +4,8 @@ over the cross-validation predictions. Writes ``postprocessing.json`` (nnU-Net's
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 

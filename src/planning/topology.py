@@ -7,8 +7,8 @@ padded up to a multiple of the total downsampling per axis.
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import numpy as np
 

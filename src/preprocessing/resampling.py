@@ -8,7 +8,7 @@ Logits at export: the same with order 1, done with torch (same arithmetic, many 
 """
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 

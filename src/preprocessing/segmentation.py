@@ -8,7 +8,7 @@ so no label value appears that was not there, and no voxel is left unassigned.
 """
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 

@@ -6,7 +6,7 @@ torch's loader returns them round-robin, so the order never depends on the worke
 """
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 

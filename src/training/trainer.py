@@ -224,6 +224,7 @@ class Trainer:
         ``continue`` (from its last checkpoint) or ``overwrite`` (see ``outputs.py``).
         """
         import torch
+
         from ..datasets.splits import fold_cases, load_patients
 
         o, s = self.options, self.setup
@@ -279,6 +280,7 @@ class Trainer:
 
     def _choose_device(self):
         import torch
+
         from ..inference.device import select_device
         o = self.options
         device = select_device(o.device) if not self.dist.active or o.device != "auto" else _ddp_device(self.dist)

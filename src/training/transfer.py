@@ -182,7 +182,7 @@ def check_freezable(network, modules: list, report: TransferReport) -> None:
     names = set(report.loaded)
     loaded = {id(t) for k, t in network.state_dict(keep_vars=True).items() if k in names}
     for module in modules:
-        for name, parameter in module.named_parameters():
+        for parameter in module.parameters():
             if id(parameter) in loaded:
                 continue
             key = _names_of(network, parameter)[0]
