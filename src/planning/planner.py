@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ..datasets.dataset_json import channel_names
 from .presets import PRESETS, PlannerPreset
 from .topology import compute_topology
 from .vram import estimate_feature_map_size
@@ -87,7 +88,7 @@ def transpose_axes(spacing: np.ndarray) -> tuple[list[int], list[int]]:
 
 
 def normalization(dataset_json: dict, fingerprint: dict) -> tuple[list[str], list[bool]]:
-    channels = dataset_json.get("channel_names", dataset_json.get("modality"))
+    channels = channel_names(dataset_json)
     schemes = [_NORMALIZATION.get(str(name).casefold(), "ZScoreNormalization") for name in channels.values()]
     crop_helps = fingerprint["median_relative_size_after_cropping"] < 3 / 4
     return schemes, [crop_helps and s in _MASKABLE for s in schemes]
@@ -109,7 +110,7 @@ class Planner:
         self.gpu_gb = gpu_memory_gb if gpu_memory_gb is not None else self.preset.gpu_gb
         self.notes = PlanningNotes()
         self._cache: dict = {}
-        self.num_inputs = len(dataset_json.get("channel_names", dataset_json.get("modality")))
+        self.num_inputs = len(channel_names(dataset_json))
         self.num_outputs = len(dataset_json["labels"])
         # Fewer features than nnU-Net's 32..320 give a small, CPU-trainable network (e.g. the demo model).
         self.base_features = base_features or BASE_FEATURES
@@ -156,14 +157,15 @@ class Planner:
                                                          self.preset.residual)
         return self._cache[key]
 
-    def plan_configuration(self, name: str, spacing: Sequence[float], median_shape: Sequence[float],
-                           data_identifier: str, dataset_voxels: float) -> dict:
+    def plan_configuration(self, name: str, spacing: Sequence[float] | np.ndarray,
+                           median_shape: Sequence[float] | np.ndarray, data_identifier: str,
+                           dataset_voxels: float) -> dict:
         spacing = np.asarray(spacing, dtype=float)
         dim = len(spacing)
         inverse = 1 / spacing
         budget = 256 ** 3 if dim == 3 else 2048 ** 2
-        initial = [round(v) for v in inverse * (budget / np.prod(inverse)) ** (1 / dim)]
-        initial = np.array([min(i, m) for i, m in zip(initial, median_shape[:dim])])
+        shaped = [round(v) for v in inverse * (budget / np.prod(inverse)) ** (1 / dim)]
+        initial = np.array([min(i, m) for i, m in zip(shaped, median_shape[:dim])])
         topo = compute_topology(spacing, initial, MIN_FEATURE_MAP_EDGE)
         arch = self._architecture(topo, dim)
         estimate = self._estimate(topo, arch)
@@ -308,7 +310,7 @@ class Planner:
             lowres = self.plan_configuration("3d_lowres", spacing.copy(), shape,
                                              self.preset.data_identifier("3d_lowres"),
                                              float(median_voxels * num_training))
-            patch_voxels = np.prod(lowres["patch_size"], dtype=np.int64)
+            patch_voxels = np.prod(lowres["patch_size"], dtype=np.float64)  # exact: far below 2**53
         if lowres is None:
             self.notes.add("3d_fullres",
                            f"No 3d_lowres: the patch covers >= {LOWRES_THRESHOLD:.0%} of the median image.")
