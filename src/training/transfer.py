@@ -69,7 +69,7 @@ class TransferReport:
     def summary(self) -> str:
         text = (f"Pretrained weights from {self.source}: {self.distinct[0]} tensors loaded; "
                 f"{self.distinct[1]} segmentation-head tensors left new (never transferred)")
-        if self.fresh_input:
+        if self.fresh_input and self.input_channels is not None:  # set together by plan_transfer
             theirs, ours = self.input_channels
             text += (f"; the first convolution left new ({theirs} input channel(s) in the pretrained model, "
                      f"{ours} here)")
