@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -42,10 +42,10 @@ def label_files(folder: str | os.PathLike) -> dict[str, Path]:
     return files
 
 
-def _names(cases: Sequence[str], limit: int = 5) -> str:
-    cases = sorted(cases)
-    more = f" and {len(cases) - limit} more" if len(cases) > limit else ""
-    return ", ".join(cases[:limit]) + more
+def _names(cases: Iterable[str], limit: int = 5) -> str:
+    ordered = sorted(cases)
+    more = f" and {len(ordered) - limit} more" if len(ordered) > limit else ""
+    return ", ".join(ordered[:limit]) + more
 
 
 def pair_cases(pred_dir: str | os.PathLike, ref_dirs: Sequence[str | os.PathLike],

@@ -17,7 +17,7 @@ from typing import Callable
 import numpy as np
 
 from ..errors import MedSegError
-from ..fileio import read_json, write_json
+from ..fileio import atomic_path, read_json, write_json
 from .metrics import dataset_regions
 from .postprocessing_choice import choose_postprocessing as choose
 from .summary import SUMMARY, case_entry, json_safe, summarize_cases, write_summary
@@ -62,7 +62,7 @@ def validate_fold(model_dir: str | os.PathLike, fold: str, val_cases: Sequence[s
         prediction = predictor.predict(image, save_probabilities=save_probabilities)
         pred_file = write_label_image(prediction.labels, image, out / f"{name}{ending}")
         if save_probabilities:
-            from ..fileio import atomic_path
+            assert prediction.probabilities is not None  # predict returns them when asked to
             with atomic_path(out / f"{name}.npz") as tmp:
                 with open(tmp, "wb") as fh:
                     np.savez_compressed(fh, probabilities=prediction.probabilities.astype(np.float16))

@@ -88,7 +88,8 @@ def evaluate_folders(pred_dir: str | os.PathLike, ref_dirs: Sequence[str | os.Pa
                               f"case(s): {', '.join(absent[:5])}. Predict them, or pass --missing-as-empty.")
         notes += [f"(compared model) {n}" for n in other_notes]
     names = reference_names(ref_dirs)
-    rows, other_rows, pair_rows, seen = [], [] if others is not None else None, [], {}
+    rows, pair_rows, seen = [], [], {}
+    other_rows: list[dict] = []
     resampled = []
     for index, case in enumerate(cases):
         if progress:
@@ -138,13 +139,13 @@ def evaluate_folders(pred_dir: str | os.PathLike, ref_dirs: Sequence[str | os.Pa
             notes.append(f"Label(s) {', '.join(never)} appear in no prediction and no reference (Dice NaN everywhere).")
     else:
         rows, pair_rows = _complete(rows, labels, seen), _complete(pair_rows, labels, seen)
-        other_rows = _complete(other_rows, labels, seen) if other_rows is not None else None
+        other_rows = _complete(other_rows, labels, seen)
     if progress:
         progress(1.0, "evaluation done")
-    return Evaluation(rows, labels, names, notes, other_rows, pair_rows)
+    return Evaluation(rows, labels, names, notes, other_rows if others is not None else None, pair_rows)
 
 
-def _prediction(files: dict | None, case: str, ref: LabelMap, resample: bool) -> tuple[np.ndarray, bool, bool]:
+def _prediction(files: dict, case: str, ref: LabelMap, resample: bool) -> tuple[np.ndarray, bool, bool]:
     """(labels on the reference grid, resampled?, missing?) for one case."""
     if case not in files:  # allowed only with missing_as_empty (checked by pair_cases)
         return np.zeros_like(ref.labels), False, True

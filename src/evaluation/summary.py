@@ -205,7 +205,7 @@ def case_entry(pred: np.ndarray, ref: np.ndarray, spacing, regions: Sequence[Reg
 
 def summarize_cases(entries: Sequence[dict], regions: Sequence[Region]) -> dict:
     """nnU-Net's summary: per-case metrics, the mean per label/region, and the mean over them."""
-    mean = {}
+    mean: dict[str, dict[str, float]] = {}
     for region in regions:
         mean[region.name] = {}
         for metric in ("Dice", "IoU", "HD95", "TP", "FP", "FN", "n_pred", "n_ref"):
