@@ -7,8 +7,9 @@ custom splits are read from a file and checked. Fold ``all`` trains on every cas
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
