@@ -37,8 +37,8 @@ def main() -> None:
     cases = {name: files for name, files in find_cases(folder).items() if len(files) == len(full.channel_names)}
     members = full.model.labels.members()  # regions are scored on every value they span
     worst, every, times = {}, {}, {"full": 0.0, "fast": 0.0}
-    print(f"model {args.model}: full = {len(full.fold_weights)} folds, mirroring, step {full.step_size}; fast = "
-          f"{len(fast.fold_weights)} folds, mirroring {fast.use_mirroring}, step {fast.step_size}; {len(cases)} cases")
+    print(f"model {args.model}: full = {len(full.fold_weights)} folds, mirroring, step {full.step}; fast = "
+          f"{len(fast.fold_weights)} folds, mirroring {fast.mirroring}, step {fast.step}; {len(cases)} cases")
     for name, files in sorted(cases.items()):
         image = read_case(files)
         results = {}

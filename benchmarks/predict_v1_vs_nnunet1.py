@@ -106,7 +106,7 @@ def run_ours(model: str, files: list[str], out: str, tta: bool) -> None:
     """In a child process: MedSeg's predictor, labels saved as .npy."""
     from chimerax.medseg.images import read_case
     from chimerax.medseg.inference.predictor import Predictor
-    predictor = Predictor.from_folder(model, device="cpu", use_mirroring=tta, folds=[0])
+    predictor = Predictor.from_folder(model, device="cpu", mirroring=tta, folds=[0])
     prediction = predictor.predict(read_case(files))
     np.save(out, prediction.labels)
     print(json.dumps({k: round(v, 1) for k, v in prediction.timings.items()}))

@@ -92,7 +92,7 @@ def conv_flops(model_folder: Path) -> float:
     """Multiply-adds x2 of one forward pass over one patch (convolutions and transposed convolutions)."""
     import torch
     from chimerax.medseg.inference.predictor import Predictor
-    predictor = Predictor.from_folder(model_folder, device="cpu", use_mirroring=False)
+    predictor = Predictor.from_folder(model_folder, device="cpu", mirroring=False)
     net, patch = predictor.network(), predictor.model.configuration["patch_size"]
     total = [0.0]
 
@@ -131,7 +131,7 @@ def interleaved_throughput(model_folder: Path, flops: float, passes: int = 7) ->
     import torch
     from chimerax.medseg.inference.predictor import Predictor
     from chimerax.medseg.network.slabs import reusing_buffers
-    predictor = Predictor.from_folder(model_folder, device="cpu", use_mirroring=False)
+    predictor = Predictor.from_folder(model_folder, device="cpu", mirroring=False)
     net = predictor.network()
     net.load_state_dict(predictor.fold_weights[0])
     x = torch.randn(1, len(predictor.channel_names), *predictor.model.configuration["patch_size"])
@@ -179,8 +179,8 @@ def run_child(args) -> None:
         from chimerax.medseg.images import read_case
         from chimerax.medseg.inference.predictor import Predictor
         predictor = Predictor.from_folder(args.model, device="cpu", fast=args.fast,
-                                          use_mirroring=None if args.fast else args.tta,
-                                          step_size=None if args.fast else args.step)
+                                          mirroring=None if args.fast else args.tta,
+                                          step=None if args.fast else args.step)
         prediction = predictor.predict(read_case(files))
         labels, timings = prediction.labels, prediction.timings
     wall = time.perf_counter() - start
@@ -268,10 +268,10 @@ def _forward_passes(model: Path, case, tta: bool) -> int:
     from chimerax.medseg.inference.sliding_window import SlidingWindow
     from chimerax.medseg.inference.predictor import Predictor
     from chimerax.medseg.preprocessing.pipeline import preprocess
-    predictor = Predictor.from_folder(model, device="cpu", use_mirroring=tta)
+    predictor = Predictor.from_folder(model, device="cpu", mirroring=tta)
     image = read_case(case)
     data, _, _ = preprocess(image.array, image.spacing, predictor.model.plans, predictor.model.configuration)
-    window = SlidingWindow(None, predictor.model.configuration["patch_size"], 1, predictor.step_size,
+    window = SlidingWindow(None, predictor.model.configuration["patch_size"], 1, predictor.step,
                            predictor.mirror_axes if tta else ())
     return window.num_forward_passes(data.shape[1:]) * len(predictor.fold_weights)
 

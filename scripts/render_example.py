@@ -12,20 +12,12 @@ Needs the ChimeraX environment (bash scripts/setup_chimerax_env.sh).
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import os
 import sys
 import time
 from pathlib import Path
 
-
-def _import_chimerax() -> None:
-    # The wheel's chimerax/__init__.py is broken: make the package without running it.
-    if "chimerax" not in sys.modules:
-        spec = importlib.util.find_spec("chimerax")
-        if spec is None:
-            sys.exit("The ChimeraX wheel is not installed here; run: bash scripts/setup_chimerax_env.sh")
-        sys.modules["chimerax"] = importlib.util.module_from_spec(spec)
+import numpy as np
 
 
 def main(argv=None) -> int:
@@ -36,11 +28,16 @@ def main(argv=None) -> int:
     parser.add_argument("--fast", action="store_true", help="fast mode (one fold, no mirroring)")
     args = parser.parse_args(argv)
     os.environ.setdefault("PYOPENGL_PLATFORM", "osmesa")
-    _import_chimerax()
+    import chimerax_headless  # beside this script; makes the wheel's chimerax package importable
+    if not chimerax_headless.chimerax_available():
+        sys.exit("The ChimeraX wheel is not installed here; run: bash scripts/setup_chimerax_env.sh")
+    chimerax_headless.import_chimerax_package()
 
     from chimerax.core.commands import run
-    from chimerax.medseg.chimerax_session import start_session
-    from chimerax.medseg.display import add_image_volumes
+    from chimerax_headless import start_session
+
+    from chimerax.medseg.chimerax_ui.volumes import open_image_volumes
+    from chimerax.medseg.inference.preview import write_preview
     from chimerax.medseg.images import read_case, write_label_image
     from chimerax.medseg.inference.predictor import example_case_paths, example_model_path
 
@@ -50,33 +47,37 @@ def main(argv=None) -> int:
     session = start_session(offscreen=True, echo=False)
     paths = example_case_paths()
     image = read_case([str(p) for p in paths])
-    volumes = add_image_volumes(session, image, [p.name.split(".")[0] for p in paths])
+    volumes = open_image_volumes(session, image, [p.name.split(".")[0] for p in paths])
     spec = "#" + ",".join(v.id_string for v in volumes)
     job = run(session, f"segment {example_model_path()} {spec} device {args.device} fast {str(args.fast).lower()} "
                        "smooth true name example_labels")
     labels_path = write_label_image(job.labels, image, out / "example_labels.nii.gz")
     elapsed = time.perf_counter() - start
 
-    # Picture: the label surfaces over the middle slice of the first channel, seen at an angle.
-    for v in volumes[1:]:
+    # The 3D view: the structures' surfaces alone, seen from the front and a little above; outer
+    # ones see-through so the inner ones show (whole tumour -> tumour core -> enhancing tumour).
+    for v in volumes:
         v.display = False
-    nx, ny, nz = volumes[0].data.size
-    run(session, f"volume #{volumes[0].id_string} style image region 0,0,{nz // 2},{nx - 1},{ny - 1},{nz // 2}",
-        log=False)
     run(session, "view", log=False)
-    run(session, "turn x -50", log=False)
+    run(session, "turn x -70", log=False)  # from the front (the scene is RAS: +y anterior, +z superior)
+    run(session, "turn y 180", log=False)
     run(session, "view", log=False)
     run(session, "lighting simple", log=False)
-    inner = max((m.medseg_label_value for m in job.models if hasattr(m, "medseg_label_value")), default=None)
-    for model in job.models:  # outer structures see-through, so the inner ones show
-        if getattr(model, "medseg_label_value", inner) != inner:
-            color = model.color.copy()
-            color[3] = 100  # alpha of 255
-            model.color = color
+    members = job.request.members  # a region's extent: every value it covers (whole tumour = 1, 2, 3)
+    surfaces = sorted((m for m in job.models if hasattr(m, "medseg_label_value")),
+                      key=lambda m: -int(np.isin(job.labels, members.get(m.medseg_label_value, ())).sum()))
+    for rank, surface in enumerate(surfaces):
+        color = surface.color.copy()
+        color[3] = 255 if rank == len(surfaces) - 1 else 70  # every structure but the innermost see-through
+        surface.vertex_colors = None  # one colour per surface, so its alpha applies
+        surface.color = color
     width, height = (int(x) for x in args.size.lower().split("x"))
-    picture = session.main_view.image(width, height, supersample=3)
-    png = out / "example_segmented.png"
-    picture.save(png)
+    three_d = out / "example_3d.png"
+    session.main_view.image(width, height, supersample=3).save(three_d)
+    r = job.request
+    png = write_preview(image, job.labels, r.label_names, r.colors, out / "example_segmented.png", r.members,
+                        render_3d=three_d, title=f"{paths[0].name.split('_0000')[0]}: model example "
+                                                   f"(segment, headless ChimeraX)")
     print(report(paths, job.labels, image, elapsed, args.device))
     print(f"picture: {png}\nlabels:  {labels_path}")
     return 0

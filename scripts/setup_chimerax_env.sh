@@ -23,12 +23,12 @@ fi
 # (never `import chimerax.*` here: the wheel's own chimerax/__init__.py is broken)
 HAVE_CX='import importlib.util as u, pathlib as p; s = u.find_spec("chimerax"); assert s and (p.Path(s.origin).parent / "map_data").is_dir()'
 if ! "$VENV/bin/python" -c "$HAVE_CX" 2>/dev/null ||
-   ! "$VENV/bin/python" -c 'import torch, OpenGL, PIL, pytest, pkg_resources, Cython, tomli, lxml' 2>/dev/null; then
+   ! "$VENV/bin/python" -c 'import torch, OpenGL, PIL, pytest, pkg_resources, Cython, tomli, lxml, matplotlib' 2>/dev/null; then
     # What ChimeraX's nogui/volume/command path really imports, plus the engine's deps.
     "$VENV/bin/pip" install "${PIP[@]}" numpy==1.26.4 'pydicom<3' torch==2.13.0 \
         'scipy>=1.10' 'nibabel>=5' 'SimpleITK>=2.2' requests \
         appdirs sortedcontainers packaging filelock pkginfo tinyarray grako \
-        PyOpenGL==3.1.7 Pillow 'pytest>=7' wheel Cython tomli lxml
+        PyOpenGL==3.1.7 Pillow 'pytest>=7' wheel Cython tomli lxml 'matplotlib>=3.5'
     # ChimeraX's toolshed needs pkg_resources and its bundle builder an old setuptools; torch's
     # metadata asks for a newer one it does not need at run time, so this goes in on its own.
     "$VENV/bin/pip" install "${PIP[@]}" 'setuptools>=64,<69' 2>&1 | grep -v -i "incompatible\|dependency conflicts\|requires setuptools" || true

@@ -4,6 +4,7 @@
 #    numpy 2 / pydicom 3: everything but the ChimeraX tests.
 #  - .venv-chimerax: the ChimeraX 1.7 wheel with numpy 1.26 / pydicom 2 (scripts/setup_chimerax_env.sh):
 #    the tests in tests/chimerax, headless.
+#  - scripts/lint.sh: ruff and mypy over src/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 VENV=${MEDSEG_VENV:-.venv}
@@ -12,6 +13,7 @@ bash scripts/setup_venv.sh test,oracle
 bash scripts/setup_chimerax_env.sh .venv-chimerax
 
 status=0
+bash scripts/lint.sh || status=$?
 "$VENV/bin/python" -m pytest -q -p no:cacheprovider tests --ignore=tests/chimerax "$@" || status=$?
 .venv-chimerax/bin/python -m pytest -q -p no:cacheprovider tests/chimerax "$@" || status=$?
 exit $status

@@ -23,8 +23,14 @@ def _make_bundle_api():
         @staticmethod
         def register_command(bundle_info, command_info, logger):
             # Called lazily the first time any "segment ..." command is typed.
-            from . import cmd
-            cmd.register_commands(logger)
+            from .chimerax_ui import register_commands
+            register_commands(logger)
+
+        @staticmethod
+        def start_tool(session, bundle_info, tool_info):
+            # The panel (Tools menu, or `segment panel`); needs ChimeraX's window (Qt).
+            from .chimerax_ui.panel_tool import MedSegPanel
+            return MedSegPanel(session, tool_info.name)
 
     return _MedSegAPI()
 

@@ -32,6 +32,16 @@ def add_parser(subparsers) -> None:
                        help="where masks of two labels overlap: the label listed later wins (default), or refuse")
         m.add_argument("--allow-missing", action="store_true", help="a case without a label's mask gets none of it")
         m.set_defaults(func=run_cases)
+        if kind == "dicom":
+            m.description = ("Case folders holding DICOM studies: channels are series (a sub-folder, or the series "
+                             "whose description/number/modality matches), labels are NIfTI masks or RT-STRUCT/SEG "
+                             "ROIs whose names match the patterns (globs).")
+            m.add_argument("--annotator", action="append", metavar="NAME[=OBJECT_PATTERN]",
+                           help="one label map per annotator, from the RT-STRUCT/SEG objects whose label, description "
+                                "or file name matches OBJECT_PATTERN ('{annotator}' in label patterns becomes NAME); "
+                                "written to annotators/NAME/ for medseg evaluate's stability test, the first one "
+                                "also to labelsTr")
+            m.set_defaults(func=run_dicom)
     g = sub.add_parser("phantom", help="write a dataset of synthetic BraTS-like phantoms (for trying training)")
     g.add_argument("--id", type=int, required=True, help="new dataset id (3 digits)")
     g.add_argument("--name", default="BraTSPhantom", help="dataset name (default BraTSPhantom)")
@@ -89,4 +99,16 @@ def run_cases(args: argparse.Namespace) -> int:
     for note in notes:
         print(f"note: {note}")
     print(f"Wrote {folder}. Next: medseg dataset verify {args.id}")
+    return 0
+
+
+def run_dicom(args: argparse.Namespace) -> int:
+    from .convert_dicom import convert_dicom_cases
+    folder, notes = convert_dicom_cases(args.source, _raw(args), args.id, args.name, args.channel, args.label,
+                                        args.overlap, args.allow_missing, args.annotator)
+    for note in notes:
+        print(f"note: {note}")
+    print(f"Wrote {folder}. Next: medseg dataset verify {args.id}")
+    if args.annotator:
+        print(f"Stability across annotators: medseg evaluate PREDICTIONS {folder}/annotators/*")
     return 0

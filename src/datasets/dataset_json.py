@@ -12,6 +12,7 @@ from pathlib import Path
 
 from ..errors import MedSegError
 from ..fileio import read_json
+from ..images import read_case, read_image
 
 CHANNEL_SUFFIX_DIGITS = 4
 
@@ -36,8 +37,7 @@ class RawDataset:
 
     @property
     def channel_names(self) -> dict[str, str]:
-        names = self.meta.get("channel_names", self.meta.get("modality"))
-        return {str(k): str(v) for k, v in names.items()}
+        return {str(k): str(v) for k, v in channel_names(self.meta).items()}
 
     @property
     def num_channels(self) -> int:
@@ -90,8 +90,17 @@ class RawDataset:
                 for name, files in scan_image_folder(self.folder / "imagesTr", self.file_ending).items()]
 
     def _resolve(self, path: str) -> Path:
-        path = Path(os.path.expandvars(path))
-        return path if path.is_absolute() else (self.folder / path).resolve()
+        expanded = Path(os.path.expandvars(path))
+        return expanded if expanded.is_absolute() else (self.folder / expanded).resolve()
+
+
+def channel_names(meta: dict) -> dict:
+    """dataset.json's channels by index (nnU-Net v1 called them ``modality``)."""
+    names = meta.get("channel_names", meta.get("modality"))
+    if not isinstance(names, dict):
+        raise MedSegError("dataset.json has no 'channel_names' (e.g. {\"0\": \"CT\"}). Fix dataset.json (see "
+                          "docs/training.md) and run again.")
+    return names
 
 
 def scan_image_folder(folder: Path, file_ending: str) -> dict[str, list[Path]]:
@@ -165,3 +174,13 @@ def _check_labels(labels: dict, regions_class_order) -> list[str]:
         if "ignore" in values and values["ignore"][0] != max(plain) + 1:
             problems.append(f"the 'ignore' label must be the highest value ({max(plain) + 1})")
     return problems
+
+
+def read_training_case(case: Case):
+    """(image, label array (1, z, y, x)) of one training case, refusing a label on another grid."""
+    image = read_case(case.images)
+    label = read_image(case.label)
+    if label.shape != image.shape:
+        raise MedSegError(f"Case {case.name}: label shape {label.shape} differs from image shape {image.shape}. "
+                          "Run `medseg dataset verify` for a full report.")
+    return image, label.array[:1]

@@ -2,14 +2,14 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
 from ..errors import MedSegError
-from ..images import Image, read_image
+from ..images import read_image
 from ..images.nifti import NIFTI_SUFFIXES, strip_nifti_suffix
 from .metrics import as_label_array
 
@@ -23,15 +23,11 @@ class LabelMap:
     affine: np.ndarray
 
     @classmethod
-    def read(cls, path: str | os.PathLike) -> "LabelMap":
+    def read(cls, path: str | os.PathLike) -> LabelMap:
         image = read_image(path)
         if image.num_channels != 1:
             raise MedSegError(f"{path} has {image.num_channels} channels; a label map has one.")
         return cls(as_label_array(image.array[0], str(path)), image.spacing, image.affine)
-
-    @classmethod
-    def from_image(cls, image: Image, what: str) -> "LabelMap":
-        return cls(as_label_array(image.array, what), image.spacing, image.affine)
 
 
 def label_files(folder: str | os.PathLike) -> dict[str, Path]:
@@ -46,41 +42,45 @@ def label_files(folder: str | os.PathLike) -> dict[str, Path]:
     return files
 
 
-def _names(cases: Sequence[str], limit: int = 5) -> str:
-    cases = sorted(cases)
-    more = f" and {len(cases) - limit} more" if len(cases) > limit else ""
-    return ", ".join(cases[:limit]) + more
+def _names(cases: Iterable[str], limit: int = 5) -> str:
+    ordered = sorted(cases)
+    more = f" and {len(ordered) - limit} more" if len(ordered) > limit else ""
+    return ", ".join(ordered[:limit]) + more
 
 
 def pair_cases(pred_dir: str | os.PathLike, ref_dirs: Sequence[str | os.PathLike],
                missing_as_empty: bool = False) -> tuple[list[str], dict[str, Path], list[dict[str, Path]], list[str]]:
     """Match cases by file name.
 
-    Returns (cases, prediction files, one file dict per reference folder, notes). Every case of
-    the first reference folder is evaluated; a missing prediction is an error unless
-    ``missing_as_empty`` (it then counts as an empty prediction); every other reference folder
-    must hold all those cases.
+    Returns (cases, prediction files, one file dict per reference folder, notes). The cases are
+    those of the first reference folder that have a prediction (e.g. one fold's validation cases
+    against the whole dataset's labels), and a note says how many matched; with
+    ``missing_as_empty`` every reference case is scored, a missing prediction as an empty one.
+    Every other reference folder must hold all the scored cases.
     """
     preds = label_files(pred_dir)
     refs = [label_files(d) for d in ref_dirs]
-    cases = sorted(refs[0])
+    matched = sorted(set(refs[0]) & set(preds))
+    if not matched and not missing_as_empty:
+        raise MedSegError(f"No case of {ref_dirs[0]} has a prediction in {pred_dir} (file names must match).")
+    cases = sorted(refs[0]) if missing_as_empty else matched
     notes = []
     for folder, files in zip(ref_dirs[1:], refs[1:]):
         absent = set(cases) - set(files)
         if absent:
-            raise MedSegError(f"Reference folder {folder} lacks {len(absent)} case(s) of {ref_dirs[0]}: "
+            raise MedSegError(f"Reference folder {folder} lacks {len(absent)} scored case(s) of {ref_dirs[0]}: "
                               f"{_names(absent)}. Give every reference folder the same cases.")
-    missing = set(cases) - set(preds)
-    if missing and not missing_as_empty:
-        raise MedSegError(f"{len(missing)} reference case(s) have no prediction in {pred_dir}: {_names(missing)}. "
-                          "Predict them, or pass --missing-as-empty to score them as empty predictions.")
-    if missing:
-        notes.append(f"{len(missing)} case(s) without a prediction were scored as empty predictions: {_names(missing)}.")
-    extra = set(preds) - set(cases)
+    missing = set(refs[0]) - set(preds)
+    if missing and missing_as_empty:
+        notes.append(f"{len(missing)} case(s) without a prediction were scored as empty predictions: "
+                     f"{_names(missing)}.")
+    elif missing:
+        notes.append(f"Matched {len(matched)} of the {len(refs[0])} reference cases in {ref_dirs[0]}; the "
+                     f"{len(missing)} without a prediction were left out ({_names(missing)}); pass "
+                     "--missing-as-empty to score them as empty predictions.")
+    extra = set(preds) - set(refs[0])
     if extra:
         notes.append(f"{len(extra)} prediction(s) without a reference were not evaluated: {_names(extra)}.")
-    if not set(cases) & set(preds) and not missing_as_empty:
-        raise MedSegError(f"No case of {ref_dirs[0]} has a prediction in {pred_dir} (file names must match).")
     return cases, preds, refs, notes
 
 
@@ -109,7 +109,8 @@ def onto_reference_grid(pred: LabelMap, ref: LabelMap, case: str, resample: bool
     return resample_labels(pred.labels, pred.affine, ref.labels.shape, ref.affine), True
 
 
-def resample_labels(labels: np.ndarray, affine: np.ndarray, shape: Sequence[int], target_affine: np.ndarray) -> np.ndarray:
+def resample_labels(labels: np.ndarray, affine: np.ndarray, shape: Sequence[int],
+                    target_affine: np.ndarray) -> np.ndarray:
     """Nearest-neighbour resampling of a (z, y, x) label map onto another grid (NIfTI affines)."""
     from scipy import ndimage
     ijk = np.linalg.inv(affine) @ target_affine  # target voxel (i, j, k) -> source voxel (i, j, k)

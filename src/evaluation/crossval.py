@@ -10,57 +10,17 @@ from __future__ import annotations
 import math
 import os
 import shutil
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable
 
 import numpy as np
 
 from ..errors import MedSegError
-from ..fileio import read_json, write_json
-from .metrics import Region, case_metrics
-from .summary import json_safe
-
-SUMMARY = "summary.json"
-
-
-def regions_for(dataset_json: dict) -> list[Region]:
-    """The evaluated structures: each foreground label, or each region (nnU-Net's keys as names)."""
-    regions = []
-    for name, value in dataset_json["labels"].items():
-        values = tuple(int(v) for v in (value if isinstance(value, (list, tuple)) else [value]))
-        if name in ("ignore", "background") or not any(values):
-            continue
-        key = str(values[0]) if len(values) == 1 and not isinstance(value, (list, tuple)) else str(values)
-        regions.append(Region(key, tuple(v for v in values if v != 0)))
-    return regions
-
-
-def case_entry(pred: np.ndarray, ref: np.ndarray, spacing, regions: Sequence[Region],
-               prediction_file: str = "", reference_file: str = "") -> dict:
-    rows = case_metrics(pred, ref, regions, spacing)
-    metrics = {r["label"]: {"Dice": r["dice"], "IoU": r["iou"], "HD95": r["hd95"], "TP": r["tp"], "FP": r["fp"],
-                            "FN": r["fn"], "n_pred": r["tp"] + r["fp"], "n_ref": r["tp"] + r["fn"]} for r in rows}
-    return {"metrics": metrics, "prediction_file": prediction_file, "reference_file": reference_file}
-
-
-def summarize_cases(entries: Sequence[dict], regions: Sequence[Region]) -> dict:
-    """nnU-Net's summary: per-case metrics, the mean per label/region, and the mean over them."""
-    mean = {}
-    for region in regions:
-        mean[region.name] = {}
-        for metric in ("Dice", "IoU", "HD95", "TP", "FP", "FN", "n_pred", "n_ref"):
-            values = [e["metrics"][region.name][metric] for e in entries]
-            finite = [v for v in values if not (isinstance(v, float) and math.isnan(v))]
-            mean[region.name][metric] = float(np.mean(finite)) if finite else float("nan")
-    foreground = {}
-    for metric in ("Dice", "IoU", "HD95"):
-        values = [m[metric] for m in mean.values() if not math.isnan(m[metric])]
-        foreground[metric] = float(np.mean(values)) if values else float("nan")
-    return {"metric_per_case": list(entries), "mean": mean, "foreground_mean": foreground}
-
-
-def write_summary(path: str | os.PathLike, summary: dict) -> None:
-    write_json(path, json_safe(summary))
+from ..fileio import atomic_path, read_json, write_json
+from .metrics import dataset_regions
+from .postprocessing_choice import choose_postprocessing as choose
+from .summary import SUMMARY, case_entry, json_safe, summarize_cases, write_summary
 
 
 def _raw_cases(setup) -> dict:
@@ -75,7 +35,7 @@ def _raw_cases(setup) -> dict:
 
 def validate_fold(model_dir: str | os.PathLike, fold: str, val_cases: Sequence[str], preprocessed_dir,
                   setup, device: str = "cpu", save_probabilities: bool = False,
-                  report: Callable[[str], None] | None = None, use_mirroring: bool = True) -> dict:
+                  report: Callable[[str], None] | None = None, mirroring: bool = True) -> dict:
     """Predict every validation case of a fold on its full original image and score it.
 
     Writes ``fold_k/validation/CASE.nii.gz`` (and ``CASE.npz`` probabilities when asked) and
@@ -87,8 +47,8 @@ def validate_fold(model_dir: str | os.PathLike, fold: str, val_cases: Sequence[s
     model_dir = Path(model_dir)
     out = model_dir / f"fold_{fold}" / "validation"
     out.mkdir(parents=True, exist_ok=True)
-    predictor = Predictor.from_folder(model_dir, folds=[fold], device=device, use_mirroring=use_mirroring)
-    regions = regions_for(predictor.model.dataset_json)
+    predictor = Predictor.from_folder(model_dir, folds=[fold], device=device, mirroring=mirroring)
+    regions = dataset_regions(predictor.model.dataset_json)
     cases = _raw_cases(setup)
     missing = [c for c in val_cases if c not in cases]
     if missing:
@@ -102,7 +62,7 @@ def validate_fold(model_dir: str | os.PathLike, fold: str, val_cases: Sequence[s
         prediction = predictor.predict(image, save_probabilities=save_probabilities)
         pred_file = write_label_image(prediction.labels, image, out / f"{name}{ending}")
         if save_probabilities:
-            from ..fileio import atomic_path
+            assert prediction.probabilities is not None  # predict returns them when asked to
             with atomic_path(out / f"{name}.npz") as tmp:
                 with open(tmp, "wb") as fh:
                     np.savez_compressed(fh, probabilities=prediction.probabilities.astype(np.float16))
@@ -134,7 +94,7 @@ def summarize_crossval(model_dir: str | os.PathLike, folds: Sequence[str] | None
     out.mkdir(parents=True, exist_ok=True)
     entries = []
     dataset_json = read_json(model_dir / "dataset.json")
-    regions = regions_for(dataset_json)
+    regions = dataset_regions(dataset_json)
     for fold in folds:
         summary_file = model_dir / f"fold_{fold}" / "validation" / SUMMARY
         if not summary_file.is_file():
@@ -151,7 +111,6 @@ def summarize_crossval(model_dir: str | os.PathLike, folds: Sequence[str] | None
     summary = summarize_cases(entries, regions)
     write_summary(out / SUMMARY, summary)
     if choose_postprocessing:
-        from .postprocessing_choice import choose_postprocessing as choose
         choose(out, dataset_json, [(e["prediction_file"], e["reference_file"]) for e in entries])
     return summary
 
@@ -182,13 +141,14 @@ def choose_best_configuration(model_dirs: Sequence[str | os.PathLike], folds: Se
 def _ensemble_dice(model_dirs: Sequence[Path], folds: Sequence[str]) -> float | None:
     """Mean foreground Dice of averaging the models' validation probabilities; None without them."""
     import torch
+
     from ..images import read_image
     from ..inference.export import probabilities_to_labels
     from ..models.labels import LabelScheme
     folders = [crossval_folder(d, folds) for d in model_dirs]
     first = read_json(folders[0] / SUMMARY)["metric_per_case"]
     dataset_json = read_json(model_dirs[0] / "dataset.json")
-    scheme, regions = LabelScheme.from_dataset_json(dataset_json), regions_for(dataset_json)
+    scheme, regions = LabelScheme.from_dataset_json(dataset_json), dataset_regions(dataset_json)
     entries = []
     for entry in first:
         name = Path(entry["prediction_file"]).name.split(".")[0]

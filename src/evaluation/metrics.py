@@ -15,7 +15,6 @@ symmetric definitions).
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Iterable, Sequence
 
@@ -178,5 +177,21 @@ def _union_box(boxes: list, shape: Sequence[int], margin: int = 1) -> tuple[slic
                  for d in range(len(shape)))
 
 
-def is_nan(value) -> bool:
-    return isinstance(value, float) and math.isnan(value)
+def dataset_regions(dataset_json: dict, names: str = "keys") -> list[Region]:
+    """The evaluated structures of a dataset.json: each foreground label, or each region.
+
+    ``names="keys"`` names them as nnU-Net's summary.json does (``"1"``, ``"(1, 2, 3)"``);
+    ``names="labels"`` by their label names. Background and 'ignore' are left out.
+    """
+    labels = dataset_json.get("labels") if isinstance(dataset_json, dict) else None
+    if not isinstance(labels, dict):
+        raise MedSegError("The dataset.json has no 'labels' mapping.")
+    regions = []
+    for name, value in labels.items():
+        is_region = isinstance(value, (list, tuple))
+        values = tuple(int(v) for v in (value if is_region else [value]))
+        if name in ("ignore", "background") or not any(values):
+            continue
+        key = str(values) if is_region or len(values) != 1 else str(values[0])
+        regions.append(Region(key if names == "keys" else name, tuple(v for v in values if v != 0)))
+    return regions

@@ -4,23 +4,23 @@ over the cross-validation predictions. Writes ``postprocessing.json`` (nnU-Net's
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
 from ..fileio import write_json
 from ..inference.postprocessing import apply_postprocessing
-from .crossval import SUMMARY, case_entry, regions_for, summarize_cases, write_summary
-from .summary import json_safe
+from .metrics import dataset_regions
+from .summary import SUMMARY, case_entry, json_safe, summarize_cases, write_summary
 
 STEP = "remove_all_but_largest_component_from_segmentation"
 
 
 def _mean_dice(entries: Sequence[dict], key: str | None = None) -> float:
-    values = [e["metrics"][key]["Dice"] for e in entries] if key else None
     if key is None:
         return summarize_cases(entries, _regions_of(entries))["foreground_mean"]["Dice"]
+    values = [e["metrics"][key]["Dice"] for e in entries]
     finite = [v for v in values if not np.isnan(v)]
     return float(np.mean(finite)) if finite else float("nan")
 
@@ -46,7 +46,7 @@ def choose_postprocessing(folder: str | os.PathLike, dataset_json: dict,
     summary to ``postprocessed/summary.json`` for the record.
     """
     from ..images import read_image
-    regions = regions_for(dataset_json)
+    regions = dataset_regions(dataset_json)
     items = [_item(r) for r in regions]
     cases = []
     for pred_file, ref_file in pairs:

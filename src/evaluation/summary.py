@@ -5,11 +5,13 @@ import csv
 import io
 import math
 import os
-from typing import Any, Iterable, Sequence
+from collections.abc import Iterable, Sequence
+from typing import Any
 
 import numpy as np
 
 from ..fileio import atomic_path, write_json
+from .metrics import Region, case_metrics
 
 SUMMARY_METRICS = ("dice", "iou", "hd95", "hd", "asd", "volume_diff_ml", "volume_diff_rel")
 STATS = ("mean", "median", "std", "q1", "q3", "min", "max", "n")
@@ -44,7 +46,8 @@ def summarize(rows: Sequence[dict], metrics: Sequence[str] = SUMMARY_METRICS) ->
         entry["lesions_false"] = sum(int(r["lesions_false"]) for r in mine)
         summary[label] = entry
     if len(labels) > 1:
-        summary["mean of labels"] = {m: {"mean": _nanmean(summary[l][m]["mean"] for l in labels)} for m in metrics}
+        summary["mean of labels"] = {m: {"mean": _nanmean(summary[name][m]["mean"] for name in labels)}
+                                     for m in metrics}
     return summary
 
 
@@ -130,7 +133,8 @@ def format_table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
     """A plain-text table with aligned columns (text left, numbers right)."""
     cells = [[str(h) for h in header]] + [[c if isinstance(c, str) else format_number(c) for c in row] for row in rows]
     widths = [max(len(r[i]) for r in cells) for i in range(len(header))]
-    numeric = [all(not isinstance(row[i], str) for row in rows) for i in range(len(header))] if rows else [False] * len(header)
+    numeric = ([all(not isinstance(row[i], str) for row in rows) for i in range(len(header))] if rows
+               else [False] * len(header))
     lines = []
     for r in cells:
         lines.append("  ".join(c.rjust(w) if num else c.ljust(w) for c, w, num in zip(r, widths, numeric)).rstrip())
@@ -164,16 +168,17 @@ def per_case_table(rows: Sequence[dict], max_label_columns: int = 6) -> str:
         groups.setdefault((r["case"], r.get("reference", "")), []).append(r)
     with_ref = len({key[1] for key in groups}) > 1
     if len(labels) <= max_label_columns:
-        header = ["case"] + (["reference"] if with_ref else []) + [f"dice {l}" for l in labels] + \
-                 [f"hd95 {l}" for l in labels]
+        header = ["case"] + (["reference"] if with_ref else []) + [f"dice {label}" for label in labels] + \
+                 [f"hd95 {label}" for label in labels]
         table = []
         for (case, ref), mine in groups.items():
             by_label = {r["label"]: r for r in mine}
             table.append([case] + ([ref] if with_ref else []) +
-                         [by_label[l]["dice"] if l in by_label else float("nan") for l in labels] +
-                         [by_label[l]["hd95"] if l in by_label else float("nan") for l in labels])
+                         [by_label[label]["dice"] if label in by_label else float("nan") for label in labels] +
+                         [by_label[label]["hd95"] if label in by_label else float("nan") for label in labels])
         return format_table(header, table)
-    header = ["case"] + (["reference"] if with_ref else []) + ["mean dice", "mean hd95", "worst label", "its dice", "missed labels"]
+    header = ["case"] + (["reference"] if with_ref else []) + ["mean dice", "mean hd95", "worst label", "its dice",
+                                                               "missed labels"]
     table = []
     for (case, ref), mine in groups.items():
         scored = [r for r in mine if not _isnan(r["dice"])]
@@ -183,3 +188,36 @@ def per_case_table(rows: Sequence[dict], max_label_columns: int = 6) -> str:
             worst["label"] if worst else "-", worst["dice"] if worst else float("nan"),
             ",".join(r["label"] for r in mine if r["missed"]) or "-"])
     return format_table(header, table)
+
+
+# --- nnU-Net's summary.json -------------------------------------------------------------------
+
+SUMMARY = "summary.json"
+
+
+def case_entry(pred: np.ndarray, ref: np.ndarray, spacing, regions: Sequence[Region],
+               prediction_file: str = "", reference_file: str = "") -> dict:
+    rows = case_metrics(pred, ref, regions, spacing)
+    metrics = {r["label"]: {"Dice": r["dice"], "IoU": r["iou"], "HD95": r["hd95"], "TP": r["tp"], "FP": r["fp"],
+                            "FN": r["fn"], "n_pred": r["tp"] + r["fp"], "n_ref": r["tp"] + r["fn"]} for r in rows}
+    return {"metrics": metrics, "prediction_file": prediction_file, "reference_file": reference_file}
+
+
+def summarize_cases(entries: Sequence[dict], regions: Sequence[Region]) -> dict:
+    """nnU-Net's summary: per-case metrics, the mean per label/region, and the mean over them."""
+    mean: dict[str, dict[str, float]] = {}
+    for region in regions:
+        mean[region.name] = {}
+        for metric in ("Dice", "IoU", "HD95", "TP", "FP", "FN", "n_pred", "n_ref"):
+            values = [e["metrics"][region.name][metric] for e in entries]
+            finite = [v for v in values if not (isinstance(v, float) and math.isnan(v))]
+            mean[region.name][metric] = float(np.mean(finite)) if finite else float("nan")
+    foreground = {}
+    for metric in ("Dice", "IoU", "HD95"):
+        values = [m[metric] for m in mean.values() if not math.isnan(m[metric])]
+        foreground[metric] = float(np.mean(values)) if values else float("nan")
+    return {"metric_per_case": list(entries), "mean": mean, "foreground_mean": foreground}
+
+
+def write_summary(path: str | os.PathLike, summary: dict) -> None:
+    write_json(path, json_safe(summary))

@@ -21,7 +21,7 @@ from .dicom_volume import DicomSource, equalize_spacing, read_pixels, stack_geom
 from .image import Image
 
 __all__ = ["is_dicom_folder", "list_dicom_series", "read_dicom_series", "read_dicom_volume", "write_dicom_seg",
-           "dicom_to_nifti", "format_series_list", "SeriesInfo", "DicomSource", "DicomWarning"]
+           "dicom_to_nifti", "write_volume_nifti", "format_series_list", "SeriesInfo", "DicomSource", "DicomWarning"]
 
 _MAX_FILES_PROBED = 200  # is_dicom_folder looks at this many files before giving up
 
@@ -129,15 +129,20 @@ def _nifti_header(affine: np.ndarray):
 def dicom_to_nifti(folder: str | os.PathLike, output: str | os.PathLike, series: str | None = None, *,
                    resample_uneven: bool = False) -> Path:
     """Convert one DICOM volume to a NIfTI file (int16 when the values allow, else float32)."""
+    return write_volume_nifti(read_dicom_series(folder, series, resample_uneven=resample_uneven), output)
+
+
+def write_volume_nifti(image: Image, output: str | os.PathLike) -> Path:
+    """Write a volume read from DICOM as NIfTI (int16 when the values allow, else float32)."""
     from .nifti import write_image
-    image = read_dicom_series(folder, series, resample_uneven=resample_uneven)
     data = image.array[0]
     whole = np.array_equal(data, np.round(data))
     dtype = np.int16 if whole and data.min(initial=0) >= -32768 and data.max(initial=0) <= 32767 else np.float32
     return write_image(data, image, output, dtype=dtype)
 
 
-def write_dicom_seg(labels: np.ndarray, source, label_names: dict[int, str], path: str | os.PathLike, **options) -> Path:
+def write_dicom_seg(labels: np.ndarray, source, label_names: dict[int, str], path: str | os.PathLike,
+                    **options) -> Path:
     """Write a (z, y, x) label map read from DICOM as a DICOM-SEG object referencing its source.
 
     ``source`` is the ``Image`` from ``read_dicom_series`` or its ``DicomSource``.

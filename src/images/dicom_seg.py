@@ -42,7 +42,7 @@ def _source_planes(labels: np.ndarray, source: DicomSource) -> tuple[list, np.nd
     first = source.frames[0]
     if first.frame is None:  # single-frame images: one plane per source file, in the given order
         planes = np.zeros((len(source.frames), first.rows, first.columns), np.uint16)
-        for k, frame in enumerate(source.frames):
+        for k in range(len(source.frames)):
             planes[k] = labels[k, ::-1, :]
         return [datasets[f.path] for f in source.frames], planes
     if len(paths) != 1:
@@ -97,8 +97,8 @@ def write_segmentation(labels: np.ndarray, source: DicomSource, label_names: dic
                        algorithm: str = "MedSeg nnU-Net", series_description: str = "MedSeg segmentation") -> Path:
     """Write ``labels`` (z, y, x) on the grid read from ``source`` as one DICOM-SEG file."""
     if source.resampled:
-        raise MedSegError(f"Cannot write DICOM-SEG: the volume was interpolated onto an even grid ({source.resampled}), "
-                          "so its voxels are not the source slices. Write NIfTI output instead.")
+        raise MedSegError(f"Cannot write DICOM-SEG: the volume was interpolated onto an even grid "
+                          f"({source.resampled}), so its voxels are not the source slices. Write NIfTI output instead.")
     expected = (len(source.frames), source.frames[0].rows, source.frames[0].columns)
     if labels.shape != expected:
         raise MedSegError(f"Label map shape {labels.shape} does not match the DICOM volume {expected} (z, y, x).")
@@ -150,7 +150,25 @@ def read_segmentation(path: str | Path, source: DicomSource) -> tuple[np.ndarray
     """Read a DICOM-SEG back onto ``source``'s grid: labels (z, y, x) and {label value: name}.
 
     Frames are placed by their ImagePositionPatient on the source slices; a frame that lies on
-    no source slice is an error, so a wrong geometry cannot pass silently.
+    no source slice is an error, so a wrong geometry cannot pass silently. Where segments
+    overlap, the later segment keeps the voxels (with a warning saying how many).
+    """
+    segments = read_segment_masks(path, source)
+    labels = np.zeros((len(source.frames), source.frames[0].rows, source.frames[0].columns), np.uint16)
+    for value, name, mask in segments:
+        clash = int(np.count_nonzero(labels[mask]))
+        if clash:
+            warnings.warn(f"{Path(path).name}: segment '{name}' overlaps earlier segments in {clash} voxels; "
+                          "the later segment keeps them.", DicomWarning, stacklevel=2)
+        labels[mask] = value
+    return labels[:, ::-1, :].copy(), {value: name for value, name, _ in segments}
+
+
+def read_segment_masks(path: str | Path, source: DicomSource) -> list[tuple[int, str, np.ndarray]]:
+    """Each segment of a DICOM-SEG as (label value, name, mask (slices, rows, columns) in DICOM row order).
+
+    The label value is the one MedSeg wrote (TrackingID ``label N``), else the segment number.
+    A FRACTIONAL segmentation counts a voxel in at half the maximum value or more.
     """
     import pydicom
     ds = pydicom.dcmread(str(path))
@@ -159,14 +177,17 @@ def read_segmentation(path: str | Path, source: DicomSource) -> tuple[np.ndarray
     value_of, names = {}, {}
     for item in ds.SegmentSequence:
         tracking = str(item.get("TrackingID", ""))
-        value = int(tracking.split()[-1]) if tracking.startswith("label ") else int(item.SegmentNumber)
-        value_of[int(item.SegmentNumber)] = value
-        names[value] = str(item.SegmentLabel)
+        number = int(item.SegmentNumber)
+        value_of[number] = int(tracking.split()[-1]) if _is_label_tracking(tracking) else number
+        names[number] = str(item.get("SegmentLabel", "") or f"segment {number}")
     first = source.frames[0]
     _, _, normal = _directions(first)
     offsets = np.array([np.dot(f.position, normal) for f in source.frames])
-    labels = np.zeros((len(source.frames), first.rows, first.columns), np.uint16)
+    masks = {number: np.zeros((len(source.frames), first.rows, first.columns), bool) for number in names}
     pixels = ds.pixel_array.reshape(-1, int(ds.Rows), int(ds.Columns))
+    threshold = 0.5
+    if str(ds.get("SegmentationType", "BINARY")).upper() == "FRACTIONAL":
+        threshold = float(ds.get("MaximumFractionalValue", 255)) / 2
     shared = ds.get("SharedFunctionalGroupsSequence")
     # with a single segment, writers (highdicom) put its reference in the shared group
     shared_segment = shared[0].get("SegmentIdentificationSequence") if shared else None
@@ -174,10 +195,19 @@ def read_segmentation(path: str | Path, source: DicomSource) -> tuple[np.ndarray
         position = np.array([float(v) for v in group.PlanePositionSequence[0].ImagePositionPatient])
         k = int(np.argmin(np.abs(offsets - np.dot(position, normal))))
         if np.linalg.norm(position - np.asarray(source.frames[k].position)) > 1e-3:
-            raise MedSegError(f"Frame {index + 1} of {path} lies at {position.tolist()}, on no slice of the source series.")
+            raise MedSegError(f"Frame {index + 1} of {path} lies at {position.tolist()}, "
+                              "on no slice of the source series.")
         segment = group.get("SegmentIdentificationSequence") or shared_segment
         if not segment:
             continue  # an empty frame written for a segment-free label map
         number = int(segment[0].ReferencedSegmentNumber)
-        labels[k][pixels[index].astype(bool)] = value_of[number]
-    return labels[:, ::-1, :].copy(), names
+        if number not in masks:
+            raise MedSegError(f"Frame {index + 1} of {path} refers to segment {number}, "
+                              "which the SEG does not declare.")
+        masks[number][k] |= pixels[index] >= threshold
+    return [(value_of[n], names[n], masks[n]) for n in names]
+
+
+def _is_label_tracking(tracking: str) -> bool:
+    words = tracking.split()
+    return len(words) == 2 and words[0] == "label" and words[1].isdigit()

@@ -3,8 +3,15 @@ from __future__ import annotations
 
 import argparse
 import time
+from pathlib import Path
 
+from ..errors import MedSegError
+from ..models.labels import label_colors
+from ..models.registry import resolve_model
 from ..progress import ProgressBar
+from .jobs import OUTPUT_FORMATS, plan_jobs
+from .options import add_arguments, from_namespace
+from .preview import check_matplotlib, write_preview
 
 
 def add_parser(subparsers) -> None:
@@ -15,44 +22,50 @@ def add_parser(subparsers) -> None:
     p.add_argument("-i", "--input", required=True, nargs="+",
                    help="a folder of cases, a DICOM folder, or the channel files of one case in order")
     p.add_argument("-o", "--output", required=True, help="output folder (or file name for a single case)")
-    p.add_argument("--folds", nargs="+", help="folds to ensemble (default: all in the model)")
-    p.add_argument("--device", default="auto", help="auto, cpu, cuda or mps (default auto)")
-    p.add_argument("--fast", action="store_true", help="laptop mode: no mirroring, less tile overlap (add --folds 0 for one fold)")
-    p.add_argument("--no-tta", action="store_true", help="no mirroring test-time augmentation")
-    p.add_argument("--step", type=float, help="tile step as a fraction of the patch (default 0.5)")
-    p.add_argument("--checkpoint", default="checkpoint_final.pth", help="checkpoint file name in each fold")
-    p.add_argument("--configuration", help="configuration, when the model path holds several")
+    add_arguments(p)
     p.add_argument("--save-probabilities", action="store_true", help="also write probabilities (.npz)")
-    p.add_argument("--postprocess", nargs="?", const=True, default=False,
-                   help="apply the model's postprocessing.json (or the given file)")
     p.add_argument("--part", default="1/1", help="k/N: process only the k-th of N shares of the cases")
     p.add_argument("--series", nargs="+", help="DICOM series to use (UID, number or description) when a folder "
                                                "holds several; one per channel for multi-channel models")
-    p.add_argument("--output-format", choices=("nifti", "dicom-seg"), default="nifti")
-    p.add_argument("--missing-channels", nargs="+", default=(), metavar="NAME",
-                   help="channels the input lacks (only for models trained with --channel-dropout)")
+    p.add_argument("--output-format", choices=OUTPUT_FORMATS, default="nifti",
+                   help="nifti (default); dicom-seg or rtstruct for DICOM input (referencing its series)")
+    p.add_argument("--preview", metavar="PNG",
+                   help="also draw a picture of what was found (slices with outlines, orientation, legend with "
+                        "volumes; needs matplotlib): a file for one case, a folder of CASE.png for several")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..inference.predictor import Predictor
-    from ..models.registry import resolve_model
-    from .jobs import plan_jobs
+    from .predictor import Predictor  # imports torch: only when predicting, not for `medseg --help`
 
+    options = from_namespace(args)
+    if options.adaptive and args.save_probabilities:
+        raise MedSegError("--save-probabilities cannot be used with --adaptive: the probabilities would be the "
+                          "full ensemble's only where every pass ran. Leave out one of them.")
     jobs = plan_jobs(args.input, args.output, args.part, args.output_format)
-    predictor = Predictor.from_folder(resolve_model(args.model), folds=args.folds, device=args.device,
-                                      fast=args.fast, use_mirroring=False if args.no_tta else None,
-                                      step_size=args.step, checkpoint_name=args.checkpoint,
-                                      configuration=args.configuration, postprocess=args.postprocess)
+    if args.preview:
+        check_matplotlib()  # before the work, not after it
+    predictor = Predictor.from_folder(resolve_model(args.model), options)
     for number, job in enumerate(jobs, 1):
         start = time.perf_counter()
         bar = None if args.quiet else ProgressBar(f"[{number}/{len(jobs)}] {job.name}")
         image = job.read(args.series)
         prediction = predictor.predict(image, save_probabilities=args.save_probabilities,
-                                       progress=bar.update if bar else None, missing_channels=args.missing_channels)
+                                       progress=bar.update if bar else None, missing_channels=options.missing_channels)
         if bar:
             bar.close()
         written = job.write(prediction, image, predictor)
+        if args.preview:
+            written.append(_preview(args.preview, len(jobs), job.name, image, prediction.labels, predictor))
         print(f"{job.name}: wrote {', '.join(str(w) for w in written)} ({time.perf_counter() - start:.1f} s)")
+        if prediction.passes is not None:
+            print(f"{job.name}: adaptive ensembling ran {prediction.passes}")
     return 0
+
+
+def _preview(target: str, count: int, name: str, image, labels, predictor) -> Path:
+    path = Path(target) / f"{name}.png" if count > 1 or Path(target).is_dir() else Path(target)
+    names = predictor.label_names
+    return write_preview(image, labels, names, label_colors(names, predictor.model.dataset_json), path,
+                         predictor.model.labels.members(), title=f"{name}: {predictor.model.path.name}")

@@ -11,6 +11,11 @@ from ..errors import MedSegError
 from ..fileio import atomic_path
 from ..images import Image, find_cases, read_case, write_label_image
 from ..images.nifti import NIFTI_SUFFIXES, strip_nifti_suffix
+from ..images.rtstruct_write import write_rtstruct
+from ..models.labels import label_colors
+
+OUTPUT_FORMATS = ("nifti", "dicom-seg", "rtstruct")
+DICOM_FORMATS = ("dicom-seg", "rtstruct")   # written as one .dcm file referencing the source series
 
 
 @dataclass
@@ -24,16 +29,26 @@ class Job:
         return self.reader(series)
 
     def write(self, prediction, image: Image, predictor) -> list[Path]:
+        source = getattr(image, "dicom_source", None)  # set by the DICOM reader
+        if self.output_format in DICOM_FORMATS and source is None:
+            raise MedSegError(f"{self.output_format} output needs DICOM input (it must reference the source series).")
         if self.output_format == "dicom-seg":
             from ..images.dicom import write_dicom_seg
-            if getattr(image, "dicom_source", None) is None:
-                raise MedSegError("DICOM-SEG output needs DICOM input (the SEG must reference the source series).")
-            written = [write_dicom_seg(prediction.labels, image.dicom_source, predictor.label_names, self.output)]
+            written = [write_dicom_seg(prediction.labels, source, predictor.label_names, self.output)]
+        elif self.output_format == "rtstruct":
+            written = [write_rtstruct(prediction.labels, source, predictor.label_names, self.output,
+                                      colors={v: c[:3] for v, c in label_colors(predictor.label_names,
+                                                                                   _dataset_json(predictor)).items()})]
         else:
             written = [write_label_image(prediction.labels, image, self.output)]
         if prediction.probabilities is not None:
             written.append(write_probabilities(prediction.probabilities, self.output))
         return written
+
+
+def _dataset_json(predictor) -> dict | None:
+    """The model's dataset.json (its optional ``label_colors`` colour the ROIs)."""
+    return getattr(getattr(predictor, "model", None), "dataset_json", None)
 
 
 def write_probabilities(probabilities: np.ndarray, label_path: Path) -> Path:
@@ -57,8 +72,10 @@ def parse_part(part: str) -> tuple[int, int]:
 def plan_jobs(inputs: Sequence[str], output: str, part: str = "1/1", output_format: str = "nifti") -> list[Job]:
     """One job per case: several files = one case; a folder = its cases (or one DICOM series)."""
     k, n = parse_part(part)
+    if output_format not in OUTPUT_FORMATS:
+        raise MedSegError(f"Unknown output format {output_format!r}; choose one of {', '.join(OUTPUT_FORMATS)}.")
     out = Path(output)
-    suffix = ".dcm" if output_format == "dicom-seg" else ".nii.gz"
+    suffix = ".dcm" if output_format in DICOM_FORMATS else ".nii.gz"
     paths = [Path(p) for p in inputs]
     for p in paths:
         if not p.exists():

@@ -3,25 +3,30 @@ from __future__ import annotations
 
 import os
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
+import torch
 
 from ..errors import MedSegError
 from ..images import Image
 from ..models.checkpoint import load_checkpoint
-from ..models.model_folder import ModelFolder, open_model_folder
+from ..models.model_folder import ModelFolder, open_model_folder, resolve_configuration
+from ..network.build import build_network
+from ..network.slabs import reusing_buffers
 from ..preprocessing.pipeline import preprocess
+from .adaptive import Passes, adaptive_logits
+from .device import select_device
 from .export import export
-from .sliding_window import SlidingWindow
+from .missing_channels import allows_missing_channels, check_missing_channels, zero_channels
+from .options import DEFAULT_STEP, PredictOptions
+from .postprocessing import apply_postprocessing, find_postprocessing_file, load_postprocessing
+from .sliding_window import SlidingWindow, mirror_combinations
 
 _DATA = Path(__file__).resolve().parent.parent / "data"
-
-# Fast mode: no mirroring and less tile overlap, but every fold: on the demo model the fold ensemble
-# is what keeps fast mode within ~0.97 Dice of full mode (one fold: 0.92); benchmarks/fast_mode_dice.py.
-FAST_STEP = 0.75
 
 
 def example_model_path() -> Path:
@@ -39,6 +44,7 @@ class Prediction:
     labels: np.ndarray                       # (z, y, x) on the input grid
     probabilities: np.ndarray | None = None  # (k, z, y, x) float32
     timings: dict[str, float] = field(default_factory=dict)
+    passes: Passes | None = None             # with adaptive ensembling: the passes it ran
 
 
 @dataclass
@@ -52,40 +58,42 @@ class Predictor:
 
     model: ModelFolder
     fold_weights: list[dict]
-    device: object
-    step_size: float = 0.5
-    use_mirroring: bool = True
+    device: torch.device
+    step: float = DEFAULT_STEP
+    mirroring: bool = True
     mirror_axes: tuple[int, ...] = (0, 1, 2)
     postprocessing: list | None = None
     allows_missing_channels: bool = False  # trained with channel dropout (medseg train --channel-dropout)
-    _network: object = None
+    adaptive_threshold: float | None = None  # adaptive ensembling (inference/adaptive.py); None: every pass
+    _network: torch.nn.Module | None = None
 
     @classmethod
-    def from_folder(cls, model: str | os.PathLike, folds: Sequence[str | int] | None = None,
-                    device: str = "auto", fast: bool = False, use_mirroring: bool | None = None,
-                    step_size: float | None = None, checkpoint_name: str = "checkpoint_final.pth",
-                    configuration: str | None = None, postprocess: bool | str | os.PathLike = False) -> "Predictor":
-        from .device import select_device
-        folder = open_model_folder(model, configuration)
-        chosen = folder.select_folds(folds)
-        from ..training.missing_channels import allows_missing_channels
+    def from_folder(cls, model: str | os.PathLike, options: PredictOptions | None = None,
+                    **settings: Any) -> "Predictor":
+        """A predictor for a model folder or zip; ``settings`` are :class:`PredictOptions` fields
+        (``folds=[0], device="cpu", mirroring=False, ...``) when no ``options`` are given."""
+        options = options or PredictOptions(**settings).validate()
+        return cls.from_model(open_model_folder(model, options.configuration), options)
+
+    @classmethod
+    def from_model(cls, folder: ModelFolder, options: PredictOptions) -> "Predictor":
+        """A predictor for an opened model folder: loads the chosen folds' checkpoints once."""
+        chosen = folder.select_folds(options.folds)
         weights, axes, missing_ok = [], None, True
         for fold in chosen:
-            checkpoint = load_checkpoint(folder.checkpoint_path(fold, checkpoint_name))
+            checkpoint = load_checkpoint(folder.checkpoint_path(fold, options.checkpoint))
             weights.append(checkpoint["network_weights"])
             missing_ok = missing_ok and allows_missing_channels(checkpoint)
-            axes = checkpoint.get("inference_allowed_mirroring_axes", axes)
-            if configuration is None:  # the checkpoint knows its configuration better than a folder name
+            if "inference_allowed_mirroring_axes" in checkpoint:  # None: trained without mirroring (nnU-Net)
+                axes = tuple(checkpoint["inference_allowed_mirroring_axes"] or ())
+            if options.configuration is None:  # the checkpoint knows its configuration better than a folder name
                 folder = _with_checkpoint_configuration(folder, checkpoint)
-        if axes is None:
+        if axes is None:  # an older checkpoint without the key: every axis, as nnU-Net
             axes = tuple(range(len(folder.configuration["patch_size"])))
-        step = step_size if step_size is not None else (FAST_STEP if fast else 0.5)
-        if not 0 < step <= 1:
-            raise MedSegError(f"Step size must be in (0, 1]; got {step}.")
-        mirroring = use_mirroring if use_mirroring is not None else not fast
-        steps = _postprocessing_steps(folder, chosen, postprocess)
-        return cls(folder, weights, select_device(device), step, mirroring, tuple(int(a) for a in axes), steps,
-                   missing_ok)
+        steps = _postprocessing_steps(folder, chosen, options.postprocess)
+        return cls(folder, weights, select_device(options.device), options.effective_step,
+                   options.effective_mirroring, tuple(int(a) for a in axes), steps, missing_ok,
+                   options.adaptive_threshold if options.adaptive else None)
 
     @property
     def channel_names(self) -> list[str]:
@@ -101,7 +109,6 @@ class Predictor:
 
     def network(self):
         if self._network is None:
-            from ..network.build import build_network
             net = build_network(self.model.configuration["architecture"], len(self.channel_names),
                                 self.model.labels.num_outputs)
             self._network = net.to(self.device).eval()
@@ -125,8 +132,9 @@ class Predictor:
         order); only models trained with channel dropout accept that: the missing ones are
         zero after normalization, as in training, and a warning says so.
         """
-        import torch
-
+        if save_probabilities and self.adaptive_threshold is not None:
+            raise MedSegError("Probabilities cannot be saved with adaptive ensembling: they would be the full "
+                              "ensemble's only where every pass ran. Leave out --adaptive, or --save-probabilities.")
         missing = self._missing_indices(missing_channels)
         if missing:
             image = self._with_zero_channels(image, missing)
@@ -136,26 +144,22 @@ class Predictor:
         config = self.model.configuration
         data, record, _ = preprocess(image.array, image.spacing, self.model.plans, config)
         if missing:
-            from ..training.missing_channels import zero_channels
             data = zero_channels(data, missing)
         timings["preprocess"] = time.perf_counter() - start
         report(0.02, "preprocessed")
-        logits = self.predict_logits(torch.from_numpy(data), report, should_stop, timings)
+        logits, passes = self.predict_logits(torch.from_numpy(data), report, should_stop, timings)
         timings["network"] = time.perf_counter() - start - timings["preprocess"]
         report(0.97, "exporting")
         labels, probabilities = export(logits, record, config, self.model.labels, save_probabilities)
         if self.postprocessing:
-            from .postprocessing import apply_postprocessing
             labels = apply_postprocessing(labels, self.postprocessing, image.spacing)
         timings["total"] = time.perf_counter() - start
         report(1.0, "done")
-        return Prediction(labels, probabilities, timings)
+        return Prediction(labels, probabilities, timings, passes)
 
     def _missing_indices(self, names: Sequence[str]) -> list[int]:
         if not names:
             return []
-        import warnings
-        from ..training.missing_channels import check_missing_channels
         unknown = [n for n in names if n not in self.channel_names]
         if unknown:
             raise MedSegError(f"Unknown channel(s) {', '.join(unknown)}; the model's channels are "
@@ -172,26 +176,33 @@ class Predictor:
         array[present] = image.array
         return Image(array, image.spacing, image.affine, image.header)
 
-    def predict_logits(self, data, progress=None, should_stop=None, timings: dict | None = None):
-        """Preprocessed data (c, ...) -> logits averaged over folds (in logit space, as nnU-Net).
-        ``timings`` receives "forward": the seconds spent in the network's forward passes."""
-        import torch
-        from ..network.slabs import reusing_buffers
+    def predict_logits(self, data, progress=None, should_stop=None, timings: dict | None = None,
+                       ) -> tuple[torch.Tensor, Passes | None]:
+        """Preprocessed data (c, ...) -> logits averaged over folds (in logit space, as nnU-Net), and the
+        passes adaptive ensembling ran (None without it). ``timings`` receives "forward": the seconds
+        spent in the network's forward passes."""
         config = self.model.configuration
         net = self.network()
-        window = SlidingWindow(net, config["patch_size"], self.model.labels.num_outputs, self.step_size,
-                               self.mirror_axes if self.use_mirroring else (), self.device,
+        window = SlidingWindow(net, config["patch_size"], self.model.labels.num_outputs, self.step,
+                               self.mirror_axes if self.mirroring else (), self.device,
                                **_averaging(config, self.model.labels))
-        total = None
+        total, passes = None, None
         n = len(self.fold_weights)
+        adaptive = self.adaptive_threshold is not None and n * len(mirror_combinations(window.mirror_axes)) > 1
         with torch.inference_mode(), reusing_buffers():  # every pass, every fold asks for the same feature maps
-            for i, weights in enumerate(self.fold_weights):
-                _load_weights(net, weights, self.model.path)
-                logits = window(data, progress, should_stop, done=0.02 + 0.95 * i / n, share=0.95 / n)
-                total = logits if total is None else total.add_(logits)
+            if adaptive:
+                total, passes = adaptive_logits(window, data, self.fold_weights,
+                                                lambda weights: _load_weights(net, weights, self.model.path),
+                                                self.adaptive_threshold, self.is_region_based, progress, should_stop)
+            else:
+                for i, weights in enumerate(self.fold_weights):
+                    _load_weights(net, weights, self.model.path)
+                    logits = window(data, progress, should_stop, done=0.02 + 0.95 * i / n, share=0.95 / n)
+                    total = logits if total is None else total.add_(logits)
+                total = total / n if n > 1 else total
         if timings is not None:
             timings["forward"] = window.forward_seconds
-        return total / n if n > 1 else total
+        return total, passes
 
 
 def _averaging(config: dict, labels) -> dict:
@@ -202,7 +213,6 @@ def _averaging(config: dict, labels) -> dict:
 
 
 def _with_checkpoint_configuration(folder: ModelFolder, checkpoint: dict) -> ModelFolder:
-    from ..models.model_folder import resolve_configuration
     name = (checkpoint.get("init_args") or {}).get("configuration")
     if not name or name == folder.configuration_name or name not in folder.plans.get("configurations", {}):
         return folder
@@ -226,7 +236,6 @@ def _load_weights(net, weights: dict, model_path: Path) -> None:
 def _postprocessing_steps(folder: ModelFolder, folds: list[str], postprocess) -> list | None:
     if not postprocess:
         return None
-    from .postprocessing import find_postprocessing_file, load_postprocessing
     path = Path(postprocess) if isinstance(postprocess, (str, os.PathLike)) else \
         find_postprocessing_file(folder.path, folds)
     if path is None or not path.is_file():

@@ -153,15 +153,21 @@ def model_statuses(manifest: Manifest | None = None) -> list[ModelStatus]:
         if cache.is_installed(entry.name):
             rows.append(ModelStatus(entry.name, "installed", entry.task, entry.total_size, cache.installed_path(entry.name)))
         elif entry.source == "embedded":
-            rows.append(ModelStatus(entry.name, "embedded", entry.task, None, _PACKAGE_DIR / entry.path))
+            rows.append(ModelStatus(entry.name, "embedded", entry.task, entry.total_size, _PACKAGE_DIR / entry.path))
         elif entry.source == "none":
             rows.append(ModelStatus(entry.name, "not published", entry.task, None, None))
         else:
             rows.append(ModelStatus(entry.name, "available", entry.task, entry.total_size, None))
     for name in cache.installed_names():
         if name not in manifest.models:
-            rows.append(ModelStatus(name, "installed (local)", "", None, cache.installed_path(name)))
+            path = cache.installed_path(name)
+            rows.append(ModelStatus(name, "installed (local)", "", _folder_size(path), path))
     return rows
+
+
+def _folder_size(path: Path) -> int:
+    """Bytes of the files under ``path`` (links not followed)."""
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file() and not p.is_symlink())
 
 
 # --- progress on the command line -------------------------------------------------------------

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 
+from ..errors import MedSegError
 from .presets import PRESETS
 
 
@@ -23,6 +24,14 @@ def add_parser(subparsers) -> None:
                    help="foreground voxels sampled for the intensity statistics (default 1e8, as nnU-Net)")
     p.add_argument("--base-features", type=int, help="features of the first stage (default 32, as nnU-Net)")
     p.add_argument("--max-features", type=int, help="cap on features per stage (default 320 in 3d, 512 in 2d)")
+    p.add_argument("--plans-from", metavar="MODEL",
+                   help="transfer learning: carry over a pretrained model's plans (model folder, installed name or "
+                        "plans .json) instead of planning, as nnUNetv2_move_plans_between_datasets")
+    p.add_argument("--plans-name", help="with --plans-from: the name of the carried plans "
+                                        "(default <source plans>_from_<source dataset>)")
+    p.add_argument("--keep-source-normalization", action="store_true",
+                   help="with --plans-from: also carry over the source's intensity normalization and statistics "
+                        "(nnU-Net's behaviour; default: this dataset's own)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
 
@@ -31,13 +40,18 @@ def run(args: argparse.Namespace) -> int:
     from ..progress import ProgressBar
     from .run import plan_dataset
 
+    if (args.plans_name or args.keep_source_normalization) and not args.plans_from:
+        raise MedSegError("--plans-name and --keep-source-normalization go with --plans-from MODEL.")
+    if args.plans_from and args.preset != "default":
+        raise MedSegError("--preset plans a network; --plans-from carries one over. Give one of them.")
     bar = None if args.quiet else ProgressBar("plan")
     try:
         result = plan_dataset(args.dataset, args.preset, args.configurations, args.processes,
                               preprocess=not args.no_preprocess, verify=not args.no_verify, output=args.output,
                               gpu_memory_gb=args.gpu_memory, progress=bar.update if bar else None,
                               foreground_samples=args.intensity_samples, base_features=args.base_features,
-                              max_features=args.max_features)
+                              max_features=args.max_features, plans_from=args.plans_from,
+                              plans_name=args.plans_name, keep_source_normalization=args.keep_source_normalization)
     finally:
         if bar:
             bar.close()

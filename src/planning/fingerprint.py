@@ -12,29 +12,12 @@ from pathlib import Path
 
 import numpy as np
 
-from ..datasets.dataset_json import Case, RawDataset
+from ..datasets.dataset_json import Case, RawDataset, read_training_case
 from ..errors import MedSegError
+from ..preprocessing.cropping import crop_case
 
 FOREGROUND_SAMPLES_TOTAL = 10e7  # pooled over the dataset; enough for stable percentiles
 SAMPLING_SEED = 1234
-
-
-def read_training_case(case: Case):
-    """(image, label array (1, z, y, x)) of one training case, refusing a label on another grid."""
-    from ..images import read_case, read_image
-    image = read_case(case.images)
-    label = read_image(case.label)
-    if label.shape != image.shape:
-        raise MedSegError(f"Case {case.name}: label shape {label.shape} differs from image shape {image.shape}. "
-                          "Run `medseg dataset verify` for a full report.")
-    return image, label.array[:1]
-
-
-def crop_case(data: np.ndarray, seg: np.ndarray | None):
-    """Crop image and label to the image's non-zero box; label outside the non-zero mask becomes -1."""
-    from ..preprocessing.cropping import crop_labels, crop_to_nonzero
-    cropped, mask, box = crop_to_nonzero(data)
-    return cropped, None if seg is None else crop_labels(seg, box, mask), box, mask
 
 
 def analyze_case(case: Case, num_samples: int) -> dict:

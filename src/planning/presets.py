@@ -53,11 +53,3 @@ PRESETS = {
     "resenc_xl": PlannerPreset("resenc_xl", "nnUNetResEncUNetXLPlans", "nnUNetPlannerResEncXL", RESENC_UNET,
                                _RESENC_BLOCKS, _RESENC_DECODER, 3600e6, 560e6, 40, 40, 1.0, False, True),
 }
-
-
-def get_preset(name: str) -> PlannerPreset:
-    from ..errors import MedSegError
-    key = name.lower().replace("-", "_").replace("nnunetplannerresenc", "resenc_")
-    if key not in PRESETS:
-        raise MedSegError(f"Unknown planner preset {name!r}; choose one of {', '.join(PRESETS)}.")
-    return PRESETS[key]

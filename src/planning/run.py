@@ -8,6 +8,7 @@ from ..datasets.paths import find_dataset, preprocessed_folder
 from ..datasets.verify import verify_dataset
 from ..errors import MedSegError
 from ..fileio import atomic_path, read_json, write_json
+from .carry_plans import carried_plans, default_plans_name, source_plans
 from .fingerprint import FOREGROUND_SAMPLES_TOTAL, extract_fingerprint, fingerprint_path
 from .planner import plan_experiment
 from .summary import summarize_plans
@@ -17,8 +18,13 @@ def plan_dataset(id_or_name: str, preset: str = "default", configurations: list[
                  num_processes: int = 2, preprocess: bool = True, verify: bool = True,
                  output: str | None = None, gpu_memory_gb: float | None = None, progress=None,
                  foreground_samples: float = FOREGROUND_SAMPLES_TOTAL, base_features: int | None = None,
-                 max_features: int | None = None) -> dict:
-    """Run the whole planning stage; returns paths, the plans and the readable summary."""
+                 max_features: int | None = None, plans_from: str | None = None, plans_name: str | None = None,
+                 keep_source_normalization: bool = False) -> dict:
+    """Run the whole planning stage; returns paths, the plans and the readable summary.
+
+    ``plans_from`` (a pretrained model or a plans file) carries its plans over instead of planning
+    (transfer learning, see ``carry_plans.py``); they are saved as ``plans_name``.
+    """
     folder = find_dataset(id_or_name)
     if verify:
         report = verify_dataset(folder, num_processes)
@@ -33,8 +39,15 @@ def plan_dataset(id_or_name: str, preset: str = "default", configurations: list[
     if fingerprint is None or len(fingerprint["spacings"]) != len(dataset.training_cases()):
         fingerprint = extract_fingerprint(dataset, num_processes, progress, foreground_samples)
         write_json(fp_file, fingerprint)
-    plans, notes = plan_experiment(dataset.meta, fingerprint, folder.name, preset, gpu_memory_gb,
-                                   base_features, max_features)
+    if plans_from:
+        source, source_configuration, described = source_plans(plans_from)
+        plans, notes = carried_plans(source, dataset.meta, fingerprint, folder.name,
+                                     plans_name or default_plans_name(source), keep_source_normalization, described)
+        if configurations is None and source_configuration:  # only the pretrained model's configuration
+            configurations = [source_configuration]
+    else:
+        plans, notes = plan_experiment(dataset.meta, fingerprint, folder.name, preset, gpu_memory_gb,
+                                       base_features, max_features)
     plans_file = out / f"{plans['plans_name']}.json"
     write_json(plans_file, plans)
     write_json(out / "dataset.json", dataset.meta)

@@ -45,3 +45,9 @@ def uncrop(cropped: np.ndarray, box: BBox, full_shape, fill=0) -> np.ndarray:
     out = np.full((*lead, *full_shape), fill, dtype=cropped.dtype)
     out[(Ellipsis,) + tuple(slice(a, b) for a, b in box)] = cropped
     return out
+
+
+def crop_case(data: np.ndarray, seg: np.ndarray | None):
+    """Crop image and label to the image's non-zero box; label outside the non-zero mask becomes -1."""
+    cropped, mask, box = crop_to_nonzero(data)
+    return cropped, None if seg is None else crop_labels(seg, box, mask), box, mask

@@ -2,22 +2,25 @@
 
 Soft Dice as nnU-Net computes it: background left out for label models, optional "batch Dice"
 (sums over the whole batch instead of per sample), smoothing 1e-5, voxels of the ignore label
-masked out of both terms.
+masked out of both terms. ``named_loss`` also gives nnU-Net's loss variants: Dice only, cross-
+entropy only, and Dice + CE without smoothing (see ``variants.LOSSES``).
 """
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import torch
-from torch import nn
 import torch.nn.functional as F
+from torch import nn
+
+from ..errors import MedSegError
 
 SMOOTH = 1e-5
 
 
 def soft_dice(probabilities: torch.Tensor, target_onehot: torch.Tensor, mask: torch.Tensor | None,
-              batch_dice: bool) -> torch.Tensor:
+              batch_dice: bool, smooth: float = SMOOTH) -> torch.Tensor:
     """Per-channel soft Dice (b, k) or (k,) with ``batch_dice``; inputs (b, k, *spatial)."""
     if mask is not None:
         probabilities = probabilities * mask
@@ -27,7 +30,7 @@ def soft_dice(probabilities: torch.Tensor, target_onehot: torch.Tensor, mask: to
     pred_sum, ref_sum = probabilities.sum(axes), target_onehot.sum(axes)
     if batch_dice:  # one Dice over the whole (global) batch
         intersect, pred_sum, ref_sum = (_sum_over_processes(t.sum(0)) for t in (intersect, pred_sum, ref_sum))
-    return (2 * intersect + SMOOTH) / (pred_sum + ref_sum + SMOOTH).clamp_min(1e-8)
+    return (2 * intersect + smooth) / (pred_sum + ref_sum + smooth).clamp_min(1e-8)
 
 
 def _sum_over_processes(t: torch.Tensor) -> torch.Tensor:
@@ -47,32 +50,43 @@ class DiceCELoss(nn.Module):
     """Softmax Dice (foreground classes) + cross-entropy, 1:1. Target: (b, 1, *spatial) label values."""
 
     def __init__(self, batch_dice: bool, ignore_label: int | None = None, dice_weight: float = 1.0,
-                 ce_weight: float = 1.0) -> None:
+                 ce_weight: float = 1.0, smooth: float = SMOOTH) -> None:
         super().__init__()
         self.batch_dice, self.ignore_label = batch_dice, ignore_label
         self.dice_weight, self.ce_weight = dice_weight, ce_weight
+        self.smooth = smooth
 
     def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        target = target[:, 0].long()
-        mask = None
-        if self.ignore_label is not None:
-            keep = target != self.ignore_label
-            mask = keep[:, None].to(logits.dtype)
-            target = torch.where(keep, target, torch.zeros_like(target))
-        ce = F.cross_entropy(logits, target, reduction="none")
-        ce = (ce * mask[:, 0]).sum() / mask.sum().clamp_min(1) if mask is not None else ce.mean()
-        probs = logits.softmax(1)[:, 1:]
-        onehot = F.one_hot(target, logits.shape[1]).movedim(-1, 1)[:, 1:].to(probs.dtype)
-        dice = soft_dice(probs, onehot, mask, self.batch_dice).mean()
-        return self.ce_weight * ce - self.dice_weight * dice
+        target, mask = _labels_and_mask(target, self.ignore_label, logits.dtype)
+        total = logits.new_zeros(())
+        if self.ce_weight:
+            ce = F.cross_entropy(logits, target, reduction="none")
+            ce = (ce * mask[:, 0]).sum() / mask.sum().clamp_min(1) if mask is not None else ce.mean()
+            total = total + self.ce_weight * ce
+        if self.dice_weight:
+            probs = logits.softmax(1)[:, 1:]
+            onehot = F.one_hot(target, logits.shape[1]).movedim(-1, 1)[:, 1:].to(probs.dtype)
+            total = total - self.dice_weight * soft_dice(probs, onehot, mask, self.batch_dice, self.smooth).mean()
+        return total
+
+
+def _labels_and_mask(target: torch.Tensor, ignore_label: int | None, dtype) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """(b, 1, ...) label values -> (b, ...) class indices with ignored voxels set to 0, and the keep mask."""
+    target = target[:, 0].long()
+    if ignore_label is None:
+        return target, None
+    keep = target != ignore_label
+    return torch.where(keep, target, torch.zeros_like(target)), keep[:, None].to(dtype)
 
 
 class DiceBCELoss(nn.Module):
     """Sigmoid Dice + binary cross-entropy for overlapping regions. Target: (b, k, *spatial) 0/1 (+ mask)."""
 
-    def __init__(self, batch_dice: bool, use_ignore: bool = False) -> None:
+    def __init__(self, batch_dice: bool, use_ignore: bool = False, bce_weight: float = 1.0,
+                 smooth: float = SMOOTH) -> None:
         super().__init__()
         self.batch_dice, self.use_ignore = batch_dice, use_ignore
+        self.bce_weight, self.smooth = bce_weight, smooth
 
     def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         mask = None
@@ -84,8 +98,8 @@ class DiceBCELoss(nn.Module):
             bce = (bce * mask).sum() / (mask.sum() * logits.shape[1]).clamp_min(1)
         else:
             bce = bce.mean()
-        dice = soft_dice(logits.sigmoid(), target, mask, self.batch_dice).mean()
-        return bce - dice
+        dice = soft_dice(logits.sigmoid(), target, mask, self.batch_dice, self.smooth).mean()
+        return self.bce_weight * bce - dice
 
 
 def labels_to_regions(seg: torch.Tensor, regions: Sequence[Sequence[int]], ignore_label: int | None = None):
@@ -132,3 +146,16 @@ class DeepSupervisionLoss(nn.Module):
 
     def forward(self, outputs: Sequence[torch.Tensor], targets: Sequence[torch.Tensor]) -> torch.Tensor:
         return sum(w * self.loss(o, t) for w, o, t in zip(self.weights, outputs, targets))
+
+
+def named_loss(name: str, batch_dice: bool, region_based: bool, ignore_label: int | None) -> nn.Module:
+    """The loss ``--loss`` names (see ``variants.LOSSES``), for label or region datasets."""
+    smooth = 0.0 if name == "dice_ce_nosmooth" else SMOOTH
+    if region_based:
+        if name == "ce":
+            raise MedSegError("The cross-entropy-only loss (nnUNetTrainerCELoss, --loss ce) trains labels, not "
+                              "regions; use --loss dice_ce or dice for this region-based dataset.")
+        return DiceBCELoss(batch_dice, use_ignore=ignore_label is not None,
+                           bce_weight=0.0 if name == "dice" else 1.0, smooth=smooth)
+    return DiceCELoss(batch_dice, ignore_label, dice_weight=0.0 if name == "ce" else 1.0,
+                      ce_weight=0.0 if name == "dice" else 1.0, smooth=smooth)

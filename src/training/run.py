@@ -10,7 +10,10 @@ from ..datasets.dataset_json import load_dataset
 from ..datasets.paths import data_folder, find_dataset, preprocessed_folder
 from ..errors import MedSegError
 from ..fileio import read_json
+from .extension import load_trainer_class
+from .outputs import check_existing_choice, refuse_existing
 from .trainer import Trainer, TrainingOptions, TrainingSetup
+from .variants import DEFAULT_TRAINER, apply_variant, find_variant, is_variant_name
 
 DEFAULT_PLANS = "nnUNetPlans"
 
@@ -47,25 +50,42 @@ def make_setup(dataset: str, configuration: str = "3d_fullres", fold: str = "0",
 
 def train(dataset: str, configuration: str = "3d_fullres", folds=("0",), options: TrainingOptions | None = None,
           trainer: str | None = None, plans_name: str = DEFAULT_PLANS, output=None, preprocessed=None,
-          resume: bool = False, report: Callable[[str], None] | None = None,
+          existing: str = "refuse", report: Callable[[str], None] | None = None,
           should_stop: Callable[[], bool] | None = None) -> Path:
-    """Train the given folds one after another; after five folds, summarise the cross-validation."""
+    """Train the given folds one after another; after several folds, summarise the cross-validation.
+
+    ``trainer``: an nnU-Net variant's name (``nnUNetTrainer_2000epochs``, see ``variants.py``) or a
+    custom class (``path/to/file.py:Class``). ``existing``: ``refuse``, ``continue`` or ``overwrite``
+    a fold that already holds a model; every fold is checked before the first one starts.
+    """
     from .distributed import distributed_from_env, finish_distributed
-    from .extension import load_trainer_class
-    trainer_class = load_trainer_class(trainer) if trainer else Trainer
-    name = "nnUNetTrainer" if trainer_class is Trainer else trainer_class.__name__
-    dist = distributed_from_env(options.device if options else "auto")
-    model_dir = None
+    if not folds:
+        raise MedSegError("Give at least one fold to train (0-4 or all).")
+    trainer_class, options = resolve_trainer(trainer, options or TrainingOptions())
+    name = trainer_class.__name__ if trainer_class is not Trainer else (options.variant or DEFAULT_TRAINER)
+    setups = [make_setup(dataset, configuration, str(fold), plans_name, name, output, preprocessed) for fold in folds]
+    refuse_existing([setup.fold_dir for setup in setups], check_existing_choice(existing))
+    dist = distributed_from_env(options.device)
+    model_dirs: list[Path] = []
     try:
-        for fold in folds:
-            setup = make_setup(dataset, configuration, str(fold), plans_name, name, output, preprocessed)
-            model_dir = trainer_class(setup, options, dist, report).run(resume=resume, should_stop=should_stop)
+        for setup in setups:
+            model_dirs.append(trainer_class(setup, options, dist, report).run(existing=existing,
+                                                                                should_stop=should_stop))
         numeric = [str(f) for f in folds if str(f).isdigit()]
-        if dist.is_main and model_dir is not None and len(numeric) > 1 and (options is None or options.validate):
+        if dist.is_main and len(numeric) > 1 and options.validate:
             from ..evaluation.crossval import summarize_crossval
-            summary = summarize_crossval(model_dir, numeric)
+            summary = summarize_crossval(model_dirs[-1], numeric)
             (report or print)(f"Cross-validation over folds {', '.join(numeric)}: mean foreground Dice "
                               f"{summary['foreground_mean']['Dice']:.4f}")
     finally:
         finish_distributed(dist)
-    return model_dir
+    return model_dirs[-1]
+
+
+def resolve_trainer(spec: str | None, options: TrainingOptions) -> tuple[type, TrainingOptions]:
+    """(trainer class, options with the variant's settings) for a variant name or a custom class."""
+    if spec is None:
+        return Trainer, options
+    if is_variant_name(spec):
+        return Trainer, apply_variant(options, find_variant(spec))
+    return load_trainer_class(spec), options

@@ -11,7 +11,7 @@ import os
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 import numpy as np
 
@@ -22,8 +22,10 @@ from ..models.model_folder import resolve_configuration
 from . import checkpoints as ckpt
 from .advisor import advise, check_loss
 from .augmentation import AugmentationSettings, Augmenter, default_settings
+from .outputs import clear_fold, discard_stale_results, refuse_existing
 from .progress_log import TrainingLog, plot_progress
 from .schedule import poly_lr, set_lr
+from .variants import DEFAULT_EPOCHS, DEFAULT_LOSS
 
 EMA_OLD_WEIGHT = 0.9   # the pseudo-Dice moving average nnU-Net uses to pick checkpoint_best
 GRADIENT_CLIP = 12.0
@@ -33,7 +35,7 @@ GRADIENT_CLIP = 12.0
 class TrainingOptions:
     """Everything a run can change; the defaults are nnU-Net's."""
 
-    epochs: int = 1000
+    epochs: int = DEFAULT_EPOCHS
     iterations_per_epoch: int = 250
     validation_iterations: int = 50
     initial_lr: float = 1e-2
@@ -56,7 +58,10 @@ class TrainingOptions:
     freeze_stages: int = 0
     splits_file: str | None = None
     patients_file: str | None = None
-    num_folds: int = 5
+    num_folds: int | None = None     # folds of a new splits_final.json (None: 5, or the existing file's)
+    loss: str = DEFAULT_LOSS         # see variants.LOSSES
+    mirroring: bool = True           # mirroring in augmentation and at inference (nnUNetTrainerNoMirroring: off)
+    variant: str | None = None       # the nnU-Net trainer variant reproduced (names the model folder)
 
 
 @dataclass
@@ -117,12 +122,27 @@ class Trainer:
         self.warnings: list[str] = []
         self.log = TrainingLog(self.class_names)
         self.best_ema: float | None = None
+        # set up by run(), once the device and the folds are known
+        self.device: Any = None
+        self.loss: Any = None
+        self.train_cases: list[str] = []
+        self.val_cases: list[str] = []
+        self.network: Any = None
+        self.model: Any = None       # the network, or its DDP wrapper
+        self.optimizer: Any = None
+        self.amp = False
+        self.scaler: Any = None
+        self.augmenter: Any = None
+        self.augment_on_device = False
 
     # ------------------------------------------------------------------ override points
     @property
     def name(self) -> str:
-        """The model folder's trainer part; nnU-Net's own name for the default trainer."""
-        return "nnUNetTrainer" if type(self) is Trainer else type(self).__name__
+        """The model folder's trainer part: nnU-Net's name for the default trainer or the variant it
+        reproduces (``nnUNetTrainer_2000epochs``), else the custom class's name."""
+        if type(self) is Trainer:
+            return self.options.variant or "nnUNetTrainer"
+        return type(self).__name__
 
     @property
     def class_names(self) -> list[str]:
@@ -138,12 +158,10 @@ class Trainer:
         return net
 
     def build_loss(self):
-        from .losses import DeepSupervisionLoss, DiceBCELoss, DiceCELoss, deep_supervision_weights
+        """``options.loss`` (nnU-Net's Dice + CE by default) on every deep supervision output."""
+        from .losses import DeepSupervisionLoss, deep_supervision_weights, named_loss
         batch_dice = bool(self.setup.config.get("batch_dice", False))
-        if self.labels.is_region_based:
-            loss = DiceBCELoss(batch_dice, use_ignore=self.ignore_label is not None)
-        else:
-            loss = DiceCELoss(batch_dice, self.ignore_label)
+        loss = named_loss(self.options.loss, batch_dice, self.labels.is_region_based, self.ignore_label)
         return DeepSupervisionLoss(loss, deep_supervision_weights(len(self.deep_supervision_scales)))
 
     def build_optimizer(self, parameters):
@@ -159,6 +177,7 @@ class Trainer:
         settings = default_settings(self.patch_size)
         settings.channel_drop_p = self.options.channel_drop_p
         settings.enabled = self.options.augment
+        settings.mirror_axes = tuple(a for a in settings.mirror_axes if a in self.mirror_axes)
         masked = self.setup.config.get("use_mask_for_norm") or []
         settings.masked_channels = tuple(c for c, use in enumerate(masked) if use)
         return settings
@@ -185,7 +204,8 @@ class Trainer:
 
     @property
     def mirror_axes(self) -> tuple[int, ...]:
-        return tuple(range(len(self.patch_size)))
+        """Axes mirrored in augmentation and allowed at inference (none without mirroring)."""
+        return tuple(range(len(self.patch_size))) if self.options.mirroring else ()
 
     def local_indices(self) -> list[int]:
         """This process's share of the global batch (contiguous; DDP ranks split it)."""
@@ -197,68 +217,104 @@ class Trainer:
         if self.dist.is_main:
             self._report(text)
 
-    def run(self, resume: bool = False, should_stop: Callable[[], bool] | None = None) -> Path:
-        """Train (or continue) this fold, then validate it on full images. Returns the model folder."""
+    def run(self, existing: str = "refuse", should_stop: Callable[[], bool] | None = None) -> Path:
+        """Train this fold, then validate it on full images. Returns the model folder.
+
+        ``existing`` says what to do when the fold already holds a model: ``refuse`` (an error),
+        ``continue`` (from its last checkpoint) or ``overwrite`` (see ``outputs.py``).
+        """
         import torch
-        from ..inference.device import select_device
-        from .splits import fold_cases, load_patients
+
+        from ..datasets.splits import fold_cases, load_patients
 
         o, s = self.options, self.setup
-        if self.batch_size < self.dist.world_size:
-            raise MedSegError(f"Batch size {self.batch_size} is smaller than the {self.dist.world_size} processes; "
-                              "use fewer GPUs/processes or a larger batch size.")
-        self.device = select_device(o.device) if not self.dist.active or o.device != "auto" else _ddp_device(self.dist)
-        if self.dist.active and self.device.type == "cuda":
-            self.device = torch.device("cuda", self.dist.local_rank)
-        if self.dist.is_main:
-            self._write_model_files()
+        self._check_run(existing)
+        self.device = self._choose_device()
         final = s.fold_dir / ckpt.FINAL
-        if resume and final.is_file() and not (s.fold_dir / ckpt.LATEST).is_file():
-            self.say(f"Fold {s.fold} already finished ({final}); nothing to resume.")
+        if existing == "continue" and final.is_file() and not (s.fold_dir / ckpt.LATEST).is_file():
+            self.say(f"Fold {s.fold} already finished ({final}); nothing to continue.")
             return s.model_dir
+        network = self.initial_network().to(self.device)
+        transfer = self._transfer(network) if o.pretrained else None  # checked before anything is written
+        self.loss = self.build_loss()
         patients = load_patients(o.patients_file) if o.patients_file else None
         from .data import PreprocessedCases
         all_cases = PreprocessedCases(s.data_dir).names
-        train_cases, val_cases = fold_cases(s.fold, all_cases, s.preprocessed_dir, o.splits_file, patients,
-                                            o.num_folds)
-        self.train_cases, self.val_cases = train_cases, val_cases
-        network = self.initial_network().to(self.device)
-        if o.pretrained:
-            from .transfer import load_pretrained
-            self.say(load_pretrained(network, o.pretrained, o.freeze_stages))
+        self.train_cases, self.val_cases = fold_cases(s.fold, all_cases, s.preprocessed_dir, o.splits_file,
+                                                      patients, o.num_folds)
+        if self.dist.is_main:
+            self._prepare_outputs(existing)
+        if transfer is not None:
+            self.say(transfer.summary())
         self.network = network
-        model = network
-        if self.dist.active:
-            from torch.nn.parallel import DistributedDataParallel
-            model = DistributedDataParallel(network, device_ids=[self.device.index] if self.device.type == "cuda"
-                                            else None)
-        self.model = model
-        self.loss = self.build_loss()
+        self.model = self._wrapped(network)
         self.optimizer = self.build_optimizer([p for p in network.parameters() if p.requires_grad])
         amp = o.mixed_precision if o.mixed_precision is not None else self.device.type == "cuda"
         self.amp = bool(amp and self.device.type == "cuda")
         self.scaler = torch.amp.GradScaler("cuda") if self.amp else None
-        start_epoch = self._resume() if resume else 0
-        if start_epoch == 0 and resume:
-            self.say("No checkpoint to resume from; starting from the beginning.")
-        self.say(f"Training {self.name} {s.configuration} fold {s.fold}: {len(train_cases)} training / "
-                 f"{len(val_cases)} validation cases, patch {list(self.patch_size)}, batch {self.batch_size}, "
+        start_epoch = self._continue_from_checkpoint() if existing == "continue" else 0
+        if start_epoch == 0 and existing == "continue":
+            self.say("No checkpoint to continue from; starting from the beginning.")
+        self.say(f"Training {self.name} {s.configuration} fold {s.fold}: {len(self.train_cases)} training / "
+                 f"{len(self.val_cases)} validation cases, patch {list(self.patch_size)}, batch {self.batch_size}, "
                  f"epochs {start_epoch}..{o.epochs - 1} x {o.iterations_per_epoch} iterations on {self.device}"
                  f"{f' x {self.dist.world_size} processes' if self.dist.active else ''}.")
         self._train_epochs(start_epoch, should_stop)
         if self.dist.active:
             import torch.distributed as tdist
             tdist.barrier()
-        if self.dist.is_main and o.validate and val_cases:
-            from ..evaluation.crossval import validate_fold
-            summary = validate_fold(s.model_dir, s.fold, val_cases, s.preprocessed_dir, self.setup,
-                                    device=str(self.device), save_probabilities=o.save_probabilities,
-                                    report=self.say, use_mirroring=o.validation_mirroring)
-            fg = summary["foreground_mean"].get("Dice")
-            self.say(f"Validation of fold {s.fold} (full images): mean foreground Dice {fg:.4f}")
+        if self.dist.is_main and o.validate and self.val_cases:
+            self._validate_full_images()
         return s.model_dir
 
     # ------------------------------------------------------------------ internals
+    def _check_run(self, existing: str) -> None:
+        """Refuse what cannot work before anything is computed or written."""
+        o = self.options
+        refuse_existing([self.setup.fold_dir], existing)
+        if o.freeze_stages and not o.pretrained:
+            raise MedSegError("--freeze-stages freezes transferred layers; it needs --pretrained.")
+        if self.batch_size < self.dist.world_size:
+            raise MedSegError(f"Batch size {self.batch_size} is smaller than the {self.dist.world_size} processes; "
+                              "use fewer GPUs/processes or a larger batch size.")
+
+    def _choose_device(self):
+        import torch
+
+        from ..inference.device import select_device
+        o = self.options
+        device = select_device(o.device) if not self.dist.active or o.device != "auto" else _ddp_device(self.dist)
+        if self.dist.active and device.type == "cuda":
+            device = torch.device("cuda", self.dist.local_rank)
+        return device
+
+    def _prepare_outputs(self, existing: str) -> None:
+        """Clear the fold for --overwrite, drop results of the weights being replaced, write the model files."""
+        s = self.setup
+        if existing == "overwrite":
+            removed = clear_fold(s.model_dir, s.fold)
+            if removed:
+                self.say(f"Overwriting fold {s.fold}: removed {len(removed)} earlier file(s)/folder(s).")
+        for path in discard_stale_results(s.model_dir, s.fold):
+            self.say(f"Removed {path} (it scored weights this training replaces).")
+        self._write_model_files()
+
+    def _wrapped(self, network):
+        """The module the training steps call: the network itself, or its DDP wrapper."""
+        if not self.dist.active:
+            return network
+        from torch.nn.parallel import DistributedDataParallel
+        return DistributedDataParallel(network, device_ids=[self.device.index] if self.device.type == "cuda" else None)
+
+    def _validate_full_images(self) -> None:
+        from ..evaluation.crossval import validate_fold
+        o, s = self.options, self.setup
+        summary = validate_fold(s.model_dir, s.fold, self.val_cases, s.preprocessed_dir, s,
+                                device=str(self.device), save_probabilities=o.save_probabilities,
+                                report=self.say, mirroring=o.validation_mirroring and o.mirroring)
+        fg = summary["foreground_mean"].get("Dice")
+        self.say(f"Validation of fold {s.fold} (full images): mean foreground Dice {fg:.4f}")
+
     def _write_model_files(self) -> None:
         s = self.setup
         s.fold_dir.mkdir(parents=True, exist_ok=True)
@@ -293,7 +349,7 @@ class Trainer:
         train_iter, val_iter = self._streams(start_epoch)
         for epoch in range(start_epoch, o.epochs):
             if should_stop and should_stop():
-                raise Cancelled(f"Training stopped before epoch {epoch}; resume with --resume.")
+                raise Cancelled(f"Training stopped before epoch {epoch}; continue it with --continue.")
             started = time.time()
             lr = self.learning_rate(epoch)
             set_lr(self.optimizer, lr)
@@ -351,7 +407,8 @@ class Trainer:
         if val_iter is None:
             return float("nan"), [float("nan")] * len(self.class_names)
         self.model.eval()
-        losses, tp, fp, fn = [], 0, 0, 0
+        losses: list[float] = []
+        counts: list[torch.Tensor] = []  # (3, classes) per iteration: tp, fp, fn
         with torch.no_grad():
             for _ in range(self.options.validation_iterations):
                 data, seg = self._to_device(next(val_iter))
@@ -359,16 +416,15 @@ class Trainer:
                 with torch.autocast(self.device.type, enabled=self.amp):
                     outputs = self.network(data)
                     losses.append(float(self.loss(outputs, targets)))
-                counts = self._tp_fp_fn(outputs[0].float(), targets[0])
-                tp, fp, fn = tp + counts[0], fp + counts[1], fn + counts[2]
+                counts.append(torch.stack(self._tp_fp_fn(outputs[0].float(), targets[0])))
+        stats = torch.stack(counts).sum(0).to(torch.float64)  # voxel counts: exact in float64
         if self.dist.active:
             import torch.distributed as tdist
-            stats = torch.stack([tp, fp, fn]).to(torch.float64)
             tdist.all_reduce(stats)
-            tp, fp, fn = stats[0], stats[1], stats[2]
+        tp, fp, fn = stats.tolist()
         val_loss = self._mean_over_ranks(float(np.mean(losses)))
         dice = [float(2 * a / (2 * a + b + c)) if (2 * a + b + c) > 0 else float("nan")
-                for a, b, c in zip(tp.tolist(), fp.tolist(), fn.tolist())]
+                for a, b, c in zip(tp, fp, fn)]
         return val_loss, dice
 
     def _tp_fp_fn(self, logits, target):
@@ -448,7 +504,8 @@ class Trainer:
             "init_args": {"plans": s.plans, "configuration": s.configuration, "fold": _fold_value(s.fold),
                           "dataset_json": s.dataset_json, "device": str(self.device)},
             "trainer_name": self.nnunet_trainer_name,
-            "inference_allowed_mirroring_axes": list(self.mirror_axes),
+            # nnU-Net writes None for "no mirroring" (its predictor fails on an empty list)
+            "inference_allowed_mirroring_axes": list(self.mirror_axes) if self.mirror_axes else None,
             "medseg": {"trainer": f"{type(self).__module__}:{type(self).__qualname__}",
                        "options": _plain(asdict(self.options)),
                        "missing_channels_trained": self.options.channel_drop_p > 0,
@@ -457,7 +514,14 @@ class Trainer:
                        "warnings": list(self.warnings)},
         }
 
-    def _resume(self) -> int:
+    def _transfer(self, network):
+        """Load the pretrained weights by the rules of ``transfer.py`` (refusing before any output)."""
+        from .transfer import read_pretrained, transfer_weights
+        o = self.options
+        return transfer_weights(network, read_pretrained(o.pretrained), len(self.patch_size),
+                                self.setup.configuration, o.freeze_stages)
+
+    def _continue_from_checkpoint(self) -> int:
         from ..models.checkpoint import load_checkpoint
         path = self.setup.fold_dir / ckpt.LATEST
         if not path.is_file():
@@ -479,7 +543,7 @@ class Trainer:
         self.log.truncate(epoch)
         self.warnings = list((data.get("medseg") or {}).get("warnings", []))
         self.best_ema = data.get("_best_ema")
-        self.say(f"Resuming from {path.name} at epoch {epoch}.")
+        self.say(f"Continuing from {path.name} at epoch {epoch}.")
         return epoch
 
 

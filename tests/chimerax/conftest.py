@@ -11,35 +11,35 @@ text, return its result), ``log`` (the capture log, cleared per test), ``add_vol
 """
 from __future__ import annotations
 
-import importlib.util
 import sys
+from pathlib import Path
 
 import pytest
 
-# The wheel's chimerax/__init__.py is broken: create the package object without running it
-# before anything imports chimerax.* (chimerax.medseg included).
-if "chimerax" not in sys.modules:
-    _spec = importlib.util.find_spec("chimerax")
-    if _spec is None or not any(
-            __import__("os").path.isdir(__import__("os").path.join(p, "core")) for p in (_spec.submodule_search_locations or [])):
-        raise pytest.UsageError("tests/chimerax need the ChimeraX wheel: run `bash scripts/setup_chimerax_env.sh` "
-                                "and then `.venv-chimerax/bin/python -m pytest tests/chimerax`.")
-    sys.modules["chimerax"] = importlib.util.module_from_spec(_spec)
+# The headless-session harness lives in scripts/ (the demo renders its picture with it too).
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "scripts"))
+import chimerax_headless  # noqa: E402
 
-from chimerax.medseg import chimerax_session  # noqa: E402
+if not chimerax_headless.chimerax_available():
+    raise pytest.UsageError("tests/chimerax need the ChimeraX wheel: run `bash scripts/setup_chimerax_env.sh` "
+                            "and then `.venv-chimerax/bin/python -m pytest tests/chimerax`.")
+# The wheel's chimerax/__init__.py is broken: the package object is made without running it,
+# before anything imports chimerax.* (chimerax.medseg included).
+chimerax_headless.import_chimerax_package()
+
 from chimerax_helpers import rotation_matrix  # noqa: E402,F401  (re-exported for tests)
 
 
 @pytest.fixture(scope="session")
 def _shared_session(tmp_path_factory):
-    return chimerax_session.start_session(home=tmp_path_factory.mktemp("chimerax-home"))
+    return chimerax_headless.start_session(home=tmp_path_factory.mktemp("chimerax-home"))
 
 
 @pytest.fixture
 def session(_shared_session):
     """The headless session with no models open and an empty log."""
     s = _shared_session
-    for job in list(getattr(s, "_medseg_jobs", [])):  # a test that failed mid-job
+    for job in list(getattr(s, "_medseg_tasks", [])):  # a test that failed mid-task
         job.stop()
         job.wait(60)
     s.models.close(list(s.models))
@@ -65,7 +65,7 @@ def run(session):
 @pytest.fixture
 def add_volume(session):
     def _add(array, origin=(0, 0, 0), step=(1, 1, 1), rotation=None, name="volume"):
-        return chimerax_session.add_volume(session, array, origin, step, rotation, name)
+        return chimerax_headless.add_volume(session, array, origin, step, rotation, name)
     return _add
 
 

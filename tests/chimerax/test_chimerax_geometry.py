@@ -12,7 +12,7 @@ def _phantom(shape=(12, 14, 16), seed=0):
 
 
 def test_image_keeps_the_grid_of_the_first_volume(session, add_volume):
-    from chimerax.medseg.display import grid_to_scene, image_from_volumes
+    from chimerax.medseg.chimerax_ui.volumes import grid_to_scene, image_from_volumes
     rot = rotation_matrix((1, 2, 0.5), 35)
     a = add_volume(_phantom(), origin=(-10, 5, 3), step=(0.8, 1.2, 2.5), rotation=rot, name="a")
     image, notes = image_from_volumes([a])
@@ -27,7 +27,7 @@ def test_image_keeps_the_grid_of_the_first_volume(session, add_volume):
 
 def test_volume_on_another_grid_is_resampled_onto_the_first(session, add_volume):
     """A padded, shifted copy of channel 0 resamples back to exactly channel 0."""
-    from chimerax.medseg.display import image_from_volumes
+    from chimerax.medseg.chimerax_ui.volumes import image_from_volumes
     rot = rotation_matrix((0, 0, 1), 20)
     step = np.array([1.5, 1.0, 2.0])
     data = _phantom()
@@ -43,7 +43,7 @@ def test_volume_on_another_grid_is_resampled_onto_the_first(session, add_volume)
 def test_resampling_follows_the_model_position(session, add_volume):
     """A volume moved in the scene is sampled where it now is (scene coordinates count)."""
     from chimerax.geometry import translation
-    from chimerax.medseg.display import image_from_volumes
+    from chimerax.medseg.chimerax_ui.volumes import image_from_volumes
     data = _phantom((8, 9, 10))
     first = add_volume(data, name="first")
     moved = add_volume(np.pad(data, ((0, 0), (0, 0), (3, 1))), name="moved")  # 3 voxels later along x...

@@ -15,7 +15,7 @@ OPTIONS = "device cpu fast true"  # the same settings as `medseg predict --devic
 
 def _open_case(session, paths, rotation=None, origin=None):
     """Open the example case's channels as volumes (optionally turned and moved)."""
-    from chimerax.medseg.display import add_image_volumes
+    from chimerax.medseg.chimerax_ui.volumes import open_image_volumes
     from chimerax.medseg.images import read_case
     image = read_case([str(p) for p in paths])
     if rotation is not None:
@@ -23,7 +23,7 @@ def _open_case(session, paths, rotation=None, origin=None):
     if origin is not None:
         image.affine[:3, 3] = origin
     names = [p.name.split(".")[0] for p in paths]
-    return image, add_image_volumes(session, image, names)
+    return image, open_image_volumes(session, image, names)
 
 
 def _spec(volumes) -> str:
@@ -57,7 +57,7 @@ def _assert_same_grid(label_volume, volume):
 
 def _assert_surfaces_on_labels(job):
     """Every surface vertex lies within its label's voxels (+- one voxel), in scene coordinates."""
-    from chimerax.medseg.display import grid_to_scene
+    from chimerax.medseg.chimerax_ui.volumes import grid_to_scene
     volume = _label_volume(job)
     labels = volume.full_matrix()
     to_ijk = np.linalg.inv(grid_to_scene(volume))
@@ -81,7 +81,7 @@ def _table_rows(log) -> list[tuple[int, str, int, float]]:
 
 def test_labels_match_medseg_predict_on_the_input_grid(session, run, log, example_model, example_case,
                                                        cli_labels):
-    from chimerax.medseg.display import label_colors
+    from chimerax.medseg.chimerax_ui.volumes import label_colors
     from chimerax.medseg.models.model_folder import open_model_folder
     image, volumes = _open_case(session, example_case)
     job = run(f"segment {example_model} {_spec(volumes)} {OPTIONS}")
@@ -170,14 +170,14 @@ def test_wrong_channel_count_lists_the_expected_channels(session, run, example_m
 
 
 def test_stop_cancels_cleanly_while_chimerax_stays_responsive(session, run, log, example_model, example_case):
-    from chimerax.medseg.display import add_image_volumes
+    from chimerax.medseg.chimerax_ui.volumes import open_image_volumes
     from chimerax.medseg.images import Image, read_case
     image = read_case([str(p) for p in example_case])
     big = Image(np.tile(image.array, (1, 2, 3, 3)), image.spacing, image.affine)  # slow enough to stop
-    volumes = add_image_volumes(session, big, [f"big{c}" for c in range(big.num_channels)])
+    volumes = open_image_volumes(session, big, [f"big{c}" for c in range(big.num_channels)])
     before = list(session.models)
     start = time.perf_counter()
-    job = run(f"segment {example_model} {_spec(volumes)} device cpu tta true wait false")
+    job = run(f"segment {example_model} {_spec(volumes)} device cpu mirroring true wait false")
     assert time.perf_counter() - start < 5 and not job.finished  # the command returned, work goes on
     assert run("segment stop") == 1
     assert job.finished and job.state == "cancelled"
@@ -188,13 +188,13 @@ def test_stop_cancels_cleanly_while_chimerax_stays_responsive(session, run, log,
 
 def test_evaluate_scores_a_region_model_by_regions(session, run, example_model, example_case):
     """Whole tumour is labels 1-3 in both maps, not label 1 alone (BraTS scoring)."""
-    from chimerax.medseg.display import add_image_volumes
+    from chimerax.medseg.chimerax_ui.volumes import open_image_volumes
     from chimerax.medseg.images import read_case
     from chimerax.medseg.models.model_folder import open_model_folder
     _, volumes = _open_case(session, example_case)
     job = run(f"segment {example_model} {_spec(volumes)} {OPTIONS} name scored")
     truth = read_case([str(example_case[0].parent / "ground_truth.nii.gz")])
-    (reference,) = add_image_volumes(session, truth, ["truth"])
+    (reference,) = open_image_volumes(session, truth, ["truth"])
     ev = run(f"segment evaluate #{_label_volume(job).id_string} reference #{reference.id_string}")
     labels, gt = job.labels, truth.array[0].astype(np.int64)
     scheme = open_model_folder(example_model).labels

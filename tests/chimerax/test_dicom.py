@@ -14,7 +14,7 @@ from test_dicom_factory import (make_volume, oblique_orientation, totalseg_ct_di
 
 def test_real_ct_opens_on_the_dcm2niix_grid(run, log):
     import nibabel as nib
-    from chimerax.medseg.display import grid_to_scene
+    from chimerax.medseg.chimerax_ui.volumes import grid_to_scene
     (volume,) = run(f"segment dicom {totalseg_ct_dir()}")
     # TotalSegmentator's label map of this series was made on dcm2niix's grid
     reference = nib.load(str(totalseg_ct_dir().parent / "example_seg_dicom.nii.gz"))
@@ -26,7 +26,7 @@ def test_real_ct_opens_on_the_dcm2niix_grid(run, log):
 
 
 def test_oblique_series_keeps_its_geometry(run, tmp_path):
-    from chimerax.medseg.display import grid_to_scene
+    from chimerax.medseg.chimerax_ui.volumes import grid_to_scene
     from chimerax.medseg.images.dicom import read_dicom_series
     data = make_volume((5, 6, 7))
     write_series(tmp_path / "d", data, orientation=oblique_orientation(35, (1, 2, 0)), slice_step=-1.5,
@@ -78,3 +78,52 @@ def test_segment_dicom_with_model_writes_dicom_seg(run, tmp_path, example_model)
     image, source = read_dicom_volume(tmp_path / "d", "T1")
     labels, names = read_segmentation(out, source)
     assert labels.shape == image.shape and names and labels.max() > 0
+
+
+def test_saved_seg_and_rtstruct_reference_the_series_and_open_in_chimerax_dicom(run, session, tmp_path,
+                                                                                example_model):
+    """segment save from a DICOM-sourced result: DICOM-SEG and RT-STRUCT read back as the labels,
+    and ChimeraX's own DICOM reader (chimerax.dicom) opens both."""
+    DICOM = _chimerax_dicom_reader()
+    from chimerax.medseg.images.dicom import read_dicom_volume
+    from chimerax.medseg.images.dicom_labels import find_label_objects, label_map
+    from chimerax.medseg.images.dicom_seg import read_segmentation
+    write_phantom_study(tmp_path / "d")
+    run(f"segment dicom {tmp_path / 'd'} series T1,T1ce,T2,Flair model {example_model}")
+    label_volume = next(m for m in session.models if hasattr(m, "medseg_label_names"))
+    labels = label_volume.full_matrix().copy()
+    spec = f"#{label_volume.id_string}"
+    run(f"segment save {spec} {tmp_path / 'out' / 'seg.dcm'}")
+    run(f"segment save {spec} {tmp_path / 'rt' / 'rt.dcm'} format rtstruct")
+    image, source = read_dicom_volume(tmp_path / "d", "T1")
+    seg, _ = read_segmentation(tmp_path / "out" / "seg.dcm", source)
+    rt = label_map(find_label_objects(tmp_path / "rt")[0], source)
+    names = label_volume.medseg_label_names
+    for value in names:
+        want = labels == value
+        for got in (seg == value, rt.labels == value):
+            assert 2 * (got & want).sum() / (got.sum() + want.sum()) >= 0.98
+    series = sorted(str(p) for p in (tmp_path / "d" / "T1").rglob("*") if p.is_file())
+    before = set(session.models.list())
+    DICOM.from_paths(session, series + [str(tmp_path / "out" / "seg.dcm"), str(tmp_path / "rt" / "rt.dcm")]).open()
+    opened = [m for m in session.models.list() if m not in before]
+    kinds = {type(m).__name__: m for m in opened}
+    seg_volumes = [m for m in opened if type(m).__name__ == "DICOMVolume" and "SEG" in m.name]
+    assert seg_volumes, [m.name for m in opened]
+    # what ChimeraX's segmentation-editing tool (the DICOM bundle's Segmentations tool) lists and edits
+    assert all(m.is_segmentation() for m in seg_volumes)
+    contours = [m.name for m in opened if type(m).__name__ == "ROIContourModel"]
+    assert "DicomContours" in kinds and sorted(contours) == sorted(names.values())
+
+
+def _chimerax_dicom_reader():
+    """chimerax.dicom's DICOM reader class. The package's __init__ also loads its TCIA fetcher, which
+    needs tcia_utils (pandas, plotly, ...), unrelated to reading files: the two package objects are
+    made without running their __init__, as the harness does for chimerax itself."""
+    import importlib
+    import importlib.util
+    for name in ("chimerax.dicom", "chimerax.dicom.dicom"):
+        if name not in sys.modules:
+            sys.modules[name] = importlib.util.module_from_spec(importlib.util.find_spec(name))
+    sys.modules["chimerax.dicom"].__version__ = "1.2"  # the one name the reader takes from that __init__
+    return importlib.import_module("chimerax.dicom.dicom.dicom").DICOM

@@ -23,7 +23,7 @@ def dropout_model(tiny_model, tmp_path):
 
 
 def test_absent_channel_is_zero_after_normalization(dropout_model, case_files):
-    predictor = Predictor.from_folder(dropout_model, folds=[0], device="cpu", use_mirroring=False)
+    predictor = Predictor.from_folder(dropout_model, folds=[0], device="cpu", mirroring=False)
     t1_only = read_case(case_files[:1])
     with pytest.warns(UserWarning, match="T2 are missing"):
         labels = predictor.predict(t1_only, missing_channels=["T2"]).labels

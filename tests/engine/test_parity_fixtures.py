@@ -33,7 +33,7 @@ def predictors():
         if key not in cache:
             info = MANIFEST["models"][model]
             cache[key] = Predictor.from_folder(ROOT / info["dir"], folds=info["folds"], device="cpu",
-                                               use_mirroring=mirroring, step_size=step)
+                                               mirroring=mirroring, step=step)
         return cache[key]
     return get
 

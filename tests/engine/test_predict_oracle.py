@@ -24,7 +24,7 @@ def _dice(a, b):
 @pytest.mark.parametrize("folds,mirroring", [((0,), True), ((0, 1), False)])
 def test_same_labels_and_probabilities_as_nnunet(tiny_model, case_files, folds, mirroring):
     labels, probabilities = _nnunet(tiny_model, case_files, folds, mirroring)
-    ours = Predictor.from_folder(tiny_model, folds=folds, device="cpu", use_mirroring=mirroring).predict(
+    ours = Predictor.from_folder(tiny_model, folds=folds, device="cpu", mirroring=mirroring).predict(
         read_case(case_files), save_probabilities=True)
     assert ours.labels.shape == labels.shape
     for value in (1, 2):

@@ -130,9 +130,14 @@ def test_bad_input_is_refused_clearly(folders, tmp_path, ct_full, capsys):
     full, affine = ct_full
     pred = tmp_path / "pred"
     save(full[0:30], affine, pred / "case0.nii.gz")
-    # missing cases
-    assert main(["evaluate", str(pred), str(folders / "ref")]) == 1
-    assert "3 reference case(s) have no prediction" in capsys.readouterr().err
+    # predictions for a subset of the references (one fold's validation): that subset is scored, and said so
+    assert main(["evaluate", str(pred), str(folders / "ref"), "--labels", "1", "5", "13", "--ignore-unlisted",
+                 "-o", str(tmp_path / "o0")]) == 0
+    assert "Matched 1 of the 4 reference cases" in capsys.readouterr().out
+    assert {r["case"] for r in _csv(tmp_path / "o0" / "per_case.csv")} == {"case0"}
+    save(full[0:30], affine, tmp_path / "other" / "case9.nii.gz")
+    assert main(["evaluate", str(tmp_path / "other"), str(folders / "ref")]) == 1  # nothing matches at all
+    assert "No case of" in capsys.readouterr().err
     assert main(["evaluate", str(pred), str(folders / "ref"), "--missing-as-empty", "--labels", "1", "5", "13", "--ignore-unlisted", "-o", str(tmp_path / "o1")]) == 0
     rows = _csv(tmp_path / "o1" / "per_case.csv")
     assert {r["missing_prediction"] for r in rows if r["case"] != "case0"} == {"True"}

@@ -82,7 +82,7 @@ def compare_with_v1(prediction, reference_dir: Path, case: str, region_based: bo
 @pytest.mark.parametrize("task, run", _runs())
 def test_predictions_match_nnunet_v1(installed, task, run):
     folds, mirroring = _folds_and_mirroring(run)
-    predictor = Predictor.from_folder(installed[task], folds=folds, use_mirroring=mirroring, postprocess=True)
+    predictor = Predictor.from_folder(installed[task], folds=folds, mirroring=mirroring, postprocess=True)
     reference_dir = DATA / task / "v1_outputs" / run
     cases = sorted({p.name.rsplit("_", 1)[0] for p in (DATA / task / "cases").glob("*_0*.nii.gz")})
     assert len(cases) == 3

@@ -12,7 +12,8 @@ sys.path.insert(0, str(Path(__file__).parent))
 from synthetic import make_dataset, run_nnunet  # noqa: E402
 
 from chimerax.medseg.datasets.dataset_json import load_dataset
-from chimerax.medseg.planning.fingerprint import extract_fingerprint, read_training_case
+from chimerax.medseg.datasets.dataset_json import read_training_case
+from chimerax.medseg.planning.fingerprint import extract_fingerprint
 from chimerax.medseg.planning.planner import plan_experiment
 from chimerax.medseg.preprocessing.to_disk import preprocess_arrays
 

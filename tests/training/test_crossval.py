@@ -72,7 +72,8 @@ def _fake_model(root: Path, name: str, probabilities: list[np.ndarray], refs: li
     folder.mkdir(parents=True)
     (model / "dataset.json").write_text(json.dumps(DATASET))
     entries = []
-    from chimerax.medseg.evaluation.crossval import case_entry, regions_for, summarize_cases
+    from chimerax.medseg.evaluation.metrics import dataset_regions as regions_for
+    from chimerax.medseg.evaluation.summary import case_entry, summarize_cases
     for i, (probs, ref) in enumerate(zip(probabilities, refs)):
         labels = probs.argmax(0).astype(np.uint8)
         pred = _write(folder / f"c{i}.nii.gz", labels)

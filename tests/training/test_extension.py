@@ -1,12 +1,12 @@
-"""Custom trainers from any file, transfer learning, the advisor's warnings, NaN stops training."""
+"""Custom trainers from any file, the advisor's warnings, NaN stops training."""
 import json
 
 import pytest
-import torch
 
 from training_helpers import plan_tiny_dataset
 
 from chimerax.medseg.errors import MedSegError
+from chimerax.medseg.inference.predictor import Predictor
 from chimerax.medseg.models.checkpoint import load_checkpoint
 from chimerax.medseg.training.advisor import TrainingDiverged, advise
 from chimerax.medseg.training.extension import load_trainer_class
@@ -85,22 +85,6 @@ def test_nan_loss_stops_training(tiny_data, trainer_file, tmp_path):
     assert not list((tmp_path / "out").rglob("checkpoint_final.pth"))
 
 
-def test_transfer_learning_new_head_and_frozen_stages(trained_model, tmp_path):
-    other = plan_tiny_dataset(tmp_path / "other", dataset_id=42, name="One", num_labels=1, cases=4)
-    said = []
-    model = train(str(other["raw"]), "3d_fullres", ["0"], _options(pretrained=str(trained_model), freeze_stages=2),
-                  output=tmp_path / "out", preprocessed=other["preprocessed"], report=said.append)
-    assert any("new output heads" in s and "2 encoder stage(s) frozen" in s for s in said)
-    before = load_checkpoint(trained_model / "fold_0" / "checkpoint_final.pth")["network_weights"]
-    after = load_checkpoint(model / "fold_0" / "checkpoint_final.pth")["network_weights"]
-    frozen = [k for k in after if k.startswith(("encoder.stages.0.", "encoder.stages.1."))]
-    assert frozen and all(torch.equal(before[k], after[k]) for k in frozen)
-    trained = [k for k in after if k.startswith("encoder.stages.2.") and k.endswith("conv.weight")]
-    assert trained and not all(torch.equal(before[k], after[k]) for k in trained)
-    head = "decoder.seg_layers.1.weight"
-    assert before[head].shape[0] == 3 and after[head].shape[0] == 2
-
-
 def _records(train_loss, val_loss, dice, lr):
     return [{"epoch": i, "train_loss": t, "val_loss": v, "pseudo_dice": d, "lr": l}
             for i, (t, v, d, l) in enumerate(zip(train_loss, val_loss, dice, lr))]
@@ -125,12 +109,12 @@ def test_advisor_reads_the_log_like_an_expert():
 
 
 def test_channel_dropout_is_recorded_and_gates_missing_channels(tmp_path, trained_model):
-    from chimerax.medseg.training.missing_channels import check_missing_channels, model_allows_missing_channels
+    from chimerax.medseg.inference.missing_channels import check_missing_channels
     data = plan_tiny_dataset(tmp_path / "two", dataset_id=44, name="Two", cases=4, channels=("T1", "T2"))
     model = train(str(data["raw"]), "3d_fullres", ["0"], _options(channel_drop_p=0.5, epochs=1),
                   output=tmp_path / "out", preprocessed=data["preprocessed"], report=lambda s: None)
-    assert model_allows_missing_channels(model)
-    assert not model_allows_missing_channels(trained_model)
+    assert Predictor.from_folder(model, device="cpu").allows_missing_channels
+    assert not Predictor.from_folder(trained_model, device="cpu").allows_missing_channels
     assert "filled with zeros" in check_missing_channels(["T2"], True)
     with pytest.raises(MedSegError, match="not trained to work without"):
         check_missing_channels(["T2"], False)

@@ -28,7 +28,7 @@ def test_model_folder_loads_in_our_predictor_and_nnunets(trained_model, tiny_dat
         assert (trained_model / name).is_file(), name
     assert not (trained_model / "fold_0" / "checkpoint_latest.pth").exists()  # removed at the end, as nnU-Net
     files = sorted((tiny_data["raw"] / "imagesTr").glob("case001_*.nii.gz"))
-    ours = Predictor.from_folder(trained_model, folds=[0], device="cpu", use_mirroring=False).predict(
+    ours = Predictor.from_folder(trained_model, folds=[0], device="cpu", mirroring=False).predict(
         read_case(files)).labels
     theirs_predictor = nnUNetPredictor(device=torch.device("cpu"), verbose=False, allow_tqdm=False,
                                        use_mirroring=False)
@@ -75,7 +75,7 @@ def _assert_same_weights(a: dict, b: dict, atol: float) -> None:
     assert worst <= atol, f"weights differ by {worst}"
 
 
-def test_resume_after_sigkill_continues_the_same_schedule(tiny_data, tmp_path):
+def test_continue_after_sigkill_keeps_the_same_schedule(tiny_data, tmp_path):
     epochs = ["--epochs", "4", "--iterations", "2", "--val-iterations", "1", "--save-every", "1", "--no-validation"]
     reference = run_cli(train_args({**tiny_data, "results": tmp_path / "straight"}, *epochs))
     assert reference.returncode == 0, reference.stderr
@@ -96,9 +96,11 @@ def test_resume_after_sigkill_continues_the_same_schedule(tiny_data, tmp_path):
     stopped_at = load_checkpoint(fold / "checkpoint_latest.pth")["current_epoch"]
     assert 1 <= stopped_at < 4
 
-    resumed = run_cli(args + ["--resume"])
+    refused = run_cli(args)  # an interrupted model is not replaced silently either
+    assert refused.returncode == 1 and "already holds an interrupted model" in refused.stderr
+    resumed = run_cli(args + ["--continue"])
     assert resumed.returncode == 0, resumed.stderr
-    assert f"Resuming from checkpoint_latest.pth at epoch {stopped_at}" in resumed.stdout
+    assert f"Continuing from checkpoint_latest.pth at epoch {stopped_at}" in resumed.stdout
     _assert_same_weights(_weights(straight / "checkpoint_final.pth"), _weights(fold / "checkpoint_final.pth"), 1e-5)
     log = json.loads((fold / "training_log.json").read_text())["epochs"]
     assert [r["epoch"] for r in log] == list(range(4))

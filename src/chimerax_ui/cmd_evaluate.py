@@ -3,19 +3,27 @@ label volumes, log the table, and show false positives / false negatives as colo
 from __future__ import annotations
 
 import html
-from typing import Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
+from chimerax.core.commands import BoolArg, CmdDesc, StringArg, register
+from chimerax.map import MapArg, MapsArg
 
-from .errors import MedSegError
+from ..errors import MedSegError
+from ..evaluation.casefiles import resample_labels
+from ..evaluation.evaluate import ERROR_KINDS, error_map, evaluate_label_arrays
+from ..evaluation.metrics import Region, as_label_array, parse_regions, regions_from_values
+from ..evaluation.stability import stability_table, summarize_stability
+from ..evaluation.summary import format_number
+from .errors import user_errors
+from .volumes import add_label_surfaces, grid_to_scene, make_label_volume, same_grid
 
 # Error surface colours (RGBA): false positives warm, false negatives cool, wrong labels yellow.
 ERROR_COLORS = {1: (230, 60, 40, 255), 2: (40, 110, 230, 255), 3: (240, 200, 30, 255)}
 
 
-def register_commands(logger) -> None:
-    from chimerax.core.commands import BoolArg, CmdDesc, StringArg, register
-    from chimerax.map import MapArg, MapsArg
+def register_commands(logger: Any) -> None:
     desc = CmdDesc(required=[("prediction", MapArg)],
                    keyword=[("reference", MapsArg), ("labels", StringArg), ("ignore_unlisted", BoolArg),
                             ("resample", BoolArg), ("show_errors", BoolArg)],
@@ -24,8 +32,9 @@ def register_commands(logger) -> None:
     register("segment evaluate", desc, segment_evaluate, logger=logger)
 
 
-def segment_evaluate(session, prediction, reference: Sequence = (), labels: str | None = None,
-                     ignore_unlisted: bool = False, resample: bool = False, show_errors: bool = True):
+@user_errors
+def segment_evaluate(session: Any, prediction: Any, reference: Sequence = (), labels: str | None = None,
+                     ignore_unlisted: bool = False, resample: bool = False, show_errors: bool = True) -> Any:
     """Log per-label metrics of ``prediction`` against each reference volume (several: stability).
 
     ``labels`` is e.g. "1 2 tumor=2,3"; by default every value found is scored. With
@@ -33,16 +42,11 @@ def segment_evaluate(session, prediction, reference: Sequence = (), labels: str 
     surfaces: false positives red, false negatives blue, wrong labels yellow.
     Returns the evaluation (rows of metrics).
     """
-    from chimerax.core.errors import UserError
-    try:
-        return _evaluate(session, prediction, list(reference), labels, ignore_unlisted, resample, show_errors)
-    except MedSegError as exc:
-        raise UserError(str(exc)) from None
+    return _evaluate(session, prediction, list(reference), labels, ignore_unlisted, resample, show_errors)
 
 
-def _evaluate(session, prediction, references: list, labels, ignore_unlisted, resample, show_errors):
-    from .evaluation.evaluate import error_map, evaluate_label_arrays
-    from .evaluation.metrics import as_label_array, parse_regions, regions_from_values
+def _evaluate(session: Any, prediction: Any, references: list, labels: str | None, ignore_unlisted: bool,
+              resample: bool, show_errors: bool) -> Any:
     if not references:
         raise MedSegError("Name the reference label volume(s): segment evaluate #2 reference #3[,4,5].")
     if prediction in references:
@@ -58,26 +62,24 @@ def _evaluate(session, prediction, references: list, labels, ignore_unlisted, re
     label_names = getattr(prediction, "medseg_label_names", None) or getattr(first, "medseg_label_names", None)
     members = getattr(prediction, "medseg_label_members", None) or getattr(first, "medseg_label_members", None)
     if regions is None and label_names and members and any(len(m) > 1 for m in members.values()):
-        from .evaluation.metrics import Region  # a region model: whole tumour is scored on values 1, 2, 3
+        # a region model: whole tumour is scored on values 1, 2, 3
         regions = [Region(name, tuple(members[value])) for value, name in sorted(label_names.items())]
     elif regions is None and label_names:
         values = set(np.unique(pred)) | set().union(*(set(np.unique(r)) for r in refs))
         regions = regions_from_values(values, label_names)
-    ev = evaluate_label_arrays(pred, refs, names, spacing, regions, case=prediction.name, ignore_unlisted=ignore_unlisted,
-                              unlisted_hint="Add them to 'labels', or add 'ignoreUnlisted true' to score only the listed labels.")
+    ev = evaluate_label_arrays(pred, refs, names, spacing, regions, case=prediction.name,
+                               ignore_unlisted=ignore_unlisted,
+                               unlisted_hint="Add them to 'labels', or add 'ignoreUnlisted true' to score only the "
+                                             "listed labels.")
     _log_tables(session, prediction, ev)
     if show_errors:
-        from .evaluation.metrics import Region
-        evaluated = regions if regions is not None else [Region(l, (int(l),)) for l in ev.labels]
+        evaluated = regions if regions is not None else [Region(label, (int(label),)) for label in ev.labels]
         _show_errors(session, error_map(pred, refs[0], evaluated), prediction, first)
     return ev
 
 
 def _labels_on_grid(volume, reference, resample: bool) -> np.ndarray:
     """A volume's labels on ``reference``'s grid: refused when the grids differ, unless ``resample``."""
-    from .display import grid_to_scene, same_grid
-    from .evaluation.casefiles import resample_labels
-    from .evaluation.metrics import as_label_array
     labels = as_label_array(volume.full_matrix(), f"volume #{volume.id_string}")
     if same_grid(volume, reference):
         return labels
@@ -91,9 +93,9 @@ def _labels_on_grid(volume, reference, resample: bool) -> np.ndarray:
 
 
 def _html_table(header: Sequence[str], rows: Sequence[Sequence], caption: str) -> str:
-    from .evaluation.summary import format_number
     cells = lambda row, tag: "".join(  # noqa: E731
-        f"<{tag}{'' if isinstance(c, str) else ' align=right'}>{html.escape(c if isinstance(c, str) else format_number(c))}</{tag}>"
+        f"<{tag}{'' if isinstance(c, str) else ' align=right'}>"
+        f"{html.escape(c if isinstance(c, str) else format_number(c))}</{tag}>"
         for c in row)
     return (f"<table border=1 cellpadding=3 cellspacing=0><caption>{html.escape(caption)}</caption>"
             f"<tr>{cells(header, 'th')}</tr>" + "".join(f"<tr>{cells(r, 'td')}</tr>" for r in rows) + "</table>")
@@ -105,9 +107,9 @@ def _log_tables(session, prediction, ev) -> None:
     rows = [[r["reference"], r["label"], r["dice"], r["iou"], r["hd95"], r["asd"], r["volume_pred_ml"],
              r["volume_ref_ml"], "yes" if r["missed"] else "", f'{r["lesions_missed"]}/{r["lesions_ref"]}']
             for r in ev.rows]
-    session.logger.info(_html_table(header, rows, f"Evaluation of #{prediction.id_string} {prediction.name}"), is_html=True)
+    session.logger.info(_html_table(header, rows, f"Evaluation of #{prediction.id_string} {prediction.name}"),
+                        is_html=True)
     if ev.pair_rows:
-        from .evaluation.stability import stability_table, summarize_stability
         head, stab = stability_table(summarize_stability(ev.rows, ev.pair_rows, ev.reference_names), "dice")
         session.logger.info(_html_table(head, stab, "Stability across references"), is_html=True)
     scored = [r["dice"] for r in ev.rows if not np.isnan(r["dice"])]
@@ -117,8 +119,6 @@ def _log_tables(session, prediction, ev) -> None:
 
 
 def _show_errors(session, errors: np.ndarray, prediction, reference) -> None:
-    from .display import add_label_surfaces, make_label_volume
-    from .evaluation.evaluate import ERROR_KINDS
     counts = np.bincount(errors.ravel(), minlength=4)
     name = f"{prediction.name} errors vs {reference.name}"
     volume = make_label_volume(session, errors, reference, name, dict(ERROR_KINDS), ERROR_COLORS)
@@ -128,7 +128,8 @@ def _show_errors(session, errors: np.ndarray, prediction, reference) -> None:
     volume.display = False
     volume.medseg_error_surfaces = surfaces
     shown = ", ".join(f"{ERROR_KINDS[k]} {int(counts[k])} voxels ({_color_name(k)})" for k in ERROR_KINDS)
-    session.logger.info(f"Errors of #{prediction.id_string} against #{reference.id_string} shown as #{volume.id_string}: {shown}.")
+    session.logger.info(f"Errors of #{prediction.id_string} against #{reference.id_string} shown as "
+                        f"#{volume.id_string}: {shown}.")
 
 
 def _color_name(kind: int) -> str:

@@ -7,8 +7,9 @@ custom splits are read from a file and checked. Fold ``all`` trains on every cas
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -17,6 +18,7 @@ from ..fileio import read_json, write_json
 
 SPLITS_SEED = 12345
 SPLITS_FILE = "splits_final.json"
+DEFAULT_FOLDS = 5
 
 
 def make_splits(cases: Sequence[str], num_folds: int = 5, seed: int = SPLITS_SEED,
@@ -50,17 +52,18 @@ def make_splits(cases: Sequence[str], num_folds: int = 5, seed: int = SPLITS_SEE
     return splits
 
 
-def check_splits(splits, cases: Sequence[str], source: str,
+def check_splits(splits: Any, cases: Sequence[str] | None, source: str,
                  patients: dict[str, str] | None = None) -> list[dict[str, list[str]]]:
-    """Refuse a splits list that names unknown cases, overlaps, or puts a patient on both sides."""
+    """Refuse a splits list that is malformed, names unknown cases (unless ``cases`` is None), overlaps,
+    or puts a patient on both sides."""
     if not isinstance(splits, list) or not splits or not all(
             isinstance(f, dict) and isinstance(f.get("train"), list) and isinstance(f.get("val"), list)
             for f in splits):
         raise MedSegError(f"{source} is not an nnU-Net splits file: expected a list of "
                           '{"train": [...], "val": [...]} entries, one per fold.')
-    known = set(cases)
+    known = None if cases is None else set(cases)
     for k, fold in enumerate(splits):
-        unknown = sorted(set(fold["train"] + fold["val"]) - known)
+        unknown = [] if known is None else sorted(set(fold["train"] + fold["val"]) - known)
         if unknown:
             raise MedSegError(f"{source}, fold {k}: unknown case(s) {', '.join(unknown[:5])}; "
                               "check the names against the preprocessed dataset.")
@@ -97,11 +100,13 @@ def load_patients(path: str | os.PathLike) -> dict[str, str]:
 
 def fold_cases(fold: str | int, cases: Sequence[str], preprocessed_dir: str | os.PathLike,
                splits_file: str | os.PathLike | None = None, patients: dict[str, str] | None = None,
-               num_folds: int = 5) -> tuple[list[str], list[str]]:
+               num_folds: int | None = None) -> tuple[list[str], list[str]]:
     """(training cases, validation cases) of a fold.
 
     The splits come from ``splits_file`` when given (a custom split), else from
-    ``<preprocessed>/splits_final.json``, which is created on first use (as nnU-Net does).
+    ``<preprocessed>/splits_final.json``, which is created on first use (as nnU-Net does) with
+    ``num_folds`` folds (default 5). An existing file with another number of folds than an
+    explicit ``num_folds`` is refused rather than silently used.
     """
     cases = sorted(cases)
     if str(fold) == "all":
@@ -113,8 +118,15 @@ def fold_cases(fold: str | int, cases: Sequence[str], preprocessed_dir: str | os
         path = Path(preprocessed_dir) / SPLITS_FILE
         if path.is_file():
             splits = check_splits(read_json(path), cases, str(path), patients)
+            if num_folds is not None and len(splits) != num_folds:
+                raise MedSegError(f"{path} holds {len(splits)} folds, not the {num_folds} asked for. Delete it to "
+                                  f"make {num_folds} new folds (every model trained on the old folds then no longer "
+                                  "matches them), or leave out --num-folds.")
         else:
-            splits = make_splits(cases, num_folds, patients=patients)
+            if num_folds is not None and num_folds > len(cases):
+                raise MedSegError(f"Cannot make {num_folds} folds from {len(cases)} cases; ask for at most "
+                                  f"{len(cases)}.")
+            splits = make_splits(cases, num_folds or DEFAULT_FOLDS, patients=patients)
             write_json(path, splits)
     if fold < len(splits):
         return list(splits[fold]["train"]), list(splits[fold]["val"])

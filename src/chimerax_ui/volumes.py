@@ -7,21 +7,18 @@ applied on top. Arrays are (z, y, x); origin and step are (x, y, z).
 from __future__ import annotations
 
 import html
-from typing import Sequence
+import re
+from collections.abc import Sequence
 
 import numpy as np
+from chimerax.map import volume_from_grid_data
+from chimerax.map_data import ArrayGridData
+from chimerax.segment.segment import segmentation_surfaces
+from scipy.ndimage import map_coordinates
 
-from .errors import MedSegError
-from .images import Image
-
-# Colours for labels that dataset.json gives none for: distinct, readable on black and white.
-_PALETTE = [
-    (230, 25, 75), (60, 180, 75), (255, 225, 25), (0, 130, 200), (245, 130, 48),
-    (145, 30, 180), (70, 240, 240), (240, 50, 230), (210, 245, 60), (250, 190, 212),
-    (0, 128, 128), (220, 190, 255), (170, 110, 40), (255, 250, 200), (128, 0, 0),
-    (170, 255, 195), (128, 128, 0), (255, 215, 180), (0, 0, 128), (128, 128, 128),
-]
-
+from ..errors import MedSegError
+from ..images import Image
+from ..models.labels import label_colors  # noqa: F401  (the colours every label volume gets)
 
 # --- ChimeraX grid <-> engine image ------------------------------------------------------------
 
@@ -50,7 +47,6 @@ def resample_onto(volume, reference) -> np.ndarray:
     Points up to half a voxel beyond the source grid take the edge value (grids of the same
     extent but other spacing must not lose their border); points further out are 0.
     """
-    from scipy.ndimage import map_coordinates
     source = volume_array(volume)
     ref_to_src = np.linalg.inv(grid_to_scene(volume)) @ grid_to_scene(reference)
     nx, ny, nz = reference.data.size
@@ -88,10 +84,8 @@ def image_from_volumes(volumes: Sequence, channel_names: Sequence[str] | None = 
     return image, notes
 
 
-def add_image_volumes(session, image: Image, names: Sequence[str]) -> list:
-    """Open each channel of an engine image as a ChimeraX volume at its affine's place."""
-    from chimerax.map import volume_from_grid_data
-    from chimerax.map_data import ArrayGridData
+def open_image_volumes(session, image: Image, names: Sequence[str]) -> list:
+    """Open each channel of an engine image as a ChimeraX volume placed exactly at its affine."""
     linear = image.affine[:3, :3]
     step = np.linalg.norm(linear, axis=0)           # (x, y, z) voxel sizes
     rotation = linear / step                         # unit axis directions as columns
@@ -107,12 +101,10 @@ def add_image_volumes(session, image: Image, names: Sequence[str]) -> list:
 # --- channels -------------------------------------------------------------------------------------
 
 def _tokens(text: str) -> set[str]:
-    import re
     return {t for t in re.split(r"[^0-9a-z]+", text.lower()) if t}
 
 
 def _normal(text: str) -> str:
-    import re
     return re.sub(r"[^0-9a-z]+", "", text.lower())
 
 
@@ -140,33 +132,6 @@ def match_channels(volume_names: Sequence[str], channel_names: Sequence[str]) ->
 
 
 # --- labels: names, colours, table ------------------------------------------------------------
-
-def _parse_color(value) -> tuple[int, int, int, int] | None:
-    """'#rrggbb', [r, g, b] (0-255 or 0-1) or [r, g, b, a] -> RGBA bytes; None if unusable."""
-    try:
-        if isinstance(value, str) and value.startswith("#") and len(value) in (7, 9):
-            parts = [int(value[i:i + 2], 16) for i in range(1, len(value), 2)]
-        elif isinstance(value, (list, tuple)) and len(value) in (3, 4):
-            scale = 255.0 if all(float(v) <= 1.0 for v in value) else 1.0
-            parts = [int(round(float(v) * scale)) for v in value]
-        else:
-            return None
-    except (TypeError, ValueError):
-        return None
-    if len(parts) == 3:
-        parts.append(255)
-    return tuple(max(0, min(255, p)) for p in parts)
-
-
-def label_colors(label_names: dict[int, str], dataset_json: dict | None = None) -> dict[int, tuple[int, int, int, int]]:
-    """RGBA per label value: dataset.json's optional ``label_colors`` (by name or value), else a palette."""
-    given = (dataset_json or {}).get("label_colors") or {}
-    colors = {}
-    for value, name in sorted(label_names.items()):
-        color = _parse_color(given.get(name, given.get(str(value))))
-        colors[value] = color or (*_PALETTE[(value - 1) % len(_PALETTE)], 255)
-    return colors
-
 
 def label_statistics(labels: np.ndarray, label_names: dict[int, str], voxel_volume_mm3: float,
                      members: dict[int, tuple[int, ...]] | None = None) -> list[tuple[int, str, int, float]]:
@@ -199,8 +164,6 @@ def label_table_html(stats, colors: dict[int, tuple], title: str) -> str:
 def make_label_volume(session, labels: np.ndarray, reference, name: str, label_names: dict[int, str],
                       colors: dict[int, tuple]):
     """A new (not yet opened) label volume on exactly ``reference``'s grid and scene position."""
-    from chimerax.map import volume_from_grid_data
-    from chimerax.map_data import ArrayGridData
     size = tuple(reference.data.size)
     if labels.shape != size[::-1]:
         raise MedSegError(f"The labels have shape {labels.shape} but volume {reference.name} has "
@@ -222,7 +185,6 @@ def make_label_volume(session, labels: np.ndarray, reference, name: str, label_n
 def add_label_surfaces(session, label_volume, label_names: dict[int, str], colors: dict[int, tuple],
                        smooth: bool = False) -> list:
     """One surface per present label, made by ChimeraX's ``segmentation surfaces``, named and coloured."""
-    from chimerax.segment.segment import segmentation_surfaces
     if not label_volume.full_matrix().any():
         return []
     surfaces = segmentation_surfaces(session, [label_volume], each="segment", smooth=smooth)
@@ -232,4 +194,10 @@ def add_label_surfaces(session, label_volume, label_names: dict[int, str], color
         surface.medseg_label_value = value
         if value in colors:
             surface.color = np.array(colors[value], np.uint8)
+    label_volume.medseg_surfaces = list(surfaces)
     return surfaces
+
+
+def label_surfaces(session, label_volume) -> list:
+    """The structure surfaces made for a label volume (``add_label_surfaces``) that are still open."""
+    return [s for s in getattr(label_volume, "medseg_surfaces", []) if not s.deleted]

@@ -1,5 +1,5 @@
 """`segment train dataset ID` installs the model under the dataset's short name, also when given an id."""
-from chimerax.medseg.cmd_train import _default_name
+from chimerax.medseg.chimerax_ui.cmd_train import _default_name
 
 
 def test_default_install_name_follows_the_dataset_folder(tmp_path, monkeypatch):

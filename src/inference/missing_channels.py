@@ -7,7 +7,6 @@ normalisation, and the user is warned.
 """
 from __future__ import annotations
 
-import os
 from typing import Sequence
 
 from ..errors import MedSegError
@@ -15,16 +14,6 @@ from ..errors import MedSegError
 
 def allows_missing_channels(checkpoint: dict) -> bool:
     return bool((checkpoint.get("medseg") or {}).get("missing_channels_trained", False))
-
-
-def model_allows_missing_channels(model_dir: str | os.PathLike, folds: Sequence[str] | None = None,
-                                  checkpoint_name: str = "checkpoint_final.pth") -> bool:
-    """True only if every chosen fold of the model was trained with channel dropout."""
-    from ..models.checkpoint import load_checkpoint
-    from ..models.model_folder import open_model_folder
-    folder = open_model_folder(model_dir)
-    return all(allows_missing_channels(load_checkpoint(folder.checkpoint_path(f, checkpoint_name)))
-               for f in folder.select_folds(folds))
 
 
 def check_missing_channels(missing: Sequence[str], allowed: bool) -> str:

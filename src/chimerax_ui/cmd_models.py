@@ -7,16 +7,21 @@ itself is the plain functions of ``models.install``; this module only reports.
 from __future__ import annotations
 
 import html
-import threading
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
-from .errors import MedSegError
+from chimerax.core.commands import BoolArg, CmdDesc, ListOf, StringArg, register
+
+from ..errors import MedSegError
+from ..models.cache import cache_dir, is_offline
+from ..models.install import fetch_model, install_model, remove_model
+from ..models.manifest import load_manifest
+from ..models.registry import model_statuses, verifiable_names, verify
+from .errors import user_errors
+from .tasks import BackgroundTask
 
 
-def register_commands(logger) -> None:
-    from chimerax.core.commands import BoolArg, CmdDesc, ListOf, StringArg, register
-
+def register_commands(logger: Any) -> None:
     register("segment models", CmdDesc(synopsis="List segmentation models: installed, available, embedded"),
              segment_models, logger=logger)
     register("segment fetch", CmdDesc(required=[("names", ListOf(StringArg))],
@@ -35,23 +40,13 @@ def register_commands(logger) -> None:
              segment_verify, logger=logger)
 
 
-def _user_error(exc: Exception):
-    from chimerax.core.errors import UserError
-    return UserError(str(exc))
-
-
 # --- segment models ------------------------------------------------------------------------
 
-def segment_models(session) -> list:
+@user_errors
+def segment_models(session: Any) -> list:
     """Log every model with its state, channels, labels and licence; return the names."""
-    from .models.cache import cache_dir, is_offline
-    from .models.manifest import load_manifest
-    from .models.registry import model_statuses
-    try:
-        manifest = load_manifest()
-        statuses = model_statuses(manifest)
-    except MedSegError as exc:
-        raise _user_error(exc) from None
+    manifest = load_manifest()
+    statuses = model_statuses(manifest)
     rows = []
     for status in statuses:
         entry = manifest.get(status.name)
@@ -71,44 +66,21 @@ def segment_models(session) -> list:
 
 # --- segment fetch / install (possibly long: a worker thread in the GUI) ----------------------
 
-class ModelTask:
-    """One fetch or install running in a worker thread; results are logged on the main thread."""
+class ModelTask(BackgroundTask):
+    """One fetch or install: ``job(task)`` does the work and returns the lines to log."""
 
-    def __init__(self, session, title: str, work: Callable[["ModelTask"], list[str]]):
-        self.session, self.title, self._work = session, title, work
-        self.error: Exception | None = None
-        self.messages: list[str] = []
-        self._done = threading.Event()
-        self._last_status = ""
+    thread_name = "medseg-models"
 
-    def start(self, wait: bool) -> "ModelTask":
-        self.foreground = wait  # in the foreground, errors are raised to the command instead of logged
-        if wait:
-            self._run()
-            self._report()
-        else:
-            threading.Thread(target=self._background, name="medseg-models", daemon=True).start()
-        return self
+    def __init__(self, session: Any, title: str, job: Callable[[ModelTask], list[str]]) -> None:
+        super().__init__(session, title)
+        self._job = job
 
-    def _background(self) -> None:
-        self._run()
-        self.session.ui.thread_safe(self._report)
+    def work(self) -> list[str]:
+        return self._job(self)
 
-    def _run(self) -> None:
-        try:
-            self.messages = self._work(self)
-        except Exception as exc:  # reported by _report, on the main thread
-            self.error = exc
-        finally:
-            self._done.set()
-
-    def status(self, text: str) -> None:
-        if text != self._last_status:
-            self._last_status = text
-            self.session.ui.thread_safe(self.session.logger.status, text)
-
-    def note(self, text: str) -> None:
-        self.session.ui.thread_safe(self.session.logger.info, text)
+    def deliver(self, messages: list[str]) -> None:
+        for message in messages:
+            self.session.logger.info(message)
 
     def progress(self, label: str) -> Callable[[int, int | None], None]:
         def report(done: int, total: int | None) -> None:
@@ -118,74 +90,41 @@ class ModelTask:
                 self.status(f"{label}: {done / 1e6:.1f} MB")
         return report
 
-    def _report(self) -> None:
-        logger = self.session.logger
-        logger.status("")
-        if self.error is None:
-            for message in self.messages:
-                logger.info(message)
-        elif self.foreground:
-            return
-        elif isinstance(self.error, MedSegError):
-            logger.error(f"{self.title} failed: {self.error}")
-        else:
-            logger.report_exception(preface=f"{self.title} failed",
-                                    exc_info=(type(self.error), self.error, self.error.__traceback__))
 
-    def wait(self, timeout: float | None = None) -> "ModelTask":
-        self._done.wait(timeout)
-        return self
-
-
-def _start(session, title: str, work, wait: bool | None) -> ModelTask:
-    wait = (not session.ui.is_gui) if wait is None else wait
-    task = ModelTask(session, title, work).start(wait)
-    if wait and task.error is not None:
-        if isinstance(task.error, MedSegError):
-            raise _user_error(task.error) from None
-        raise task.error
-    return task
-
-
-def segment_fetch(session, names: list[str], force: bool = False, wait: bool | None = None) -> ModelTask:
+@user_errors
+def segment_fetch(session: Any, names: list[str], force: bool = False, wait: bool | None = None) -> ModelTask:
     """Download, verify and install the named manifest models (progress on the status line)."""
-    from .models.install import fetch_model
-
     def work(task: ModelTask) -> list[str]:
         done = []
         for name in names:
             path = fetch_model(name, progress=task.progress(f"Fetching {name}"), notify=task.note, force=force)
             done.append(f"Model {name} is installed in {path}; it now works offline.")
         return done
-    return _start(session, f"Fetching {', '.join(names)}", work, wait)
+    return ModelTask(session, f"Fetching {', '.join(names)}", work).start(wait)
 
 
-def segment_install(session, name: str, path: str, force: bool = False, wait: bool | None = None) -> ModelTask:
+@user_errors
+def segment_install(session: Any, name: str, path: str, force: bool = False, wait: bool | None = None) -> ModelTask:
     """Install a local nnU-Net model zip or folder under ``name`` (checked before it is committed)."""
-    from .models.install import install_model
-
     def work(task: ModelTask) -> list[str]:
         task.status(f"Installing {name} from {Path(path).name} (checking its checkpoints)...")
         installed = install_model(name, Path(path).expanduser(), force=force, notify=task.note)
         return [f"Model {name} is installed in {installed}."]
-    return _start(session, f"Installing {name}", work, wait)
+    return ModelTask(session, f"Installing {name}", work).start(wait)
 
 
 # --- segment remove / verify (quick: in the foreground) ---------------------------------------
 
-def segment_remove(session, names: list[str]) -> None:
-    from .models.install import remove_model
+@user_errors
+def segment_remove(session: Any, names: list[str]) -> None:
     for name in names:
-        try:
-            remove_model(name, notify=session.logger.info)
-        except MedSegError as exc:
-            raise _user_error(exc) from None
+        remove_model(name, notify=session.logger.info)
         session.logger.info(f"Model {name} removed.")
 
 
-def segment_verify(session, names: list[str] | None = None) -> list[str]:
+@user_errors
+def segment_verify(session: Any, names: list[str] | None = None) -> list[str]:
     """Re-hash installed and embedded models' files (and re-check checkpoints); log and return problems."""
-    from .models.registry import verifiable_names, verify
     names = names or verifiable_names()
     problems = []
     for name in names:
@@ -195,6 +134,6 @@ def segment_verify(session, names: list[str] | None = None) -> list[str]:
     if not names:
         session.logger.info("No models are installed.")
     if problems:
-        raise _user_error(MedSegError(f"{len(problems)} problem(s) found; reinstall the model(s) "
-                                      "with `segment fetch NAME force true` or `segment install NAME PATH force true`."))
+        raise MedSegError(f"{len(problems)} problem(s) found; reinstall the model(s) "
+                          "with `segment fetch NAME force true` or `segment install NAME PATH force true`.")
     return problems

@@ -9,14 +9,18 @@ from __future__ import annotations
 
 import warnings
 from pathlib import Path
+from typing import Any
 
-import numpy as np
+from chimerax.core.commands import BoolArg, CmdDesc, OpenFolderNameArg, SaveFileNameArg, StringArg, register
 
-from .errors import MedSegError
+from ..errors import MedSegError
+from ..images.dicom import format_series_list, list_dicom_series, read_dicom_volume
+from .cmd_segment import segment
+from .errors import user_errors
+from .volumes import open_image_volumes
 
 
-def register_commands(logger) -> None:
-    from chimerax.core.commands import BoolArg, CmdDesc, OpenFolderNameArg, SaveFileNameArg, StringArg, register
+def register_commands(logger: Any) -> None:
     desc = CmdDesc(required=[("folder", OpenFolderNameArg)],
                    keyword=[("series", StringArg), ("list", BoolArg), ("resample_uneven", BoolArg),
                             ("model", StringArg), ("save_seg", SaveFileNameArg)],
@@ -24,22 +28,19 @@ def register_commands(logger) -> None:
     register("segment dicom", desc, segment_dicom, logger=logger)
 
 
-def segment_dicom(session, folder: str, series: str | None = None, list: bool = False,
-                  resample_uneven: bool = False, model: str | None = None, save_seg: str | None = None):
+@user_errors
+def segment_dicom(session: Any, folder: str, series: str | None = None, list: bool = False,
+                  resample_uneven: bool = False, model: str | None = None, save_seg: str | None = None) -> list:
     """Open the chosen series of ``folder`` as volumes; returns the opened volumes.
 
     ``series`` is a number, description, SeriesInstanceUID or id; several may be given
     separated by commas, or ``all``. With ``list true`` only the series table is logged.
     """
-    from chimerax.core.errors import UserError
-    try:
-        return _segment_dicom(session, Path(folder).expanduser(), series, list, resample_uneven, model, save_seg)
-    except MedSegError as exc:
-        raise UserError(str(exc)) from None
+    return _segment_dicom(session, Path(folder).expanduser(), series, list, resample_uneven, model, save_seg)
 
 
-def _segment_dicom(session, folder: Path, series, only_list, resample_uneven, model, save_seg):
-    from .images.dicom import format_series_list, list_dicom_series, read_dicom_volume
+def _segment_dicom(session: Any, folder: Path, series: str | None, only_list: bool, resample_uneven: bool,
+                   model: str | None, save_seg: str | None) -> list:
     infos = _logged(session, lambda: list_dicom_series(folder))
     if not infos:
         raise MedSegError(f"No DICOM image series found in {folder}: no DICOM files with image geometry.")
@@ -55,7 +56,7 @@ def _segment_dicom(session, folder: Path, series, only_list, resample_uneven, mo
               for s in selectors]  # all read before any is opened: a bad one opens nothing
     volumes = []
     for image, source in loaded:
-        volume = open_image_as_volume(session, image, _volume_name(source.series))
+        (volume,) = open_image_volumes(session, image, [_volume_name(source.series)])
         volume.medseg_dicom_source = source
         volumes.append(volume)
         z, y, x = image.shape
@@ -63,7 +64,7 @@ def _segment_dicom(session, folder: Path, series, only_list, resample_uneven, mo
                             f"{x}x{y}x{z} voxels, spacing {image.spacing[2]:.4g} x {image.spacing[1]:.4g} x "
                             f"{image.spacing[0]:.4g} mm (x, y, z)")
     if model:  # one volume per model channel, the DICOM-SEG referencing the first series
-        _segment_and_save(session, model, volumes, loaded[0][1], save_seg)
+        _segment_and_save(session, model, volumes, save_seg)
     elif save_seg:
         raise MedSegError("saveSeg needs a model to segment with: add `model NAME`.")
     return volumes
@@ -85,25 +86,7 @@ def _volume_name(info) -> str:
     return f"{number}{info.description or info.modality or 'DICOM'}{part}".strip()
 
 
-def open_image_as_volume(session, image, name: str):
-    """Open channel 0 of ``image`` as a volume whose scene placement is exactly ``image.affine``."""
-    from chimerax.map import volume_from_grid_data
-    from chimerax.map_data import ArrayGridData
-    linear = image.affine[:3, :3]
-    step = np.linalg.norm(linear, axis=0)  # (x, y, z) voxel sizes
-    rotation = linear / step                # unit axes; orthogonal for non-tilted DICOM stacks
-    grid = ArrayGridData(np.ascontiguousarray(image.array[0]), origin=tuple(image.affine[:3, 3]),
-                         step=tuple(step), rotation=tuple(map(tuple, rotation)), name=name)
-    volume = volume_from_grid_data(grid, session, show_dialog=False)
-    session.update_loop.draw_new_frame()  # lets ChimeraX settle the new model before the next one
-    return volume
-
-
-def _segment_and_save(session, model: str, volumes: list, source, save_seg: str | None) -> None:
-    from .cmd import segment
-    job = segment(session, model, volumes, wait=True)
-    if save_seg:
-        from .images.dicom import write_dicom_seg
-        path = write_dicom_seg(job.labels, source, job.request.label_names, save_seg)
-        session.logger.info(f"Wrote DICOM-SEG {path} ({len(job.request.label_names)} segment(s)) "
-                            f"referencing series {_volume_name(source.series)}")
+def _segment_and_save(session: Any, model: str, volumes: list, save_seg: str | None) -> None:
+    """Segment the opened series (in the background in the GUI); with ``save_seg`` also write a
+    DICOM-SEG referencing the first series, as ``segment MODEL #N save FILE.dcm`` does."""
+    segment(session, model, volumes, save=save_seg, format="dicom-seg" if save_seg else None)
