@@ -25,6 +25,10 @@ import torch
 from ..errors import Cancelled
 from .sliding_window import Progress, ShouldStop, SlidingWindow, mirror_combinations
 
+# The first passes are kept for the marked tiles while they take at most this much memory (float32
+# outputs of every tile); above it a marked tile's first pass is run again instead.
+KEEP_FIRST_PASSES_BYTES = 1 << 30
+
 
 @dataclass
 class Passes:
@@ -76,24 +80,32 @@ def adaptive_logits(window: SlidingWindow, data: torch.Tensor, fold_weights: Seq
             raise Cancelled("Prediction was stopped.")
         return window.forward(padded[(slice(None),) + tile][None], mirrorings)[0].float() * len(mirrorings)
 
+    tile_bytes = 4 * window.num_outputs * int(weights.numel())
+    keep = len(tiles) * tile_bytes <= KEEP_FIRST_PASSES_BYTES  # else a marked tile's first pass is run again
+    first_passes: dict[int, torch.Tensor] = {}
     load_fold(fold_weights[0])
     for i, tile in enumerate(tiles):  # one pass everywhere: the first fold, not mirrored
-        total[(slice(None),) + tile] += tile_out(tile, [()]) * weights
+        out = tile_out(tile, [()])
+        total[(slice(None),) + tile] += out * weights
         weight_sum[tile] += weights
+        if keep:
+            first_passes[i] = out
         report(0.02 + 0.3 * (i + 1) / len(tiles), f"first pass, tile {i + 1} of {len(tiles)}")
     doubt = uncertain_voxels(total / weight_sum, threshold, region_based, window.activation is not None)
-    marked = [tile for tile in tiles if bool(doubt[tile].any())]
+    marked = [i for i, tile in enumerate(tiles) if bool(doubt[tile].any())]
     for f, fold in enumerate(fold_weights):  # every other pass on the marked tiles
         if f:
             load_fold(fold)
-        for i, tile in enumerate(marked):
-            if f == 0:  # the tile's single pass (run again) gives way to its share of the ensemble mean
-                first = tile_out(tile, [()])
+        for i, index in enumerate(marked):
+            tile = tiles[index]
+            if f == 0:  # the tile's single pass gives way to its share of the ensemble mean
+                first = first_passes.pop(index) if keep else tile_out(tile, [()])
                 out = first - count * first + (tile_out(tile, combos[1:]) if len(combos) > 1 else 0)
             else:
                 out = tile_out(tile, combos)  # the sum over this fold's mirrorings
             total[(slice(None),) + tile] += out * (weights / count)
             report(0.32 + 0.65 * (f * len(marked) + i + 1) / max(1, len(fold_weights) * len(marked)),
                    f"fold {f + 1} of {len(fold_weights)}, uncertain tile {i + 1} of {len(marked)}")
-    passes = Passes(len(tiles) + len(marked) * count, len(tiles) * count, len(tiles), len(marked))
+    passes = Passes(len(tiles) + len(marked) * (count - 1 if keep else count), len(tiles) * count, len(tiles),
+                    len(marked))
     return (total / weight_sum)[(slice(None),) + unpad], passes

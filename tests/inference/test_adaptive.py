@@ -57,7 +57,7 @@ def test_uncertain_tiles_get_every_pass_certain_ones_one():
     tiles = 11  # 96 along x with 16-voxel tiles at step 0.5; one tile along y and z
     assert passes.tiles == tiles and passes.full == tiles * combos * len(FOLDS)
     # the band (x 40..55) in doubt: the tiles overlapping it are the ones starting at 32, 40 and 48
-    assert passes.marked == 3 and passes.run == tiles + 3 * combos * len(FOLDS)
+    assert passes.marked == 3 and passes.run == tiles + 3 * (combos * len(FOLDS) - 1)  # first passes kept
     full, _ = _run(adaptive=False)
     # exact where every tile covering a voxel got every pass (x 40..55 lie only in marked tiles)
     torch.testing.assert_close(logits[..., 40:56], full[..., 40:56], atol=1e-4, rtol=1e-4)
@@ -70,7 +70,7 @@ def test_a_higher_threshold_marks_more_up_to_every_tile():
     _, strict = _run(adaptive=True, threshold=0.999999)  # |logit| < 14.5 counts as doubt: everywhere here
     _, loose = _run(adaptive=True, threshold=0.5)
     assert strict.marked == strict.tiles > loose.marked
-    assert strict.run == strict.full + strict.tiles  # every tile: its first pass, then all passes again
+    assert strict.run == strict.full  # every tile marked: exactly the full ensemble's passes
 
 
 def test_margin_criterion_for_softmax_and_regions():
@@ -84,3 +84,12 @@ def test_margin_criterion_for_softmax_and_regions():
 def test_threshold_outside_its_range_is_refused(threshold):
     with pytest.raises(MedSegError, match="adaptive threshold must be in"):
         PredictOptions(adaptive=True, adaptive_threshold=threshold).validate()
+
+
+def test_first_passes_run_again_when_too_big_to_keep(monkeypatch):
+    import chimerax.medseg.inference.adaptive as adaptive
+    kept, kept_passes = _run(adaptive=True)
+    monkeypatch.setattr(adaptive, "KEEP_FIRST_PASSES_BYTES", 0)
+    again, passes = _run(adaptive=True)
+    assert passes.run == kept_passes.run + passes.marked  # one more pass per marked tile, same result
+    torch.testing.assert_close(again, kept)
