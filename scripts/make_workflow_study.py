@@ -6,7 +6,8 @@ FOLDER gets
   studies/LUNG1-001 ... : one synthetic chest CT each (DICOM, 48 x 48 pixels x 24 slices, HU), with
                           three RT-STRUCTs (structure sets reader1, reader2, reader3), each holding the
                           ROI "GTV-1" as that reader drew the tumour (slightly different outlines);
-                          in every third case the tumour touches the chest wall (the hard ones);
+                          in every third case the tumour touches the chest wall;
+  test_studies/LUNG1-011 ...: held-out studies of the same kind;
   pretrained/Dataset901_PublicLung/nnUNetTrainer__nnUNetPlans__3d_fullres/
                         : an nnU-Net v2 model folder standing in for a downloaded public model. It is
                           trained here by `medseg train` (2 epochs, a tiny network) on a second
@@ -62,18 +63,18 @@ def _lungs(grid) -> tuple[np.ndarray, np.ndarray, list[tuple[float, ...]]]:
     return body, lung, [lungs[0] + radii, lungs[1] + radii]
 
 
-def chest_ct(rng: np.random.Generator, at_wall: bool, tumour_hu: float = 30.0) -> ChestCT:
+def chest_ct(rng: np.random.Generator, at_wall: bool, tumour_hu: float = 90.0) -> ChestCT:
     """A chest slab with two lungs and a round tumour in one of them (touching the chest wall if ``at_wall``)."""
     grid = physical_grid(SHAPE, SPACING)
     body, lung, lungs = _lungs(grid)
     cz, cy, cx, rz, ry, rx = lungs[rng.integers(2)]
-    radius = rng.uniform(6.0, 11.0)
+    radius = rng.uniform(7.0, 13.0)
     side = np.sign(cx - (SHAPE[2] - 1) * SPACING[2] / 2)
     # free in the lung: near its centre; at the wall: the centre sits on the lung's outer edge
     dx = side * (rx - 1.0) if at_wall else rng.uniform(-3, 3)
     centre = (cz + rng.uniform(-8, 8), cy + rng.uniform(-6, 6), cx + dx)
     tumour = ellipsoid(grid, centre, (radius,) * 3)
-    hu = np.where(body, 40.0, -1000.0)
+    hu = np.where(body, 20.0, -1000.0)
     hu = np.where(lung, -820.0, hu)
     hu = np.where(tumour, tumour_hu, hu) + rng.normal(0, 25.0, SHAPE)
     # readers: the first outlines the tumour itself, the second a little generously, the third tighter and shifted
@@ -99,7 +100,7 @@ def write_public_dataset(raw: Path, cases: int, rng: np.random.Generator) -> Pat
     folder = create_dataset_folder(raw, PUBLIC_ID, PUBLIC_NAME)
     affine = affine_for(SPACING, (-48.0, -48.0, 0.0))
     for i in range(cases):
-        case = chest_ct(rng, at_wall=False, tumour_hu=rng.uniform(10, 60))
+        case = chest_ct(rng, at_wall=False, tumour_hu=rng.uniform(80, 120))
         save_nifti(case.hu, affine, folder / "imagesTr" / f"public_{i:03d}_0000.nii.gz")
         save_nifti(case.readers["reader1"].astype(np.uint8), affine, folder / "labelsTr" / f"public_{i:03d}.nii.gz")
     write_dataset_json(folder, {"0": "CT"}, {"background": 0, "tumour": 1}, cases)
@@ -113,7 +114,7 @@ def train_pretrained(work: Path, target: Path, cases: int, rng: np.random.Genera
     write_public_dataset(work / "raw", cases, rng)
     steps = [["plan", str(PUBLIC_ID), "-c", "3d_fullres", "--base-features", "4", "--max-features", "16",
               "-np", "1", "--quiet"],
-             ["train", str(PUBLIC_ID), "3d_fullres", "--fold", "all", "--epochs", "2", "--iterations", "12",
+             ["train", str(PUBLIC_ID), "3d_fullres", "--fold", "all", "--epochs", "2", "--iterations", "50",
               "--val-iterations", "2", "--workers", "0", "--device", "cpu", "--no-validation"]]
     for argv in steps:
         if medseg(argv) != 0:
@@ -126,19 +127,22 @@ def train_pretrained(work: Path, target: Path, cases: int, rng: np.random.Genera
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("folder", type=Path, help="where to write studies/ and pretrained/ (must not exist)")
-    parser.add_argument("--cases", type=int, default=10, help="DICOM studies (default 10; every third is hard)")
+    parser.add_argument("--cases", type=int, default=10, help="DICOM studies to train on (default 10)")
+    parser.add_argument("--test-cases", type=int, default=4, help="held-out DICOM studies (default 4)")
     parser.add_argument("--public-cases", type=int, default=6, help="cases of the pretrained model's dataset")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     if args.folder.exists():
         parser.error(f"{args.folder} exists; give a new folder")
     rng = np.random.default_rng(args.seed)
-    for i in range(args.cases):
-        write_study(args.folder / "studies" / f"LUNG1-{i + 1:03d}", chest_ct(rng, at_wall=i % 3 == 2))
+    for i in range(args.cases + args.test_cases):
+        kind = "studies" if i < args.cases else "test_studies"
+        write_study(args.folder / kind / f"LUNG1-{i + 1:03d}", chest_ct(rng, at_wall=i % 3 == 2))
     model = train_pretrained(args.folder / "pretrained_training",
                              args.folder / "pretrained" / f"Dataset{PUBLIC_ID}_{PUBLIC_NAME}" / MODEL_NAME,
                              args.public_cases, rng)
-    print(f"Wrote {args.cases} DICOM studies to {args.folder / 'studies'} and the pretrained model {model}")
+    print(f"Wrote {args.cases} DICOM studies to {args.folder / 'studies'}, {args.test_cases} to "
+          f"{args.folder / 'test_studies'} and the pretrained model {model}")
     return 0
 
 
