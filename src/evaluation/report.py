@@ -31,21 +31,27 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.output) if args.output else Path(args.pred_dir) / "evaluation"
     ev = evaluate_folders(args.pred_dir, args.ref_dirs, regions, other_pred_dir=args.compare, resample=args.resample,
                           missing_as_empty=args.missing_as_empty, ignore_unlisted=args.ignore_unlisted)
-    report = write_report(ev, out, args)
+    data: dict = {}
+    report = write_report(ev, out, args, data)
     for note in ev.notes:
         print(f"note: {note}")
     print(report)
     print(f"\nResults written to {out}/")
+    unsplit = data.get("hard_cases", {}).get("splits_error")
+    if unsplit:
+        # --hard-below asked for a splits file; a training run reading it must not start from nothing (or a stale one)
+        raise MedSegError(f"No splits_final.json written: {unsplit} Lower --hard-below, or give --splits.")
     return 0
 
 
-def write_report(ev: Evaluation, out: Path, args: argparse.Namespace) -> str:
-    """Write every output file; return the text to print."""
+def write_report(ev: Evaluation, out: Path, args: argparse.Namespace, data: dict | None = None) -> str:
+    """Write every output file; return the text to print. ``data`` gets what evaluation.json holds."""
     summary = summarize(ev.rows)
     text = ["Per case:", per_case_table(ev.rows), "", "Per label (over cases):", summary_table(summary)]
-    data: dict = {"conventions": CONVENTIONS, "prediction_dir": str(args.pred_dir),
-                  "reference_dirs": [str(d) for d in args.ref_dirs], "references": ev.reference_names,
-                  "labels": ev.labels, "notes": ev.notes, "summary": summary, "per_case": ev.rows}
+    data = {} if data is None else data
+    data.update({"conventions": CONVENTIONS, "prediction_dir": str(args.pred_dir),
+                 "reference_dirs": [str(d) for d in args.ref_dirs], "references": ev.reference_names,
+                 "labels": ev.labels, "notes": ev.notes, "summary": summary, "per_case": ev.rows})
     write_rows_csv(out / "per_case.csv", ev.rows, ROW_COLUMNS)
     write_rows_csv(out / "summary.csv", summary_rows(summary))
     if ev.other_rows is not None:
@@ -90,6 +96,8 @@ def _hard_cases(ev: Evaluation, out: Path, args, data: dict) -> str:
     try:
         splits = splits_with_hard_cases_in_training([h["case"] for h in hard], cases, existing)
     except MedSegError as exc:
+        (out / "splits_final.json").unlink(missing_ok=True)  # one from an earlier run would no longer be true
+        data["hard_cases"]["splits_error"] = str(exc)
         return text + f"No splits file written: {exc}"
     write_json(out / "splits_final.json", splits)
     return text + f"splits_final.json ({len(splits)} folds) puts them in every fold's training set."
