@@ -63,12 +63,12 @@ def _lungs(grid) -> tuple[np.ndarray, np.ndarray, list[tuple[float, ...]]]:
     return body, lung, [lungs[0] + radii, lungs[1] + radii]
 
 
-def chest_ct(rng: np.random.Generator, at_wall: bool, tumour_hu: float = 90.0) -> ChestCT:
+def chest_ct(rng: np.random.Generator, at_wall: bool, tumour_hu: float = 160.0) -> ChestCT:
     """A chest slab with two lungs and a round tumour in one of them (touching the chest wall if ``at_wall``)."""
     grid = physical_grid(SHAPE, SPACING)
     body, lung, lungs = _lungs(grid)
     cz, cy, cx, rz, ry, rx = lungs[rng.integers(2)]
-    radius = rng.uniform(7.0, 13.0)
+    radius = rng.uniform(9.0, 14.0)
     side = np.sign(cx - (SHAPE[2] - 1) * SPACING[2] / 2)
     # free in the lung: near its centre; at the wall: the centre sits on the lung's outer edge
     dx = side * (rx - 1.0) if at_wall else rng.uniform(-3, 3)
@@ -76,7 +76,7 @@ def chest_ct(rng: np.random.Generator, at_wall: bool, tumour_hu: float = 90.0) -
     tumour = ellipsoid(grid, centre, (radius,) * 3)
     hu = np.where(body, 20.0, -1000.0)
     hu = np.where(lung, -820.0, hu)
-    hu = np.where(tumour, tumour_hu, hu) + rng.normal(0, 25.0, SHAPE)
+    hu = np.where(tumour, tumour_hu, hu) + rng.normal(0, 20.0, SHAPE)
     # readers: the first outlines the tumour itself, the second a little generously, the third tighter and shifted
     outlines = {"reader1": (centre, radius), "reader2": (centre, radius + 1.5),
                 "reader3": ((centre[0], centre[1] + 1.5, centre[2] - 1.0), radius - 1.0)}
@@ -100,7 +100,7 @@ def write_public_dataset(raw: Path, cases: int, rng: np.random.Generator) -> Pat
     folder = create_dataset_folder(raw, PUBLIC_ID, PUBLIC_NAME)
     affine = affine_for(SPACING, (-48.0, -48.0, 0.0))
     for i in range(cases):
-        case = chest_ct(rng, at_wall=False, tumour_hu=rng.uniform(80, 120))
+        case = chest_ct(rng, at_wall=False, tumour_hu=rng.uniform(140, 200))
         save_nifti(case.hu, affine, folder / "imagesTr" / f"public_{i:03d}_0000.nii.gz")
         save_nifti(case.readers["reader1"].astype(np.uint8), affine, folder / "labelsTr" / f"public_{i:03d}.nii.gz")
     write_dataset_json(folder, {"0": "CT"}, {"background": 0, "tumour": 1}, cases)
