@@ -20,6 +20,7 @@ test factory, RT-STRUCTs with chimerax.medseg.images.rtstruct_write); nothing is
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import shutil
 import sys
@@ -116,9 +117,13 @@ def train_pretrained(work: Path, target: Path, cases: int, rng: np.random.Genera
               "-np", "1", "--quiet"],
              ["train", str(PUBLIC_ID), "3d_fullres", "--fold", "all", "--epochs", "2", "--iterations", "50",
               "--val-iterations", "2", "--workers", "0", "--device", "cpu", "--no-validation"]]
+    log = work / "medseg_log.txt"
     for argv in steps:
-        if medseg(argv) != 0:
-            raise SystemExit(f"medseg {' '.join(argv)} failed")
+        print(f"medseg {' '.join(argv)}  (output in {log})", flush=True)
+        with open(log, "a") as out, contextlib.redirect_stdout(out):
+            code = medseg(argv)
+        if code != 0:
+            raise SystemExit(f"medseg {' '.join(argv)} failed; see {log}")
     model = work / "results" / f"Dataset{PUBLIC_ID}_{PUBLIC_NAME}" / MODEL_NAME
     shutil.copytree(model, target)
     return target

@@ -13,8 +13,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
 REPO = Path(__file__).resolve().parents[2]
 PAGE = REPO / "docs" / "workflow.md"
 SKIP_MARK = "# not run in the tests:"
@@ -102,3 +100,8 @@ def test_workflow_page_runs_as_written(tmp_path):
     for relative in EXPECTED:
         assert Path(relative).name in text, f"the page does not mention {relative}"
         assert (walk / relative).exists(), f"{relative} was not written"
+    # what the page says these files hold: the two models side by side, the readers' pairs
+    header = (walk / "compare" / "comparison.csv").read_text().splitlines()[0].split(",")
+    assert {"dice_a", "dice_b", "hd95_a", "hd95_b"} <= set(header)
+    pairs = (walk / "stability" / "inter_reference.csv").read_text().splitlines()[1:]
+    assert {tuple(line.split(",")[1:3]) for line in pairs} == {("r1", "r2"), ("r1", "r3"), ("r2", "r3")}
