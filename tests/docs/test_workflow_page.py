@@ -11,6 +11,7 @@ import os
 import re
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
@@ -93,8 +94,9 @@ def test_workflow_page_runs_as_written(tmp_path):
         if reason:
             print(f"[{number}] skipped ({reason}): {command}")
             continue
+        start = time.monotonic()
         result = run_in_shell(command, state, env)
-        print(f"[{number}] $ {command}\n{result.stdout[-3000:]}")
+        print(f"[{number}] $ {command}   ({time.monotonic() - start:.1f} s)\n{result.stdout[-3000:]}")
         assert result.returncode == 0, f"command {number} failed: {command}\n{result.stdout[-3000:]}\n{result.stderr}"
     walk = tmp_path / "home" / "medseg_workflow"
     for relative in EXPECTED:
