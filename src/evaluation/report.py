@@ -23,6 +23,9 @@ def run(args: argparse.Namespace) -> int:
         raise MedSegError("Give either --labels or --dataset-json, not both.")
     if args.splits and args.hard_below is None:
         raise MedSegError("--splits is used with --hard-below (it says which splits file to put the hard cases in).")
+    if args.num_folds is not None and (args.hard_below is None or args.splits or args.num_folds < 2):
+        raise MedSegError("--num-folds K (at least 2) goes with --hard-below, without --splits: it is the number of "
+                          "folds made of the cases that are not hard.")
     regions = parse_regions(args.labels) if args.labels else (
         regions_from_dataset_json(args.dataset_json) if args.dataset_json else None)
     if args.plots:
@@ -94,7 +97,8 @@ def _hard_cases(ev: Evaluation, out: Path, args, data: dict) -> str:
         text += format_table(["case", "worst label", "dice", "labels below"],
                              [[h["case"], h["worst_label"], h["dice"], " ".join(h["labels_below"])] for h in hard]) + "\n"
     try:
-        splits = splits_with_hard_cases_in_training([h["case"] for h in hard], cases, existing)
+        splits = splits_with_hard_cases_in_training([h["case"] for h in hard], cases, existing,
+                                                    args.num_folds or 5)
     except MedSegError as exc:
         (out / "splits_final.json").unlink(missing_ok=True)  # one from an earlier run would no longer be true
         data["hard_cases"]["splits_error"] = str(exc)

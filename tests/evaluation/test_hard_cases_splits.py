@@ -45,3 +45,21 @@ def test_no_hard_case_keeps_the_given_folds(tmp_path):
     assert main(["evaluate", str(tmp_path / "pred"), str(tmp_path / "ref"), "--hard-below", "0.5", "--splits",
                  str(given), "-o", str(tmp_path / "out")]) == 0
     assert json.loads((tmp_path / "out" / "splits_final.json").read_text()) == json.loads(given.read_text())
+
+
+def test_num_folds_makes_k_folds_of_the_other_cases(tmp_path, capsys):
+    cases = {f"c{i}": i not in (0, 3) for i in range(8)}          # c0 and c3 missed: the hard ones
+    _cases(tmp_path, cases)
+    out = tmp_path / "out"
+    argv = ["evaluate", str(tmp_path / "pred"), str(tmp_path / "ref"), "--hard-below", "0.5", "-o", str(out)]
+    assert main(argv + ["--num-folds", "3"]) == 0
+    splits = json.loads((out / "splits_final.json").read_text())
+    assert len(splits) == 3
+    assert sorted(c for f in splits for c in f["val"]) == sorted(c for c, hit in cases.items() if hit)
+    assert all({"c0", "c3"} <= set(f["train"]) and not set(f["train"]) & set(f["val"]) for f in splits)
+    assert all(set(f["train"]) | set(f["val"]) == set(cases) for f in splits)
+    # --num-folds without --hard-below, or with --splits (whose folds are kept), or below 2: refused first
+    for extra in (["--num-folds", "1"], ["--num-folds", "3", "--splits", str(out / "splits_final.json")]):
+        assert main(argv + extra) == 1
+        assert "--num-folds K (at least 2) goes with --hard-below" in capsys.readouterr().err
+    assert main(["evaluate", str(tmp_path / "pred"), str(tmp_path / "ref"), "--num-folds", "3"]) == 1
