@@ -41,7 +41,6 @@ from chimerax.medseg.images.rtstruct_write import write_rtstruct  # noqa: E402
 
 SHAPE = (24, 48, 48)              # slices, rows, columns
 SPACING = (3.0, 2.0, 2.0)         # mm: slice step, row and column spacing
-READERS = ("reader1", "reader2", "reader3")
 PUBLIC_ID, PUBLIC_NAME = 901, "PublicLung"
 MODEL_NAME = "nnUNetTrainer__nnUNetPlans__3d_fullres"
 
