@@ -80,7 +80,9 @@ def _comparison(ev: Evaluation, out: Path, args, data: dict) -> str:
         for metric in ("dice", "hd95"):
             t = by_metric[metric]
             rows.append([label, metric, t["a"]["mean"], t["b"]["mean"], t["median_diff"], t["n"], t["p_value"]])
+    per_case = [[d["case"], d["label"], d["dice_a"], d["dice_b"], d["hd95_a"], d["hd95_b"]] for d in diffs]
     return (f"Comparison: A = {args.pred_dir}, B = {args.compare} (against {ev.reference_names[0]})\n"
+            + format_table(["case", "label", "dice A", "dice B", "hd95 A", "hd95 B"], per_case) + "\n\n"
             + format_table(["label", "metric", "mean A", "mean B", "median A-B", "cases", "Wilcoxon p"], rows))
 
 
