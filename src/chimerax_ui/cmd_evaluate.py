@@ -3,7 +3,8 @@ label volumes, log the table, and show false positives / false negatives as colo
 from __future__ import annotations
 
 import html
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 from chimerax.core.commands import BoolArg, CmdDesc, StringArg, register
@@ -66,11 +67,13 @@ def _evaluate(session: Any, prediction: Any, references: list, labels: str | Non
     elif regions is None and label_names:
         values = set(np.unique(pred)) | set().union(*(set(np.unique(r)) for r in refs))
         regions = regions_from_values(values, label_names)
-    ev = evaluate_label_arrays(pred, refs, names, spacing, regions, case=prediction.name, ignore_unlisted=ignore_unlisted,
-                              unlisted_hint="Add them to 'labels', or add 'ignoreUnlisted true' to score only the listed labels.")
+    ev = evaluate_label_arrays(pred, refs, names, spacing, regions, case=prediction.name,
+                               ignore_unlisted=ignore_unlisted,
+                               unlisted_hint="Add them to 'labels', or add 'ignoreUnlisted true' to score only the "
+                                             "listed labels.")
     _log_tables(session, prediction, ev)
     if show_errors:
-        evaluated = regions if regions is not None else [Region(l, (int(l),)) for l in ev.labels]
+        evaluated = regions if regions is not None else [Region(label, (int(label),)) for label in ev.labels]
         _show_errors(session, error_map(pred, refs[0], evaluated), prediction, first)
     return ev
 
@@ -91,7 +94,8 @@ def _labels_on_grid(volume, reference, resample: bool) -> np.ndarray:
 
 def _html_table(header: Sequence[str], rows: Sequence[Sequence], caption: str) -> str:
     cells = lambda row, tag: "".join(  # noqa: E731
-        f"<{tag}{'' if isinstance(c, str) else ' align=right'}>{html.escape(c if isinstance(c, str) else format_number(c))}</{tag}>"
+        f"<{tag}{'' if isinstance(c, str) else ' align=right'}>"
+        f"{html.escape(c if isinstance(c, str) else format_number(c))}</{tag}>"
         for c in row)
     return (f"<table border=1 cellpadding=3 cellspacing=0><caption>{html.escape(caption)}</caption>"
             f"<tr>{cells(header, 'th')}</tr>" + "".join(f"<tr>{cells(r, 'td')}</tr>" for r in rows) + "</table>")
@@ -103,7 +107,8 @@ def _log_tables(session, prediction, ev) -> None:
     rows = [[r["reference"], r["label"], r["dice"], r["iou"], r["hd95"], r["asd"], r["volume_pred_ml"],
              r["volume_ref_ml"], "yes" if r["missed"] else "", f'{r["lesions_missed"]}/{r["lesions_ref"]}']
             for r in ev.rows]
-    session.logger.info(_html_table(header, rows, f"Evaluation of #{prediction.id_string} {prediction.name}"), is_html=True)
+    session.logger.info(_html_table(header, rows, f"Evaluation of #{prediction.id_string} {prediction.name}"),
+                        is_html=True)
     if ev.pair_rows:
         head, stab = stability_table(summarize_stability(ev.rows, ev.pair_rows, ev.reference_names), "dice")
         session.logger.info(_html_table(head, stab, "Stability across references"), is_html=True)
@@ -123,7 +128,8 @@ def _show_errors(session, errors: np.ndarray, prediction, reference) -> None:
     volume.display = False
     volume.medseg_error_surfaces = surfaces
     shown = ", ".join(f"{ERROR_KINDS[k]} {int(counts[k])} voxels ({_color_name(k)})" for k in ERROR_KINDS)
-    session.logger.info(f"Errors of #{prediction.id_string} against #{reference.id_string} shown as #{volume.id_string}: {shown}.")
+    session.logger.info(f"Errors of #{prediction.id_string} against #{reference.id_string} shown as "
+                        f"#{volume.id_string}: {shown}.")
 
 
 def _color_name(kind: int) -> str:

@@ -71,7 +71,7 @@ class ModelTask(BackgroundTask):
 
     thread_name = "medseg-models"
 
-    def __init__(self, session: Any, title: str, job: Callable[["ModelTask"], list[str]]) -> None:
+    def __init__(self, session: Any, title: str, job: Callable[[ModelTask], list[str]]) -> None:
         super().__init__(session, title)
         self._job = job
 

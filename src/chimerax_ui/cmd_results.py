@@ -7,8 +7,9 @@ table issues it).
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 from chimerax.core.colors import Color
@@ -31,7 +32,8 @@ _SUFFIXES = {".nii": "nifti", ".nii.gz": "nifti", ".dcm": "dicom-seg"}
 def register_commands(logger: Any) -> None:
     register("segment save", CmdDesc(required=[("volume", MapArg), ("path", SaveFileNameArg)],
                                      keyword=[("format", EnumOf(FORMATS)), ("wait", BoolArg)],
-                                     synopsis="Save a label volume as NIfTI, DICOM-SEG or RT-STRUCT"), segment_save, logger=logger)
+                                     synopsis="Save a label volume as NIfTI, DICOM-SEG or RT-STRUCT"),
+             segment_save, logger=logger)
     register("segment labels", CmdDesc(required=[("volume", MapArg)],
                                        keyword=[("names", ListOf(StringArg)), ("show", BoolArg), ("color", ColorArg)],
                                        synopsis="Show, hide or colour the surfaces of a label volume's structures"),
@@ -62,14 +64,14 @@ class SaveTask(BackgroundTask):
         self.label_names: dict[int, str] = dict(getattr(volume, "medseg_label_names", {}) or {})
         self.source = getattr(volume, "medseg_dicom_source", None)
         affine = grid_to_scene(volume)
-        spacing = tuple(float(np.linalg.norm(affine[:3, a])) for a in (2, 1, 0))
-        self.reference = Image(self.labels[None], spacing, affine)
+        z, y, x = (float(np.linalg.norm(affine[:3, a])) for a in (2, 1, 0))
+        self.reference = Image(self.labels[None], (z, y, x), affine)
         self.volume_id = volume.id_string
         if format in DICOM_FORMATS and self.source is None:
             raise MedSegError(f"#{volume.id_string} was not segmented from a DICOM series (open it with "
                               f"`segment dicom`), so a {format} file cannot reference its source; save it as NIfTI.")
-        self.colors = {v: tuple(int(c) for c in rgba[:3]) for v, rgba in enumerate(getattr(volume, "segment_colors",
-                                                                                             []))}
+        self.colors = {v: (int(rgba[0]), int(rgba[1]), int(rgba[2]))
+                       for v, rgba in enumerate(getattr(volume, "segment_colors", []))}
         if not self.label_names:
             values = [int(v) for v in np.unique(self.labels) if v]
             self.label_names = {v: f"label {v}" for v in values}
@@ -93,7 +95,7 @@ def segment_save(session: Any, volume: Any, path: str, format: str | None = None
     if target.is_dir():
         raise MedSegError(f"{target} is a folder; give a file name (e.g. {target / 'labels.nii.gz'}).")
     task = SaveTask(session, volume, target, output_format(path, format))
-    return task.start(wait)  # type: ignore[return-value]
+    return task.start(wait)
 
 
 @user_errors

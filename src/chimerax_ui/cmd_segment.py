@@ -9,9 +9,10 @@ engine stops at the next tile and no model is added. The prediction options are
 from __future__ import annotations
 
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from chimerax.core.commands import BoolArg, CmdDesc, EnumOf, FloatArg, ListOf, SaveFileNameArg, StringArg, register
 from chimerax.map import MapsArg
@@ -25,8 +26,15 @@ from .cmd_results import FORMATS, output_format, segment_save
 from .errors import user_errors
 from .tasks import BackgroundTask, running_tasks
 from .torch_check import require_torch
-from .volumes import (add_label_surfaces, image_from_volumes, label_colors, label_statistics, label_table_html,
-                      make_label_volume, match_channels)
+from .volumes import (
+    add_label_surfaces,
+    image_from_volumes,
+    label_colors,
+    label_statistics,
+    label_table_html,
+    make_label_volume,
+    match_channels,
+)
 
 # How each kind of prediction option is typed in ChimeraX (see inference/options.py).
 _ARGS = {"names": ListOf(StringArg), "device": StringArg, "flag": BoolArg, "no-flag": BoolArg,
@@ -65,7 +73,7 @@ class Request:
 @user_errors
 def segment(session: Any, model: str, volumes: Sequence, surfaces: bool = True, smooth: bool = False,
             name: str | None = None, wait: bool | None = None, save: str | None = None,
-            format: str | None = None, **options: Any) -> "SegmentJob":
+            format: str | None = None, **options: Any) -> SegmentJob:
     """Start segmenting ``volumes`` (one per model channel); returns the running job.
 
     ``options`` are the prediction options (folds, device, fast, mirroring, step, ...).
@@ -147,7 +155,7 @@ class SegmentJob(BackgroundTask):
         self._image: Image | None = None
         self._last_percent = -1
 
-    def start(self, wait: bool | None = None) -> "SegmentJob":
+    def start(self, wait: bool | None = None) -> SegmentJob:
         r = self.request
         self._image, notes = image_from_volumes(r.volumes, r.folder.channel_names)  # reads volumes: main thread
         for note in notes:

@@ -121,7 +121,7 @@ class PanelController:
             surface = surfaces.get(value)
             color = surface.color if surface is not None else r.colors[value]
             rows.append({"value": value, "name": name, "voxels": count, "volume_ml": round(mm3 / 1000, 3),
-                         "color": "#%02x%02x%02x" % tuple(int(c) for c in color[:3]),
+                         "color": "#{:02x}{:02x}{:02x}".format(*(int(c) for c in color[:3])),
                          "shown": bool(surface is not None and surface.display), "has_surface": surface is not None})
         return {"state": "done", "volume": volume.id_string, "name": volume.name, "model": r.model_title,
                 "seconds": round(job.seconds, 1), "rows": rows,

@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import threading
 import time
-from typing import Any
+from typing import Any, TypeVar
 
 from chimerax.core.errors import UserError
 
 from ..errors import Cancelled, MedSegError
+
+_Task = TypeVar("_Task", bound="BackgroundTask")  # start() and wait() return the subclass
 
 
 class BackgroundTask:
@@ -51,7 +53,7 @@ class BackgroundTask:
         self.session.logger.info(f"{self.title} stopped; nothing was added.")
 
     # -- control --
-    def start(self, wait: bool | None = None) -> "BackgroundTask":
+    def start(self: _Task, wait: bool | None = None) -> _Task:
         """Run :meth:`work` in a thread; with ``wait`` (default: without a GUI) block until it is delivered."""
         running_tasks(self.session).append(self)
         self._foreground = wait if wait is not None else not self.session.ui.is_gui
@@ -73,7 +75,7 @@ class BackgroundTask:
     def stopping(self) -> bool:
         return self._stop.is_set()
 
-    def wait(self, timeout: float | None = None) -> "BackgroundTask":
+    def wait(self: _Task, timeout: float | None = None) -> _Task:
         """Block until the work ends, then deliver (call on the main thread)."""
         if not self._finished.wait(timeout):
             raise TimeoutError(f"{self.title} still running after {timeout} s")

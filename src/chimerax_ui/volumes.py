@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import html
 import re
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 from chimerax.map import volume_from_grid_data

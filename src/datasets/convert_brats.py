@@ -59,10 +59,11 @@ def convert_brats(source: str | os.PathLike, raw_root: str | os.PathLike, datase
         files = {key: _find(folder, folder.name, suffixes) for key, suffixes in CHANNELS.items()}
         seg = _find(folder, folder.name, SEG_SUFFIXES)
         missing = [k for k, v in files.items() if v is None] + ([] if seg else ["seg"])
-        if missing:
+        images = [v for v in files.values() if v is not None]  # in CHANNELS order, as files is
+        if missing or seg is None:
             problems.append(f"{folder.name}: missing {', '.join(missing)}")
         else:
-            cases.append((folder.name, [files[k] for k in CHANNELS], seg))
+            cases.append((folder.name, images, seg))
     if problems:
         raise MedSegError(f"{len(problems)} BraTS patient folder(s) are incomplete ({'; '.join(problems[:5])}"
                           f"{'; ...' if len(problems) > 5 else ''}); nothing was written.")
@@ -72,6 +73,8 @@ def convert_brats(source: str | os.PathLike, raw_root: str | os.PathLike, datase
             for c, path in enumerate(images):
                 _copy_as_nii_gz(path, target / "imagesTr" / f"{patient}_{c:04d}.nii.gz")
             seg_img = nib.load(str(seg_path))
+            if not isinstance(seg_img, nib.Nifti1Image):  # NIfTI-2 images are Nifti1Image too
+                raise MedSegError(f"{seg_path} is not a NIfTI image; BraTS label files are .nii or .nii.gz.")
             labels = remap_brats_labels(np.asanyarray(seg_img.dataobj), patient)
             out = nib.Nifti1Image(labels, seg_img.affine, seg_img.header)
             out.set_data_dtype(np.uint8)

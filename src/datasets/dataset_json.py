@@ -37,8 +37,7 @@ class RawDataset:
 
     @property
     def channel_names(self) -> dict[str, str]:
-        names = self.meta.get("channel_names", self.meta.get("modality"))
-        return {str(k): str(v) for k, v in names.items()}
+        return {str(k): str(v) for k, v in channel_names(self.meta).items()}
 
     @property
     def num_channels(self) -> int:
@@ -91,8 +90,17 @@ class RawDataset:
                 for name, files in scan_image_folder(self.folder / "imagesTr", self.file_ending).items()]
 
     def _resolve(self, path: str) -> Path:
-        path = Path(os.path.expandvars(path))
-        return path if path.is_absolute() else (self.folder / path).resolve()
+        expanded = Path(os.path.expandvars(path))
+        return expanded if expanded.is_absolute() else (self.folder / expanded).resolve()
+
+
+def channel_names(meta: dict) -> dict:
+    """dataset.json's channels by index (nnU-Net v1 called them ``modality``)."""
+    names = meta.get("channel_names", meta.get("modality"))
+    if not isinstance(names, dict):
+        raise MedSegError("dataset.json has no 'channel_names' (e.g. {\"0\": \"CT\"}). Fix dataset.json (see "
+                          "docs/training.md) and run again.")
+    return names
 
 
 def scan_image_folder(folder: Path, file_ending: str) -> dict[str, list[Path]]:

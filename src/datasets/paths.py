@@ -49,11 +49,12 @@ def find_dataset(id_or_name: str | int, root: str | os.PathLike | None = None) -
     if not root.is_dir():
         raise MedSegError(f"The raw data folder {root} does not exist. Set MEDSEG_DATA (or nnUNet_raw) to the folder "
                           "holding your DatasetNNN_Name folders, or give the dataset's path.")
-    candidates = [p for p in sorted(root.iterdir()) if p.is_dir() and DATASET_FOLDER.match(p.name)]
+    folders = {p: m for p in sorted(root.iterdir()) if p.is_dir() and (m := DATASET_FOLDER.match(p.name))}
+    candidates = list(folders)
     if text.isdigit():
-        matches = [p for p in candidates if int(DATASET_FOLDER.match(p.name)["id"]) == int(text)]
+        matches = [p for p, m in folders.items() if int(m["id"]) == int(text)]
     else:
-        matches = [p for p in candidates if p.name == text or DATASET_FOLDER.match(p.name)["name"] == text]
+        matches = [p for p, m in folders.items() if p.name == text or m["name"] == text]
     if not matches:
         known = ", ".join(p.name for p in candidates) or "none"
         raise MedSegError(f"No dataset {text!r} in {root} (found: {known}). Check the id or name, or set MEDSEG_DATA.")

@@ -15,9 +15,9 @@ from __future__ import annotations
 
 import os
 import shutil
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 import nibabel as nib
 import numpy as np
@@ -71,7 +71,7 @@ def radial(grid: list[np.ndarray], centre, radii) -> tuple[np.ndarray, list[np.n
 
 def bumpy(direction: list[np.ndarray], rng: np.random.Generator, amplitude: float, terms: int = 4) -> np.ndarray:
     """A smooth random modulation of a surface: sum of low-frequency waves over the direction."""
-    out = 1.0
+    out = np.ones_like(direction[0], dtype=np.float64)
     for _ in range(terms):
         v = rng.normal(size=3)
         v /= np.linalg.norm(v)
@@ -107,7 +107,8 @@ def make_phantom(rng: np.random.Generator, spacing: Sequence[float] | None = Non
     if spacing is None:
         inplane = rng.uniform(1.8, 2.4)
         spacing = (rng.uniform(1.8, 3.2), inplane, inplane)
-    spacing = tuple(float(s) for s in spacing)
+    z, y, x = (float(s) for s in spacing)
+    spacing = (z, y, x)
     if shape is None:
         radii = np.array(BRAIN_RADII_MM) * rng.uniform(0.9, 1.1, 3)
         extent = 2 * radii + 2 * MARGIN_MM
@@ -141,14 +142,14 @@ def make_phantom(rng: np.random.Generator, spacing: Sequence[float] | None = Non
 def _render(tissue: np.ndarray, labels: np.ndarray, spacing, rng: np.random.Generator) -> np.ndarray:
     """MRI-like channels from the tissue and label maps: contrast, blur, bias field, Rician noise, gain."""
     from scipy.ndimage import gaussian_filter
-    names = [None, "white_matter", "grey_matter", "csf"]
+    names = {1: "white_matter", 2: "grey_matter", 3: "csf"}
     brain = tissue > 0
     grid = [g / g.max() - 0.5 for g in physical_grid(tissue.shape, (1, 1, 1))]
     image = np.zeros((len(CHANNELS),) + tissue.shape, np.float32)
     for c in range(len(CHANNELS)):
         ch = np.zeros(tissue.shape, np.float64)
-        for value in (1, 2, 3):
-            ch[tissue == value] = TISSUES[names[value]][c]
+        for value, name in names.items():
+            ch[tissue == value] = TISSUES[name][c]
         for label, name in ((EDEMA, "edema"), (NECROSIS, "necrosis"), (ENHANCING, "enhancing")):
             ch[labels == label] = TISSUES[name][c]
         ch = gaussian_filter(ch, sigma=[0.6 / s * 2 for s in spacing])  # partial volume at ~2 mm
@@ -172,7 +173,8 @@ def _random_affine(spacing, rng: np.random.Generator, rotate: bool) -> np.ndarra
     return affine_for(spacing, rng.uniform(-80, -40, 3), rot)
 
 
-def affine_for(spacing_zyx: Sequence[float], origin_xyz=(0.0, 0.0, 0.0), rotation: np.ndarray | None = None) -> np.ndarray:
+def affine_for(spacing_zyx: Sequence[float], origin_xyz=(0.0, 0.0, 0.0),
+               rotation: np.ndarray | None = None) -> np.ndarray:
     """NIfTI affine mapping voxel (i=x, j=y, k=z) to RAS mm for an array stored as (z, y, x)."""
     aff = np.eye(4)
     aff[:3, :3] = (np.eye(3) if rotation is None else rotation) @ np.diag(list(spacing_zyx)[::-1])

@@ -2,9 +2,9 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
@@ -23,7 +23,7 @@ class LabelMap:
     affine: np.ndarray
 
     @classmethod
-    def read(cls, path: str | os.PathLike) -> "LabelMap":
+    def read(cls, path: str | os.PathLike) -> LabelMap:
         image = read_image(path)
         if image.num_channels != 1:
             raise MedSegError(f"{path} has {image.num_channels} channels; a label map has one.")
@@ -42,10 +42,10 @@ def label_files(folder: str | os.PathLike) -> dict[str, Path]:
     return files
 
 
-def _names(cases: Sequence[str], limit: int = 5) -> str:
-    cases = sorted(cases)
-    more = f" and {len(cases) - limit} more" if len(cases) > limit else ""
-    return ", ".join(cases[:limit]) + more
+def _names(cases: Iterable[str], limit: int = 5) -> str:
+    ordered = sorted(cases)
+    more = f" and {len(ordered) - limit} more" if len(ordered) > limit else ""
+    return ", ".join(ordered[:limit]) + more
 
 
 def pair_cases(pred_dir: str | os.PathLike, ref_dirs: Sequence[str | os.PathLike],
@@ -72,7 +72,8 @@ def pair_cases(pred_dir: str | os.PathLike, ref_dirs: Sequence[str | os.PathLike
                               f"{_names(absent)}. Give every reference folder the same cases.")
     missing = set(refs[0]) - set(preds)
     if missing and missing_as_empty:
-        notes.append(f"{len(missing)} case(s) without a prediction were scored as empty predictions: {_names(missing)}.")
+        notes.append(f"{len(missing)} case(s) without a prediction were scored as empty predictions: "
+                     f"{_names(missing)}.")
     elif missing:
         notes.append(f"Matched {len(matched)} of the {len(refs[0])} reference cases in {ref_dirs[0]}; the "
                      f"{len(missing)} without a prediction were left out ({_names(missing)}); pass "
@@ -108,7 +109,8 @@ def onto_reference_grid(pred: LabelMap, ref: LabelMap, case: str, resample: bool
     return resample_labels(pred.labels, pred.affine, ref.labels.shape, ref.affine), True
 
 
-def resample_labels(labels: np.ndarray, affine: np.ndarray, shape: Sequence[int], target_affine: np.ndarray) -> np.ndarray:
+def resample_labels(labels: np.ndarray, affine: np.ndarray, shape: Sequence[int],
+                    target_affine: np.ndarray) -> np.ndarray:
     """Nearest-neighbour resampling of a (z, y, x) label map onto another grid (NIfTI affines)."""
     from scipy import ndimage
     ijk = np.linalg.inv(affine) @ target_affine  # target voxel (i, j, k) -> source voxel (i, j, k)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 
 
-
 def add_parser(subparsers) -> None:
     p = subparsers.add_parser(
         "evaluate", help="score predicted label maps against reference (ground-truth) label maps",
@@ -24,12 +23,14 @@ def add_parser(subparsers) -> None:
     p.add_argument("--compare", metavar="OTHER_PRED_DIR", help="a second model's predictions: side by side with "
                    "per-case differences and a Wilcoxon signed-rank test")
     p.add_argument("--hard-below", type=float, metavar="DICE",
-                   help="list cases where a label's Dice is below DICE and write splits_final.json with them in training")
+                   help="list cases where a label's Dice is below DICE and write splits_final.json with them in "
+                        "training")
     p.add_argument("--num-folds", type=int, metavar="K", help="with --hard-below and no --splits: make K folds of "
                    "the other cases (default 5)")
     p.add_argument("--splits", metavar="FILE", help="an existing splits_final.json to move the hard cases into "
                    "(default: make 5 folds of the evaluated cases)")
-    p.add_argument("--plots", action="store_true", help="also save box plots and a per-case bar chart (PNG; needs matplotlib)")
+    p.add_argument("--plots", action="store_true",
+                   help="also save box plots and a per-case bar chart (PNG; needs matplotlib)")
     p.add_argument("--resample", action="store_true", help="resample predictions that are on another grid than "
                    "their reference (nearest neighbour) instead of refusing them")
     p.add_argument("--missing-as-empty", action="store_true", help="score every reference case, one without a "

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -39,7 +39,8 @@ def wilcoxon_signed_rank(differences: Sequence[float]) -> dict:
     d = np.asarray([x for x in differences if not math.isnan(x)], dtype=np.float64)
     nonzero = int(np.count_nonzero(d))
     result = {"n": int(d.size), "n_nonzero": nonzero, "median_diff": float(np.median(d)) if d.size else float("nan"),
-              "mean_diff": float(d.mean()) if d.size else float("nan"), "statistic": float("nan"), "p_value": float("nan")}
+              "mean_diff": float(d.mean()) if d.size else float("nan"), "statistic": float("nan"),
+              "p_value": float("nan")}
     if d.size == 0:
         return result
     if nonzero == 0:

@@ -10,16 +10,18 @@ from __future__ import annotations
 import math
 import os
 import shutil
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable
 
 import numpy as np
 
 from ..errors import MedSegError
-from ..fileio import read_json, write_json
+from ..fileio import atomic_path, read_json, write_json
 from .metrics import dataset_regions
 from .postprocessing_choice import choose_postprocessing as choose
 from .summary import SUMMARY, case_entry, json_safe, summarize_cases, write_summary
+
 
 def _raw_cases(setup) -> dict:
     """Raw training cases by name (the validation compares against the original label files)."""
@@ -60,7 +62,7 @@ def validate_fold(model_dir: str | os.PathLike, fold: str, val_cases: Sequence[s
         prediction = predictor.predict(image, save_probabilities=save_probabilities)
         pred_file = write_label_image(prediction.labels, image, out / f"{name}{ending}")
         if save_probabilities:
-            from ..fileio import atomic_path
+            assert prediction.probabilities is not None  # predict returns them when asked to
             with atomic_path(out / f"{name}.npz") as tmp:
                 with open(tmp, "wb") as fh:
                     np.savez_compressed(fh, probabilities=prediction.probabilities.astype(np.float16))
@@ -139,6 +141,7 @@ def choose_best_configuration(model_dirs: Sequence[str | os.PathLike], folds: Se
 def _ensemble_dice(model_dirs: Sequence[Path], folds: Sequence[str]) -> float | None:
     """Mean foreground Dice of averaging the models' validation probabilities; None without them."""
     import torch
+
     from ..images import read_image
     from ..inference.export import probabilities_to_labels
     from ..models.labels import LabelScheme

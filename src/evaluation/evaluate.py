@@ -2,15 +2,16 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable
 
 import numpy as np
 
 from ..errors import MedSegError
-from .casefiles import LabelMap, describe_grid, onto_reference_grid, pair_cases, same_grid
 from ..fileio import read_json
+from .casefiles import LabelMap, describe_grid, onto_reference_grid, pair_cases, same_grid
 from .metrics import Region, case_metrics, dataset_regions, label_values, regions_from_values
 from .stability import stability_rows
 
@@ -87,7 +88,8 @@ def evaluate_folders(pred_dir: str | os.PathLike, ref_dirs: Sequence[str | os.Pa
                               f"case(s): {', '.join(absent[:5])}. Predict them, or pass --missing-as-empty.")
         notes += [f"(compared model) {n}" for n in other_notes]
     names = reference_names(ref_dirs)
-    rows, other_rows, pair_rows, seen = [], [] if others is not None else None, [], {}
+    rows, pair_rows, seen = [], [], {}
+    other_rows: list[dict] = []
     resampled = []
     for index, case in enumerate(cases):
         if progress:
@@ -96,12 +98,14 @@ def evaluate_folders(pred_dir: str | os.PathLike, ref_dirs: Sequence[str | os.Pa
         for name, ref in zip(names[1:], references[1:]):
             if not same_grid(ref, references[0]):
                 raise MedSegError(f"Case {case}: reference {name} ({describe_grid(ref)}) is not on the grid of "
-                                  f"reference {names[0]} ({describe_grid(references[0])}). Resample the references onto one grid.")
+                                  f"reference {names[0]} ({describe_grid(references[0])}). Resample the references "
+                                  "onto one grid.")
         pred, was_resampled, missing = _prediction(preds, case, references[0], resample)
         if was_resampled:
             resampled.append(case)
         other = _prediction(others, case, references[0], resample) if others is not None else None
-        values = {"prediction": label_values(pred)} | {f"reference {n}": label_values(r.labels) for n, r in zip(names, references)}
+        values = {"prediction": label_values(pred)} | {f"reference {n}": label_values(r.labels)
+                                                       for n, r in zip(names, references)}
         if other is not None:
             values["compared prediction"] = label_values(other[0])
             if other[1]:
@@ -121,7 +125,8 @@ def evaluate_folders(pred_dir: str | os.PathLike, ref_dirs: Sequence[str | os.Pa
             rows += [{"case": case, "reference": names[0], **r, **extra}
                      for r in case_metrics(pred, references[0].labels, case_regions, spacing)]
         if other is not None:
-            other_rows += [{"case": case, "reference": names[0], **r, "resampled": other[1], "missing_prediction": other[2]}
+            other_rows += [{"case": case, "reference": names[0], **r, "resampled": other[1],
+                            "missing_prediction": other[2]}
                            for r in case_metrics(other[0], references[0].labels, case_regions, spacing)]
     if resampled:
         notes.append(f"{len(resampled)} prediction(s) were resampled onto the reference grid (nearest neighbour): "
@@ -134,13 +139,13 @@ def evaluate_folders(pred_dir: str | os.PathLike, ref_dirs: Sequence[str | os.Pa
             notes.append(f"Label(s) {', '.join(never)} appear in no prediction and no reference (Dice NaN everywhere).")
     else:
         rows, pair_rows = _complete(rows, labels, seen), _complete(pair_rows, labels, seen)
-        other_rows = _complete(other_rows, labels, seen) if other_rows is not None else None
+        other_rows = _complete(other_rows, labels, seen)
     if progress:
         progress(1.0, "evaluation done")
-    return Evaluation(rows, labels, names, notes, other_rows, pair_rows)
+    return Evaluation(rows, labels, names, notes, other_rows if others is not None else None, pair_rows)
 
 
-def _prediction(files: dict | None, case: str, ref: LabelMap, resample: bool) -> tuple[np.ndarray, bool, bool]:
+def _prediction(files: dict, case: str, ref: LabelMap, resample: bool) -> tuple[np.ndarray, bool, bool]:
     """(labels on the reference grid, resampled?, missing?) for one case."""
     if case not in files:  # allowed only with missing_as_empty (checked by pair_cases)
         return np.zeros_like(ref.labels), False, True
@@ -157,7 +162,7 @@ def _complete(rows: list[dict], labels: Sequence[str], regions: dict[str, Region
     if not rows:
         return rows
     empty = case_metrics(np.zeros((1, 1, 1), np.uint8), np.zeros((1, 1, 1), np.uint8),
-                         [regions[l] for l in labels], (1.0, 1.0, 1.0))
+                         [regions[label] for label in labels], (1.0, 1.0, 1.0))
     empty_by_label = {r["label"]: r for r in empty}
     groups: dict[tuple, dict[str, dict]] = {}
     for r in rows:

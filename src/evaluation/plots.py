@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
@@ -83,11 +83,14 @@ def plot_per_case(rows: Sequence[dict], path: str | os.PathLike, metric: str = "
     step = 0.8 / len(sets)
     for k, (data, name) in enumerate(sets):
         x = np.arange(len(cases)) + (k - (len(sets) - 1) / 2) * step
-        ax.bar(x, [data.get(c, float("nan")) for c in cases], width=step, color=f"C{k}", label=name if other_rows else None)
+        ax.bar(x, [data.get(c, float("nan")) for c in cases], width=step, color=f"C{k}",
+               label=name if other_rows else None)
     if threshold is not None:
-        ax.axhline(threshold, color="crimson", linestyle="--", linewidth=1, label=f"hard: any label below {threshold:g}")
+        ax.axhline(threshold, color="crimson", linestyle="--", linewidth=1,
+                   label=f"hard: any label below {threshold:g}")
     ax.set_xticks(range(len(cases)))
-    ax.set_xticklabels(cases, rotation=60 if len(cases) > 6 else 0, ha="right" if len(cases) > 6 else "center", fontsize=8)
+    crowded = len(cases) > 6
+    ax.set_xticklabels(cases, rotation=60 if crowded else 0, ha="right" if crowded else "center", fontsize=8)
     ax.set_ylabel(f"mean {metric} over labels")
     if metric in ("dice", "iou"):
         ax.set_ylim(0, 1.02)

@@ -4,8 +4,8 @@ over the cross-validation predictions. Writes ``postprocessing.json`` (nnU-Net's
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
@@ -18,9 +18,9 @@ STEP = "remove_all_but_largest_component_from_segmentation"
 
 
 def _mean_dice(entries: Sequence[dict], key: str | None = None) -> float:
-    values = [e["metrics"][key]["Dice"] for e in entries] if key else None
     if key is None:
         return summarize_cases(entries, _regions_of(entries))["foreground_mean"]["Dice"]
+    values = [e["metrics"][key]["Dice"] for e in entries]
     finite = [v for v in values if not np.isnan(v)]
     return float(np.mean(finite)) if finite else float("nan")
 

@@ -12,8 +12,15 @@ from .evaluate import CONVENTIONS, Evaluation, evaluate_folders, regions_from_da
 from .hard_cases import find_hard_cases, splits_with_hard_cases_in_training
 from .metrics import METRIC_NAMES, parse_regions
 from .stability import per_case_spread, stability_table, summarize_stability
-from .summary import (format_table, per_case_table, summarize, summary_rows, summary_table, write_json_safe,
-                      write_rows_csv)
+from .summary import (
+    format_table,
+    per_case_table,
+    summarize,
+    summary_rows,
+    summary_table,
+    write_json_safe,
+    write_rows_csv,
+)
 
 ROW_COLUMNS = ["case", "reference", "label", *METRIC_NAMES, "resampled", "missing_prediction"]
 
@@ -97,7 +104,8 @@ def _hard_cases(ev: Evaluation, out: Path, args, data: dict) -> str:
     text = f"Hard cases (a label's Dice below {args.hard_below:g}): {len(hard)} of {len(cases)}\n"
     if hard:
         text += format_table(["case", "worst label", "dice", "labels below"],
-                             [[h["case"], h["worst_label"], h["dice"], " ".join(h["labels_below"])] for h in hard]) + "\n"
+                             [[h["case"], h["worst_label"], h["dice"], " ".join(h["labels_below"])]
+                              for h in hard]) + "\n"
     try:
         splits = splits_with_hard_cases_in_training([h["case"] for h in hard], cases, existing,
                                                     args.num_folds or 5)

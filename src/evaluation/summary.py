@@ -5,7 +5,8 @@ import csv
 import io
 import math
 import os
-from typing import Any, Iterable, Sequence
+from collections.abc import Iterable, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -45,7 +46,8 @@ def summarize(rows: Sequence[dict], metrics: Sequence[str] = SUMMARY_METRICS) ->
         entry["lesions_false"] = sum(int(r["lesions_false"]) for r in mine)
         summary[label] = entry
     if len(labels) > 1:
-        summary["mean of labels"] = {m: {"mean": _nanmean(summary[l][m]["mean"] for l in labels)} for m in metrics}
+        summary["mean of labels"] = {m: {"mean": _nanmean(summary[name][m]["mean"] for name in labels)}
+                                     for m in metrics}
     return summary
 
 
@@ -131,7 +133,8 @@ def format_table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
     """A plain-text table with aligned columns (text left, numbers right)."""
     cells = [[str(h) for h in header]] + [[c if isinstance(c, str) else format_number(c) for c in row] for row in rows]
     widths = [max(len(r[i]) for r in cells) for i in range(len(header))]
-    numeric = [all(not isinstance(row[i], str) for row in rows) for i in range(len(header))] if rows else [False] * len(header)
+    numeric = ([all(not isinstance(row[i], str) for row in rows) for i in range(len(header))] if rows
+               else [False] * len(header))
     lines = []
     for r in cells:
         lines.append("  ".join(c.rjust(w) if num else c.ljust(w) for c, w, num in zip(r, widths, numeric)).rstrip())
@@ -165,16 +168,17 @@ def per_case_table(rows: Sequence[dict], max_label_columns: int = 6) -> str:
         groups.setdefault((r["case"], r.get("reference", "")), []).append(r)
     with_ref = len({key[1] for key in groups}) > 1
     if len(labels) <= max_label_columns:
-        header = ["case"] + (["reference"] if with_ref else []) + [f"dice {l}" for l in labels] + \
-                 [f"hd95 {l}" for l in labels]
+        header = ["case"] + (["reference"] if with_ref else []) + [f"dice {label}" for label in labels] + \
+                 [f"hd95 {label}" for label in labels]
         table = []
         for (case, ref), mine in groups.items():
             by_label = {r["label"]: r for r in mine}
             table.append([case] + ([ref] if with_ref else []) +
-                         [by_label[l]["dice"] if l in by_label else float("nan") for l in labels] +
-                         [by_label[l]["hd95"] if l in by_label else float("nan") for l in labels])
+                         [by_label[label]["dice"] if label in by_label else float("nan") for label in labels] +
+                         [by_label[label]["hd95"] if label in by_label else float("nan") for label in labels])
         return format_table(header, table)
-    header = ["case"] + (["reference"] if with_ref else []) + ["mean dice", "mean hd95", "worst label", "its dice", "missed labels"]
+    header = ["case"] + (["reference"] if with_ref else []) + ["mean dice", "mean hd95", "worst label", "its dice",
+                                                               "missed labels"]
     table = []
     for (case, ref), mine in groups.items():
         scored = [r for r in mine if not _isnan(r["dice"])]
@@ -201,7 +205,7 @@ def case_entry(pred: np.ndarray, ref: np.ndarray, spacing, regions: Sequence[Reg
 
 def summarize_cases(entries: Sequence[dict], regions: Sequence[Region]) -> dict:
     """nnU-Net's summary: per-case metrics, the mean per label/region, and the mean over them."""
-    mean = {}
+    mean: dict[str, dict[str, float]] = {}
     for region in regions:
         mean[region.name] = {}
         for metric in ("Dice", "IoU", "HD95", "TP", "FP", "FN", "n_pred", "n_ref"):

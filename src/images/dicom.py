@@ -141,7 +141,8 @@ def write_volume_nifti(image: Image, output: str | os.PathLike) -> Path:
     return write_image(data, image, output, dtype=dtype)
 
 
-def write_dicom_seg(labels: np.ndarray, source, label_names: dict[int, str], path: str | os.PathLike, **options) -> Path:
+def write_dicom_seg(labels: np.ndarray, source, label_names: dict[int, str], path: str | os.PathLike,
+                    **options) -> Path:
     """Write a (z, y, x) label map read from DICOM as a DICOM-SEG object referencing its source.
 
     ``source`` is the ``Image`` from ``read_dicom_series`` or its ``DicomSource``.

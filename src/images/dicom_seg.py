@@ -42,7 +42,7 @@ def _source_planes(labels: np.ndarray, source: DicomSource) -> tuple[list, np.nd
     first = source.frames[0]
     if first.frame is None:  # single-frame images: one plane per source file, in the given order
         planes = np.zeros((len(source.frames), first.rows, first.columns), np.uint16)
-        for k, frame in enumerate(source.frames):
+        for k in range(len(source.frames)):
             planes[k] = labels[k, ::-1, :]
         return [datasets[f.path] for f in source.frames], planes
     if len(paths) != 1:
@@ -97,8 +97,8 @@ def write_segmentation(labels: np.ndarray, source: DicomSource, label_names: dic
                        algorithm: str = "MedSeg nnU-Net", series_description: str = "MedSeg segmentation") -> Path:
     """Write ``labels`` (z, y, x) on the grid read from ``source`` as one DICOM-SEG file."""
     if source.resampled:
-        raise MedSegError(f"Cannot write DICOM-SEG: the volume was interpolated onto an even grid ({source.resampled}), "
-                          "so its voxels are not the source slices. Write NIfTI output instead.")
+        raise MedSegError(f"Cannot write DICOM-SEG: the volume was interpolated onto an even grid "
+                          f"({source.resampled}), so its voxels are not the source slices. Write NIfTI output instead.")
     expected = (len(source.frames), source.frames[0].rows, source.frames[0].columns)
     if labels.shape != expected:
         raise MedSegError(f"Label map shape {labels.shape} does not match the DICOM volume {expected} (z, y, x).")

@@ -5,6 +5,7 @@ import argparse
 import time
 from pathlib import Path
 
+from ..errors import MedSegError
 from ..models.labels import label_colors
 from ..models.registry import resolve_model
 from ..progress import ProgressBar
@@ -39,6 +40,9 @@ def run(args: argparse.Namespace) -> int:
     from .predictor import Predictor  # imports torch: only when predicting, not for `medseg --help`
 
     options = from_namespace(args)
+    if options.adaptive and args.save_probabilities:
+        raise MedSegError("--save-probabilities cannot be used with --adaptive: the probabilities would be the "
+                          "full ensemble's only where every pass ran. Leave out one of them.")
     jobs = plan_jobs(args.input, args.output, args.part, args.output_format)
     if args.preview:
         check_matplotlib()  # before the work, not after it
@@ -55,6 +59,8 @@ def run(args: argparse.Namespace) -> int:
         if args.preview:
             written.append(_preview(args.preview, len(jobs), job.name, image, prediction.labels, predictor))
         print(f"{job.name}: wrote {', '.join(str(w) for w in written)} ({time.perf_counter() - start:.1f} s)")
+        if prediction.passes is not None:
+            print(f"{job.name}: adaptive ensembling ran {prediction.passes}")
     return 0
 
 

@@ -21,6 +21,7 @@ _DEVICE = re.compile(r"^(auto|cpu|cuda|cuda:\d+|mps)$")
 # is what keeps fast mode within ~0.97 Dice of full mode (one fold: 0.92); benchmarks/fast_mode_dice.py.
 FAST_STEP = 0.75
 DEFAULT_STEP = 0.5
+ADAPTIVE_THRESHOLD = 0.5  # inference/adaptive.py: a voxel is uncertain below this top-two margin
 
 
 def _option(kind: str, help: str, flag: str | None = None) -> dict[str, Any]:
@@ -48,6 +49,12 @@ class PredictOptions:
         "text", "configuration, when the model path holds several"))
     postprocess: bool | str = field(default=False, metadata=_option(
         "path-or-flag", "apply the model's postprocessing.json (or the given file)"))
+    adaptive: bool = field(default=False, metadata=_option(
+        "flag", "every fold and mirroring only on tiles where the first pass is uncertain (near the full "
+                "ensemble's labels for a fraction of the passes)"))
+    adaptive_threshold: float = field(default=ADAPTIVE_THRESHOLD, metadata=_option(
+        "number", f"with --adaptive: a voxel is uncertain when its top-two probability margin is below this, "
+                  f"in (0, 1) (default {ADAPTIVE_THRESHOLD}; higher = more passes, closer to the full ensemble)"))
     missing_channels: list[str] = field(default_factory=list, metadata=_option(
         "names", "channels the input lacks (only for models trained with channel dropout)"))
 
@@ -60,6 +67,8 @@ class PredictOptions:
             self.folds = [str(f) for f in self.folds]
             if not self.folds:
                 raise MedSegError("folds: name at least one fold (e.g. 0), or leave it out for all.")
+        if not 0 < self.adaptive_threshold < 1:
+            raise MedSegError(f"adaptive threshold must be in (0, 1) (a probability margin); got {self.adaptive_threshold}.")
         if not self.checkpoint or "/" in self.checkpoint or "\\" in self.checkpoint:
             raise MedSegError(f"checkpoint must be a file name inside each fold folder; got {self.checkpoint!r}.")
         self.missing_channels = list(self.missing_channels or [])

@@ -18,12 +18,13 @@ from ..models.model_folder import ModelFolder, open_model_folder, resolve_config
 from ..network.build import build_network
 from ..network.slabs import reusing_buffers
 from ..preprocessing.pipeline import preprocess
+from .adaptive import Passes, adaptive_logits
 from .device import select_device
 from .export import export
 from .missing_channels import allows_missing_channels, check_missing_channels, zero_channels
 from .options import DEFAULT_STEP, PredictOptions
 from .postprocessing import apply_postprocessing, find_postprocessing_file, load_postprocessing
-from .sliding_window import SlidingWindow
+from .sliding_window import SlidingWindow, mirror_combinations
 
 _DATA = Path(__file__).resolve().parent.parent / "data"
 
@@ -43,6 +44,7 @@ class Prediction:
     labels: np.ndarray                       # (z, y, x) on the input grid
     probabilities: np.ndarray | None = None  # (k, z, y, x) float32
     timings: dict[str, float] = field(default_factory=dict)
+    passes: Passes | None = None             # with adaptive ensembling: the passes it ran
 
 
 @dataclass
@@ -62,6 +64,7 @@ class Predictor:
     mirror_axes: tuple[int, ...] = (0, 1, 2)
     postprocessing: list | None = None
     allows_missing_channels: bool = False  # trained with channel dropout (medseg train --channel-dropout)
+    adaptive_threshold: float | None = None  # adaptive ensembling (inference/adaptive.py); None: every pass
     _network: torch.nn.Module | None = None
 
     @classmethod
@@ -89,7 +92,8 @@ class Predictor:
             axes = tuple(range(len(folder.configuration["patch_size"])))
         steps = _postprocessing_steps(folder, chosen, options.postprocess)
         return cls(folder, weights, select_device(options.device), options.effective_step,
-                   options.effective_mirroring, tuple(int(a) for a in axes), steps, missing_ok)
+                   options.effective_mirroring, tuple(int(a) for a in axes), steps, missing_ok,
+                   options.adaptive_threshold if options.adaptive else None)
 
     @property
     def channel_names(self) -> list[str]:
@@ -128,6 +132,9 @@ class Predictor:
         order); only models trained with channel dropout accept that: the missing ones are
         zero after normalization, as in training, and a warning says so.
         """
+        if save_probabilities and self.adaptive_threshold is not None:
+            raise MedSegError("Probabilities cannot be saved with adaptive ensembling: they would be the full "
+                              "ensemble's only where every pass ran. Leave out --adaptive, or --save-probabilities.")
         missing = self._missing_indices(missing_channels)
         if missing:
             image = self._with_zero_channels(image, missing)
@@ -140,15 +147,15 @@ class Predictor:
             data = zero_channels(data, missing)
         timings["preprocess"] = time.perf_counter() - start
         report(0.02, "preprocessed")
-        logits = self.predict_logits(torch.from_numpy(data), report, should_stop, timings)
+        logits, passes = self.predict_logits(torch.from_numpy(data), report, should_stop, timings)
         timings["network"] = time.perf_counter() - start - timings["preprocess"]
         report(0.97, "exporting")
         labels, probabilities = export(logits, record, config, self.model.labels, save_probabilities)
         if self.postprocessing:
-            labels = apply_postprocessing(labels, self.postprocessing)
+            labels = apply_postprocessing(labels, self.postprocessing, image.spacing)
         timings["total"] = time.perf_counter() - start
         report(1.0, "done")
-        return Prediction(labels, probabilities, timings)
+        return Prediction(labels, probabilities, timings, passes)
 
     def _missing_indices(self, names: Sequence[str]) -> list[int]:
         if not names:
@@ -169,23 +176,40 @@ class Predictor:
         array[present] = image.array
         return Image(array, image.spacing, image.affine, image.header)
 
-    def predict_logits(self, data, progress=None, should_stop=None, timings: dict | None = None):
-        """Preprocessed data (c, ...) -> logits averaged over folds (in logit space, as nnU-Net).
-        ``timings`` receives "forward": the seconds spent in the network's forward passes."""
+    def predict_logits(self, data, progress=None, should_stop=None, timings: dict | None = None,
+                       ) -> tuple[torch.Tensor, Passes | None]:
+        """Preprocessed data (c, ...) -> logits averaged over folds (in logit space, as nnU-Net), and the
+        passes adaptive ensembling ran (None without it). ``timings`` receives "forward": the seconds
+        spent in the network's forward passes."""
         config = self.model.configuration
         net = self.network()
         window = SlidingWindow(net, config["patch_size"], self.model.labels.num_outputs, self.step,
-                               self.mirror_axes if self.mirroring else (), self.device)
-        total = None
+                               self.mirror_axes if self.mirroring else (), self.device,
+                               **_averaging(config, self.model.labels))
+        total, passes = None, None
         n = len(self.fold_weights)
+        adaptive = self.adaptive_threshold is not None and n * len(mirror_combinations(window.mirror_axes)) > 1
         with torch.inference_mode(), reusing_buffers():  # every pass, every fold asks for the same feature maps
-            for i, weights in enumerate(self.fold_weights):
-                _load_weights(net, weights, self.model.path)
-                logits = window(data, progress, should_stop, done=0.02 + 0.95 * i / n, share=0.95 / n)
-                total = logits if total is None else total.add_(logits)
+            if adaptive:
+                total, passes = adaptive_logits(window, data, self.fold_weights,
+                                                lambda weights: _load_weights(net, weights, self.model.path),
+                                                self.adaptive_threshold, self.is_region_based, progress, should_stop)
+            else:
+                for i, weights in enumerate(self.fold_weights):
+                    _load_weights(net, weights, self.model.path)
+                    logits = window(data, progress, should_stop, done=0.02 + 0.95 * i / n, share=0.95 / n)
+                    total = logits if total is None else total.add_(logits)
+                total = total / n if n > 1 else total
         if timings is not None:
             timings["forward"] = window.forward_seconds
-        return total / n if n > 1 else total
+        return total, passes
+
+
+def _averaging(config: dict, labels) -> dict:
+    """nnU-Net v1 models average probabilities in float32 (on the CPU, as v1 does); v2 logits in float16."""
+    if not config.get("average_probabilities"):
+        return {}
+    return {"activation": "sigmoid" if labels.is_region_based else "softmax", "accumulate_dtype": "float32"}
 
 
 def _with_checkpoint_configuration(folder: ModelFolder, checkpoint: dict) -> ModelFolder:

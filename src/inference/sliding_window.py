@@ -73,7 +73,8 @@ class SlidingWindow:
 
     def __init__(self, network, tile_size: Sequence[int], num_outputs: int, step: float = 0.5,
                  mirror_axes: Sequence[int] = (), device=None, use_gaussian: bool = True,
-                 tiles_per_batch: int = 1, accumulate_dtype: str = "float16") -> None:
+                 tiles_per_batch: int = 1, accumulate_dtype: str = "float16",
+                 activation: str | None = None) -> None:
         self.network = network
         self.tile_size = tuple(int(t) for t in tile_size)
         self.num_outputs = num_outputs
@@ -85,6 +86,9 @@ class SlidingWindow:
         # nnU-Net accumulates in half precision (also on CPU); we do the same by default so that results
         # match it closely, and it halves the accumulator's memory. "float32" is more exact.
         self.accumulate_dtype = accumulate_dtype
+        # "softmax"/"sigmoid": applied to every forward pass before averaging (nnU-Net v1 averages
+        # probabilities over mirrorings and tiles); None: logits are averaged (v2)
+        self.activation = activation
         self.forward_seconds = 0.0  # time in the network's forward passes (mirrorings included)
 
     def tiles(self, shape: Sequence[int]) -> list[tuple]:
@@ -99,29 +103,40 @@ class SlidingWindow:
     def num_forward_passes(self, shape: Sequence[int]) -> int:
         return len(self.tiles(shape)) * len(mirror_combinations(self.mirror_axes))
 
-    def __call__(self, data, progress: Progress | None = None, should_stop: ShouldStop | None = None,
-                 done: float = 0.0, share: float = 1.0):
+    def prepare(self, data):
+        """Padded data on the device, the crop back, the tiles and the Gaussian weights of one run."""
         import torch
         device = self.device or torch.device("cpu")
         padded, unpad = pad_to_tile(data, self.tile_size if len(self.tile_size) == data.ndim - 1
                                     else (data.shape[1],) + self.tile_size)
-        shape = padded.shape[1:]
         dtype = getattr(torch, self.accumulate_dtype)
-        logits = torch.zeros((self.num_outputs, *shape), dtype=dtype, device=device)
-        weight_sum = torch.zeros(shape, dtype=dtype, device=device)
-        weights = gaussian_weights(self.tile_size, dtype, device) if self.use_gaussian else torch.ones(self.tile_size, device=device, dtype=dtype)
-        tiles = self.tiles(shape)
-        padded = padded.to(device)
+        weights = gaussian_weights(self.tile_size, dtype, device) if self.use_gaussian else \
+            torch.ones(self.tile_size, device=device, dtype=dtype)
+        return padded.to(device), unpad, self.tiles(padded.shape[1:]), weights
+
+    def forward(self, batch, combos: Sequence[tuple[int, ...]] | None = None):
+        """Outputs of a batch of tiles, averaged over the mirrorings (``combos``, default: all of this
+        window's), timed in ``forward_seconds``."""
+        import torch
+        started = time.perf_counter()
+        out = self._predict_mirrored(batch, combos)
+        if out.device.type == "cuda":
+            torch.cuda.synchronize(out.device)  # the GPU works asynchronously: wait to time it
+        self.forward_seconds += time.perf_counter() - started
+        return out
+
+    def __call__(self, data, progress: Progress | None = None, should_stop: ShouldStop | None = None,
+                 done: float = 0.0, share: float = 1.0):
+        import torch
+        padded, unpad, tiles, weights = self.prepare(data)
+        shape = padded.shape[1:]
+        logits = torch.zeros((self.num_outputs, *shape), dtype=weights.dtype, device=padded.device)
+        weight_sum = torch.zeros(shape, dtype=weights.dtype, device=padded.device)
         for first in range(0, len(tiles), self.tiles_per_batch):
             if should_stop is not None and should_stop():
                 raise Cancelled("Prediction was stopped.")
             batch_tiles = tiles[first:first + self.tiles_per_batch]
-            batch = torch.stack([padded[(slice(None),) + t] for t in batch_tiles])
-            started = time.perf_counter()
-            out = self._predict_mirrored(batch)
-            if out.device.type == "cuda":
-                torch.cuda.synchronize(out.device)  # the GPU works asynchronously: wait to time it
-            self.forward_seconds += time.perf_counter() - started
+            out = self.forward(torch.stack([padded[(slice(None),) + t] for t in batch_tiles]))
             for tile, tile_logits in zip(batch_tiles, out):
                 logits[(slice(None),) + tile] += tile_logits.float() * weights
                 weight_sum[tile] += weights
@@ -131,17 +146,25 @@ class SlidingWindow:
         logits /= weight_sum
         return logits[(slice(None),) + unpad].float()
 
-    def _predict_mirrored(self, batch):
+    def _predict_mirrored(self, batch, combos: Sequence[tuple[int, ...]] | None = None):
         import torch
-        combos = mirror_combinations(self.mirror_axes)
+        combos = mirror_combinations(self.mirror_axes) if combos is None else combos
         total = None
         for axes in combos:
             dims = [a + 2 for a in axes]
             x = torch.flip(batch, dims) if dims else batch
-            out = self._forward(x)
+            out = self._activate(self._forward(x))
             out = torch.flip(out, dims) if dims else out
             total = out if total is None else total + out
         return total / len(combos)
+
+    def _activate(self, out):
+        import torch
+        if self.activation == "softmax":
+            return torch.softmax(out.float(), 1)
+        if self.activation == "sigmoid":
+            return torch.sigmoid(out.float())
+        return out
 
     def _forward(self, x):
         import torch

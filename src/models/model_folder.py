@@ -1,78 +1,15 @@
-"""An nnU-Net v2 model folder: dataset.json, plans.json and fold_k/checkpoint_*.pth."""
+"""An nnU-Net v2 model folder: dataset.json, plans.json and fold_k/checkpoint_*.pth (v1 folders: v1_folder.py)."""
 from __future__ import annotations
 
 import os
-import re
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
 
 from ..errors import MedSegError
 from ..fileio import read_json
-from .labels import LabelScheme
+from .description import _FOLD_DIR, ModelFolder, resolve_configuration
+from .v1_folder import holds_v1_model, open_v1_folder
 
-_FOLD_DIR = re.compile(r"^fold_(\d+|all)$")
-
-
-@dataclass
-class ModelFolder:
-    """A trained model as nnU-Net writes it (``<Trainer>__<Plans>__<configuration>/``)."""
-
-    path: Path
-    dataset_json: dict
-    plans: dict
-    configuration_name: str
-    folds: list[str] = field(default_factory=list)
-
-    @property
-    def labels(self) -> LabelScheme:
-        return LabelScheme.from_dataset_json(self.dataset_json)
-
-    @property
-    def channel_names(self) -> list[str]:
-        channels = self.dataset_json.get("channel_names") or self.dataset_json.get("modality") or {}
-        return [channels[k] for k in sorted(channels, key=int)]
-
-    @property
-    def configuration(self) -> dict:
-        return resolve_configuration(self.plans, self.configuration_name)
-
-    def checkpoint_path(self, fold: str, checkpoint_name: str = "checkpoint_final.pth") -> Path:
-        path = self.path / f"fold_{fold}" / checkpoint_name
-        if not path.is_file():
-            present = sorted(p.name for p in (self.path / f"fold_{fold}").glob("*.pth"))
-            raise MedSegError(f"Fold {fold} of model {self.path} has no {checkpoint_name} "
-                              f"(found: {', '.join(present) or 'no checkpoints'}). "
-                              "Choose another checkpoint or fold, or re-download the model.")
-        return path
-
-    def select_folds(self, folds: Sequence[str | int] | None) -> list[str]:
-        """The requested folds, checked to exist. By default the numbered folds, as nnU-Net's
-        predictor does; ``fold_all`` (trained on every case) only when asked for or when alone."""
-        if not self.folds:
-            raise MedSegError(f"Model {self.path} has no fold_* folders with checkpoints.")
-        if folds is None:
-            return [f for f in self.folds if f != "all"] or list(self.folds)
-        wanted = [str(f) for f in folds]
-        missing = [f for f in wanted if f not in self.folds]
-        if missing:
-            raise MedSegError(f"Model {self.path} has no fold(s) {', '.join(missing)}; "
-                              f"available folds: {', '.join(self.folds)}.")
-        return wanted
-
-
-def resolve_configuration(plans: dict, name: str) -> dict:
-    """A configuration of the plans with ``inherits_from`` applied."""
-    configs = plans.get("configurations", {})
-    if name not in configs:
-        raise MedSegError(f"The plans have no configuration {name!r} (available: {', '.join(configs)}).")
-    config = dict(configs[name])
-    parent = config.pop("inherits_from", None)
-    if parent:
-        merged = resolve_configuration(plans, parent)
-        merged.update(config)
-        return merged
-    return config
+__all__ = ["ModelFolder", "open_model_folder", "resolve_configuration"]
 
 
 def open_model_folder(path: str | os.PathLike, configuration: str | None = None) -> ModelFolder:
@@ -83,6 +20,8 @@ def open_model_folder(path: str | os.PathLike, configuration: str | None = None)
     if path.is_file() and path.suffix == ".zip":
         from .registry import extract_zip_to_cache
         path = extract_zip_to_cache(path)
+    if not _holds_v2_model(path) and holds_v1_model(path):
+        return open_v1_folder(path, configuration)
     folder = _find_model_dir(path, configuration)
     dataset_json = read_json(folder / "dataset.json")
     plans = read_json(folder / "plans.json")
@@ -94,6 +33,10 @@ def open_model_folder(path: str | os.PathLike, configuration: str | None = None)
                           "stage's prediction and are not supported yet. Use its 3d_fullres or 3d_lowres model.")
     resolve_configuration(plans, name)
     return ModelFolder(folder, dataset_json, plans, name, folds)
+
+
+def _holds_v2_model(path: Path) -> bool:
+    return path.is_dir() and ((path / "plans.json").is_file() or any(path.rglob("plans.json")))
 
 
 def _find_model_dir(path: Path, configuration: str | None) -> Path:

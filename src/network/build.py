@@ -7,6 +7,7 @@ from ..errors import MedSegError
 
 _PLAIN = ("PlainConvUNet",)
 _RESIDUAL = ("ResidualEncoderUNet",)
+_GENERIC = ("Generic_UNet",)  # nnU-Net v1 (models/v1_folder.py describes it)
 
 
 def _layer_types() -> dict[str, Any]:
@@ -36,15 +37,18 @@ def build_network(architecture: dict, input_channels: int, num_outputs: int, dee
     from .unet import LayerOps, UNet
 
     class_name = architecture.get("network_class_name", "").rsplit(".", 1)[-1]
-    if class_name not in _PLAIN + _RESIDUAL:
+    if class_name not in _PLAIN + _RESIDUAL + _GENERIC:
         raise MedSegError(f"Network type {architecture.get('network_class_name')!r} is not supported "
-                          "(supported: PlainConvUNet, ResidualEncoderUNet).")
+                          "(supported: PlainConvUNet, ResidualEncoderUNet, nnU-Net v1's Generic_UNet).")
     kw = architecture["arch_kwargs"]
     conv = _resolve(kw["conv_op"])
     dim = 3 if conv.__name__.endswith("3d") else 2
     ops = LayerOps(dim, _resolve(kw.get("norm_op")), kw.get("norm_op_kwargs"), _resolve(kw.get("dropout_op")),
                    kw.get("dropout_op_kwargs"), _resolve(kw.get("nonlin")), kw.get("nonlin_kwargs"),
                    bool(kw.get("nonlin_first", False)))
+    if class_name in _GENERIC:
+        from .generic_unet import build_generic_unet
+        return build_generic_unet(kw, input_channels, num_outputs, ops)
     n = int(kw["n_stages"])
     residual = class_name in _RESIDUAL
     if residual and kw.get("block", "BasicBlockD").rsplit(".", 1)[-1] != "BasicBlockD":

@@ -9,11 +9,12 @@ Every step appends a plain-language note to ``notes`` for ``summary.py``.
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Sequence
 
 import numpy as np
 
+from ..datasets.dataset_json import channel_names
 from .presets import PRESETS, PlannerPreset
 from .topology import compute_topology
 from .vram import estimate_feature_map_size
@@ -87,7 +88,7 @@ def transpose_axes(spacing: np.ndarray) -> tuple[list[int], list[int]]:
 
 
 def normalization(dataset_json: dict, fingerprint: dict) -> tuple[list[str], list[bool]]:
-    channels = dataset_json.get("channel_names", dataset_json.get("modality"))
+    channels = channel_names(dataset_json)
     schemes = [_NORMALIZATION.get(str(name).casefold(), "ZScoreNormalization") for name in channels.values()]
     crop_helps = fingerprint["median_relative_size_after_cropping"] < 3 / 4
     return schemes, [crop_helps and s in _MASKABLE for s in schemes]
@@ -98,8 +99,9 @@ def _compute_new_shape(shape, spacing, new_spacing) -> np.ndarray:
 
 
 class Planner:
-    def __init__(self, dataset_json: dict, fingerprint: dict, dataset_name: str, preset: str | PlannerPreset = "default",
-                 gpu_memory_gb: float | None = None, base_features: int | None = None,
+    def __init__(self, dataset_json: dict, fingerprint: dict, dataset_name: str,
+                 preset: str | PlannerPreset = "default", gpu_memory_gb: float | None = None,
+                 base_features: int | None = None,
                  max_features: int | None = None):
         self.dataset_json = dataset_json
         self.fingerprint = fingerprint
@@ -108,7 +110,7 @@ class Planner:
         self.gpu_gb = gpu_memory_gb if gpu_memory_gb is not None else self.preset.gpu_gb
         self.notes = PlanningNotes()
         self._cache: dict = {}
-        self.num_inputs = len(dataset_json.get("channel_names", dataset_json.get("modality")))
+        self.num_inputs = len(channel_names(dataset_json))
         self.num_outputs = len(dataset_json["labels"])
         # Fewer features than nnU-Net's 32..320 give a small, CPU-trainable network (e.g. the demo model).
         self.base_features = base_features or BASE_FEATURES
@@ -116,7 +118,8 @@ class Planner:
         if base_features or max_features:
             self.notes.general.append(f"Features per stage start at {self.base_features} and stop growing at "
                                       f"{self.max_features[3]} (3d) / {self.max_features[2]} (2d), as asked; "
-                                      f"nnU-Net's default is {BASE_FEATURES} and {MAX_FEATURES[3]} / {MAX_FEATURES[2]}.")
+                                      f"nnU-Net's default is {BASE_FEATURES} and {MAX_FEATURES[3]} / "
+                                      f"{MAX_FEATURES[2]}.")
 
     # ---- one configuration -------------------------------------------------------------------------
     def _architecture(self, topo, dim: int) -> dict:
@@ -154,14 +157,15 @@ class Planner:
                                                          self.preset.residual)
         return self._cache[key]
 
-    def plan_configuration(self, name: str, spacing: Sequence[float], median_shape: Sequence[float],
-                           data_identifier: str, dataset_voxels: float) -> dict:
+    def plan_configuration(self, name: str, spacing: Sequence[float] | np.ndarray,
+                           median_shape: Sequence[float] | np.ndarray, data_identifier: str,
+                           dataset_voxels: float) -> dict:
         spacing = np.asarray(spacing, dtype=float)
         dim = len(spacing)
         inverse = 1 / spacing
         budget = 256 ** 3 if dim == 3 else 2048 ** 2
-        initial = [round(v) for v in inverse * (budget / np.prod(inverse)) ** (1 / dim)]
-        initial = np.array([min(i, m) for i, m in zip(initial, median_shape[:dim])])
+        shaped = [round(v) for v in inverse * (budget / np.prod(inverse)) ** (1 / dim)]
+        initial = np.array([min(i, m) for i, m in zip(shaped, median_shape[:dim])])
         topo = compute_topology(spacing, initial, MIN_FEATURE_MAP_EDGE)
         arch = self._architecture(topo, dim)
         estimate = self._estimate(topo, arch)
@@ -219,7 +223,8 @@ class Planner:
                             reference, batch, cap, batch_size) -> None:
         add = lambda text: self.notes.add(name, text)  # noqa: E731
         dim = len(spacing)
-        add(f"Spacing {_fmt(spacing)} mm; median image after resampling {tuple(int(round(float(m))) for m in median_shape[:dim])} voxels.")
+        median_image = tuple(int(round(float(m))) for m in median_shape[:dim])
+        add(f"Spacing {_fmt(spacing)} mm; median image after resampling {median_image} voxels.")
         add(f"Initial patch {tuple(int(i) for i in initial)}: {'256^3' if dim == 3 else '2048^2'} voxels shaped like "
             f"the spacing (1/spacing), clipped to the median image; padded to {tuple(first_patch)} so every "
             "downsampling divides it.")
@@ -234,8 +239,8 @@ class Planner:
             f"{topo.pools_per_axis}, strides {strides}.")
         add(f"Kernels {topo.kernel_sizes}: an axis gets 3-wide kernels once its spacing is within 2x of the finest.")
         add(f"Batch size {batch_size}: memory headroom allows {batch} (estimate {estimate / 1e6:.0f}M feature-map "
-            f"values vs reference {reference / 1e6:.0f}M), the {self.preset.max_dataset_covered:.0%} dataset cap allows "
-            f"{cap}, and the minimum is {MIN_BATCH_SIZE}.")
+            f"values vs reference {reference / 1e6:.0f}M), the {self.preset.max_dataset_covered:.0%} dataset cap "
+            f"allows {cap}, and the minimum is {MIN_BATCH_SIZE}.")
 
     # ---- the whole plan ----------------------------------------------------------------------------
     def plan(self) -> dict:
@@ -245,7 +250,8 @@ class Planner:
         if forward != [0, 1, 2]:
             self.notes.add(None, f"Transpose {forward}: the coarsest axis goes first, so 2d slices are cut across it.")
         spacing_t = spacing[forward]
-        new_shapes = [_compute_new_shape(shape, sp, spacing) for sp, shape in zip(fp["spacings"], fp["shapes_after_crop"])]
+        new_shapes = [_compute_new_shape(shape, sp, spacing)
+                      for sp, shape in zip(fp["spacings"], fp["shapes_after_crop"])]
         median_shape_t = np.median(new_shapes, 0)[forward]
         num_training = self.dataset_json["numTraining"]
         dataset_voxels = float(np.prod(median_shape_t, dtype=np.float64) * num_training)
@@ -304,16 +310,18 @@ class Planner:
             lowres = self.plan_configuration("3d_lowres", spacing.copy(), shape,
                                              self.preset.data_identifier("3d_lowres"),
                                              float(median_voxels * num_training))
-            patch_voxels = np.prod(lowres["patch_size"], dtype=np.int64)
+            patch_voxels = np.prod(lowres["patch_size"], dtype=np.float64)  # exact: far below 2**53
         if lowres is None:
-            self.notes.add("3d_fullres", f"No 3d_lowres: the patch covers >= {LOWRES_THRESHOLD:.0%} of the median image.")
+            self.notes.add("3d_fullres",
+                           f"No 3d_lowres: the patch covers >= {LOWRES_THRESHOLD:.0%} of the median image.")
             return None
         if np.prod(median_shape_t, dtype=np.float64) / median_voxels < 2:
             self.notes.per_configuration.pop("3d_lowres", None)
             self.notes.add("3d_fullres", "3d_lowres was tried but dropped: its images would be less than 2x smaller.")
             return None
-        self.notes.add("3d_lowres", f"Planned because the 3d_fullres patch covers < {LOWRES_THRESHOLD:.0%} of the median "
-                                    "image; the spacing was coarsened in 3 % steps until the patch covers >= 25 %. "
+        self.notes.add("3d_lowres", f"Planned because the 3d_fullres patch covers < {LOWRES_THRESHOLD:.0%} of the "
+                                    "median image; the spacing was coarsened in 3 % steps until the patch covers "
+                                    ">= 25 %. "
                                     "Its predictions feed 3d_cascade_fullres.")
         return lowres
 

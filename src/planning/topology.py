@@ -7,8 +7,8 @@ padded up to a multiple of the total downsampling per axis.
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import numpy as np
 
@@ -26,7 +26,7 @@ class Topology:
         return len(self.strides)
 
 
-def pad_to_multiple(shape: Sequence[float], divisor: Sequence[int]) -> tuple[int, ...]:
+def pad_to_multiple(shape: Sequence[float] | np.ndarray, divisor: Sequence[int] | np.ndarray) -> tuple[int, ...]:
     """Round each entry up to a multiple of ``divisor`` (an exact multiple stays)."""
     out = []
     for size, div in zip(shape, divisor):
@@ -37,7 +37,8 @@ def pad_to_multiple(shape: Sequence[float], divisor: Sequence[int]) -> tuple[int
     return tuple(out)
 
 
-def compute_topology(spacing: Sequence[float], patch_size: Sequence[float], min_edge: int = 4) -> Topology:
+def compute_topology(spacing: Sequence[float] | np.ndarray, patch_size: Sequence[float] | np.ndarray,
+                     min_edge: int = 4) -> Topology:
     dim = len(spacing)
     spacing_now = [float(s) for s in spacing]
     size_now = list(patch_size)

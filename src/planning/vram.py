@@ -6,7 +6,7 @@ computed here without building the network.
 """
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -26,7 +26,7 @@ def encoder_feature_map_size(patch: Sequence[int], features: Sequence[int], stri
     in_channels = features[0]
     if residual:
         total += features[0] * _voxels(size)  # the stem: one conv at full resolution
-    for stage, (channels, stride, n) in enumerate(zip(features, strides, blocks)):
+    for channels, stride, n in zip(features, strides, blocks):
         after = _downsample(size, stride)
         if residual:
             # each basic block has two convs; the first also a 1x1 projection when shape or width changes

@@ -8,7 +8,7 @@ Logits at export: the same with order 1, done with torch (same arithmetic, many 
 """
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -19,7 +19,7 @@ def compute_new_shape(shape: Sequence[int], spacing: Sequence[float], new_spacin
     return tuple(int(round(s / n * d)) for s, n, d in zip(spacing, new_spacing, shape))
 
 
-def _coarse_axis(spacing: Sequence[float]) -> int | None:
+def _coarse_axis(spacing: Sequence[float] | np.ndarray) -> int | None:
     spacing = np.asarray(spacing, dtype=float)
     if spacing.max() / spacing.min() <= ANISOTROPY_THRESHOLD:
         return None
@@ -38,7 +38,7 @@ def separate_z_axis(spacing: Sequence[float], new_spacing: Sequence[float],
     return axis if axis is not None else _coarse_axis(new_spacing)
 
 
-def _coarse_axis_unconditional(spacing: Sequence[float]) -> int | None:
+def _coarse_axis_unconditional(spacing: Sequence[float] | np.ndarray) -> int | None:
     spacing = np.asarray(spacing, dtype=float)
     axes = np.flatnonzero(spacing.max() / spacing == 1)
     return int(axes[0]) if len(axes) == 1 else None

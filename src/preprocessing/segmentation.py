@@ -8,7 +8,7 @@ so no label value appears that was not there, and no voxel is left unassigned.
 """
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -25,13 +25,11 @@ def resample_label_volume(labels: np.ndarray, new_shape: Sequence[int], axis: in
     if values.size == 1:
         return np.full(new_shape, values[0], dtype=labels.dtype)
     nearest = resample_volume(labels.astype(np.float64), new_shape, 0, axis, 0)
-    best = winner = nearest_score = None
-    for value in values:
+    best = resample_volume((labels == values[0]).astype(np.float64), new_shape, order, axis, order_z)
+    winner = np.full(new_shape, values[0], dtype=labels.dtype)
+    nearest_score = np.where(nearest == values[0], best, -1.0)
+    for value in values[1:]:
         score = resample_volume((labels == value).astype(np.float64), new_shape, order, axis, order_z)
-        if best is None:
-            best, winner = score, np.full(new_shape, value, dtype=labels.dtype)
-            nearest_score = np.where(nearest == value, score, -1.0)
-            continue
         better = score > best
         winner[better] = value
         np.maximum(best, score, out=best)

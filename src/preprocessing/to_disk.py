@@ -40,12 +40,13 @@ def _plans_key(plans: dict, configuration: str) -> str:
 def preprocess_arrays(data: np.ndarray, seg: np.ndarray, spacing, plans: dict, configuration: str,
                       foreground_classes: list) -> tuple[np.ndarray, np.ndarray, dict, dict]:
     """(data, seg, properties, class locations) for one case given as arrays in file axis order."""
-    data, record, seg = preprocess(data, spacing, plans, resolve_configuration(plans, configuration), seg=seg)
+    data, record, cropped = preprocess(data, spacing, plans, resolve_configuration(plans, configuration), seg=seg)
+    assert cropped is not None  # preprocess returns the labels whenever it is given them
     properties = {"spacing": [float(s) for s in spacing],
                   "shape_before_cropping": list(record.shape_before_cropping),
                   "bbox_used_for_cropping": record.bbox,
                   "shape_after_cropping_and_before_resampling": list(record.shape_after_cropping)}
-    seg = seg.astype(np.int16 if seg.max(initial=0) > 127 else np.int8)
+    seg = cropped.astype(np.int16 if cropped.max(initial=0) > 127 else np.int8)
     return data, seg, properties, sample_class_locations(seg, foreground_classes)
 
 

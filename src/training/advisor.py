@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 from ..errors import MedSegError
 
@@ -24,7 +24,7 @@ def advise(records: Sequence[dict], class_names: Sequence[str], window: int = 20
 
     ``window`` is how many recent epochs a trend must hold for before it is reported.
     """
-    warnings = []
+    warnings: list[str] = []
     if len(records) < window:
         return warnings
     recent = records[-window:]
@@ -53,10 +53,18 @@ def _slope(values: Sequence[float]) -> float:
     return num / den if den else 0.0
 
 
+def _finite_values(recent: Sequence[dict], key: str) -> list[float] | None:
+    """``key`` of every record, or None when a record lacks it or it is NaN/infinite."""
+    values = [r.get(key) for r in recent]
+    if any(v is None or not math.isfinite(v) for v in values):
+        return None
+    return [v for v in values if v is not None]
+
+
 def _overfitting(recent: Sequence[dict], window: int) -> list[str]:
-    train = [r.get("train_loss") for r in recent]
-    val = [r.get("val_loss") for r in recent]
-    if any(v is None or not math.isfinite(v) for v in train + val):
+    train = _finite_values(recent, "train_loss")
+    val = _finite_values(recent, "val_loss")
+    if train is None or val is None:
         return []
     scale = max(abs(sum(val) / len(val)), 1e-3)
     if _slope(train) < 0 and _slope(val) * window > 0.05 * scale:
@@ -67,8 +75,8 @@ def _overfitting(recent: Sequence[dict], window: int) -> list[str]:
 
 
 def _frozen_lr(recent: Sequence[dict], window: int) -> list[str]:
-    lrs = [r.get("lr") for r in recent]
-    if all(v is not None for v in lrs) and max(lrs) == min(lrs):
+    lrs = [r["lr"] for r in recent if r.get("lr") is not None]
+    if len(lrs) == len(recent) and max(lrs) == min(lrs):
         return [f"The learning rate has not changed for {window} epochs ({lrs[0]:.3g}). nnU-Net's schedule lowers "
                 "it every epoch; if you wrote a custom trainer, check that its schedule is applied."]
     return []

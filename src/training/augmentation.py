@@ -12,8 +12,8 @@ Tensors are one sample: data (c, *spatial) float, seg (1, *spatial) float holdin
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
-from typing import Sequence
 
 import numpy as np
 
@@ -262,7 +262,7 @@ class Augmenter:
         if rng.uniform() < s.low_resolution_p:
             p["low_resolution"] = [float(rng.uniform(*s.low_resolution_zoom)) if rng.uniform() < s.per_channel_p
                                    else None for _ in range(channels)]
-        for key, prob, invert in (("gamma_inverted", s.gamma_inverted_p, True), ("gamma", s.gamma_p, False)):
+        for key, prob in (("gamma_inverted", s.gamma_inverted_p), ("gamma", s.gamma_p)):
             if rng.uniform() < prob:
                 p[key] = [_sample_gamma(rng, s.gamma_range) for _ in range(channels)]
         p["mirror"] = [int(a) for a in s.mirror_axes if a < dim and rng.uniform() < 0.5]
@@ -356,7 +356,7 @@ class Augmenter:
         params = self.sample_parameters(rng, data.shape[0])
         return self.apply(data, seg, params)
 
-    def with_settings(self, **changes) -> "Augmenter":
+    def with_settings(self, **changes) -> Augmenter:
         return Augmenter(self.patch_size, replace(self.settings, **changes))
 
 

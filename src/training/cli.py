@@ -4,8 +4,15 @@ from __future__ import annotations
 import argparse
 
 from ..fileio import write_json
-from .variants import (DEFAULT_EPOCHS, DEFAULT_LOSS, DEFAULT_TRAINER, LOSSES, apply_variant, find_variant,
-                       is_variant_name)
+from .variants import (
+    DEFAULT_EPOCHS,
+    DEFAULT_LOSS,
+    DEFAULT_TRAINER,
+    LOSSES,
+    apply_variant,
+    find_variant,
+    is_variant_name,
+)
 
 
 def add_parser(subparsers) -> None:
@@ -15,7 +22,8 @@ def add_parser(subparsers) -> None:
                     "The result is an nnU-Net v2 model folder usable by `medseg predict` and by nnU-Net. "
                     "Several GPUs/nodes: launch with `torchrun --nproc_per_node N -m chimerax.medseg.cli train ...`.")
     p.add_argument("dataset", help="dataset id (102), name (Dataset102_Brain) or raw folder")
-    p.add_argument("configuration", nargs="?", default="3d_fullres", help="2d, 3d_fullres, 3d_lowres (default 3d_fullres)")
+    p.add_argument("configuration", nargs="?", default="3d_fullres",
+                   help="2d, 3d_fullres, 3d_lowres (default 3d_fullres)")
     p.add_argument("-f", "--fold", nargs="+", default=["0"], help="fold(s): 0-4, 'all', or several (default 0)")
     p.add_argument("--epochs", type=int, help="epochs (default 1000, or the trainer variant's)")
     p.add_argument("--iterations", type=int, default=250, help="training iterations per epoch (default 250)")

@@ -39,6 +39,8 @@ def _load_file(path: Path):
     if key in sys.modules:
         return sys.modules[key]
     spec = importlib.util.spec_from_file_location(key, path)
+    if spec is None or spec.loader is None:  # no loader for the file's suffix
+        raise MedSegError(f"Cannot load trainer file {path}: it is not a Python file (name it .py).")
     module = importlib.util.module_from_spec(spec)
     sys.modules[key] = module  # needed by pickling (data workers) and dataclasses
     try:

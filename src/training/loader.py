@@ -6,9 +6,11 @@ torch's loader returns them round-robin, so the order never depends on the worke
 """
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
+from torch.utils.data import IterableDataset
 
 from .augmentation import Augmenter
 from .data import PatchSampler, sample_seed
@@ -16,12 +18,7 @@ from .data import PatchSampler, sample_seed
 AUGMENTATION_STREAM = 7
 
 
-def _iterable_base():
-    from torch.utils.data import IterableDataset
-    return IterableDataset
-
-
-class BatchStream(_iterable_base()):
+class BatchStream(IterableDataset):
     """Yields ``(step, data, seg)`` tensors: data (b, c, *patch) float32, seg (b, 1, *patch) int16."""
 
     def __init__(self, sampler: PatchSampler, indices: Sequence[int], start_step: int,
@@ -61,5 +58,5 @@ def augment_batch(augmenter: Augmenter, data, seg, step: int, indices: Sequence[
 
 def make_loader(stream: BatchStream, num_workers: int):
     from torch.utils.data import DataLoader
-    kwargs = dict(prefetch_factor=4, persistent_workers=True) if num_workers > 0 else {}
+    kwargs: dict[str, Any] = dict(prefetch_factor=4, persistent_workers=True) if num_workers > 0 else {}
     return DataLoader(stream, batch_size=None, num_workers=num_workers, **kwargs)

@@ -7,12 +7,12 @@ entropy only, and Dice + CE without smoothing (see ``variants.LOSSES``).
 """
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import torch
-from torch import nn
 import torch.nn.functional as F
+from torch import nn
 
 from ..errors import MedSegError
 

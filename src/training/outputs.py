@@ -9,8 +9,8 @@ no summary outlives the weights it scored.
 from __future__ import annotations
 
 import shutil
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 from ..errors import MedSegError
 from . import checkpoints as ckpt

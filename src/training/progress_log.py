@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 from ..fileio import atomic_path, write_json
 
@@ -35,7 +35,7 @@ class TrainingLog:
                 "epoch_start_timestamps": self.series("start_time"), "epoch_end_timestamps": self.series("end_time")}
 
     @classmethod
-    def from_nnunet_logging(cls, class_names: Sequence[str], logging: dict) -> "TrainingLog":
+    def from_nnunet_logging(cls, class_names: Sequence[str], logging: dict) -> TrainingLog:
         keys = {"mean_fg_dice": "mean_fg_dice", "ema_fg_dice": "ema_fg_dice", "dice_per_class_or_region": "pseudo_dice",
                 "train_losses": "train_loss", "val_losses": "val_loss", "lrs": "lr",
                 "epoch_start_timestamps": "start_time", "epoch_end_timestamps": "end_time"}

@@ -59,24 +59,27 @@ def train(dataset: str, configuration: str = "3d_fullres", folds=("0",), options
     a fold that already holds a model; every fold is checked before the first one starts.
     """
     from .distributed import distributed_from_env, finish_distributed
+    if not folds:
+        raise MedSegError("Give at least one fold to train (0-4 or all).")
     trainer_class, options = resolve_trainer(trainer, options or TrainingOptions())
     name = trainer_class.__name__ if trainer_class is not Trainer else (options.variant or DEFAULT_TRAINER)
     setups = [make_setup(dataset, configuration, str(fold), plans_name, name, output, preprocessed) for fold in folds]
     refuse_existing([setup.fold_dir for setup in setups], check_existing_choice(existing))
     dist = distributed_from_env(options.device)
-    model_dir = None
+    model_dirs: list[Path] = []
     try:
         for setup in setups:
-            model_dir = trainer_class(setup, options, dist, report).run(existing=existing, should_stop=should_stop)
+            model_dirs.append(trainer_class(setup, options, dist, report).run(existing=existing,
+                                                                                should_stop=should_stop))
         numeric = [str(f) for f in folds if str(f).isdigit()]
-        if dist.is_main and model_dir is not None and len(numeric) > 1 and options.validate:
+        if dist.is_main and len(numeric) > 1 and options.validate:
             from ..evaluation.crossval import summarize_crossval
-            summary = summarize_crossval(model_dir, numeric)
+            summary = summarize_crossval(model_dirs[-1], numeric)
             (report or print)(f"Cross-validation over folds {', '.join(numeric)}: mean foreground Dice "
                               f"{summary['foreground_mean']['Dice']:.4f}")
     finally:
         finish_distributed(dist)
-    return model_dir
+    return model_dirs[-1]
 
 
 def resolve_trainer(spec: str | None, options: TrainingOptions) -> tuple[type, TrainingOptions]:

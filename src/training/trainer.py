@@ -11,7 +11,7 @@ import os
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 import numpy as np
 
@@ -122,6 +122,18 @@ class Trainer:
         self.warnings: list[str] = []
         self.log = TrainingLog(self.class_names)
         self.best_ema: float | None = None
+        # set up by run(), once the device and the folds are known
+        self.device: Any = None
+        self.loss: Any = None
+        self.train_cases: list[str] = []
+        self.val_cases: list[str] = []
+        self.network: Any = None
+        self.model: Any = None       # the network, or its DDP wrapper
+        self.optimizer: Any = None
+        self.amp = False
+        self.scaler: Any = None
+        self.augmenter: Any = None
+        self.augment_on_device = False
 
     # ------------------------------------------------------------------ override points
     @property
@@ -212,7 +224,8 @@ class Trainer:
         ``continue`` (from its last checkpoint) or ``overwrite`` (see ``outputs.py``).
         """
         import torch
-        from .splits import fold_cases, load_patients
+
+        from ..datasets.splits import fold_cases, load_patients
 
         o, s = self.options, self.setup
         self._check_run(existing)
@@ -267,6 +280,7 @@ class Trainer:
 
     def _choose_device(self):
         import torch
+
         from ..inference.device import select_device
         o = self.options
         device = select_device(o.device) if not self.dist.active or o.device != "auto" else _ddp_device(self.dist)
@@ -393,7 +407,8 @@ class Trainer:
         if val_iter is None:
             return float("nan"), [float("nan")] * len(self.class_names)
         self.model.eval()
-        losses, tp, fp, fn = [], 0, 0, 0
+        losses: list[float] = []
+        counts: list[torch.Tensor] = []  # (3, classes) per iteration: tp, fp, fn
         with torch.no_grad():
             for _ in range(self.options.validation_iterations):
                 data, seg = self._to_device(next(val_iter))
@@ -401,16 +416,15 @@ class Trainer:
                 with torch.autocast(self.device.type, enabled=self.amp):
                     outputs = self.network(data)
                     losses.append(float(self.loss(outputs, targets)))
-                counts = self._tp_fp_fn(outputs[0].float(), targets[0])
-                tp, fp, fn = tp + counts[0], fp + counts[1], fn + counts[2]
+                counts.append(torch.stack(self._tp_fp_fn(outputs[0].float(), targets[0])))
+        stats = torch.stack(counts).sum(0).to(torch.float64)  # voxel counts: exact in float64
         if self.dist.active:
             import torch.distributed as tdist
-            stats = torch.stack([tp, fp, fn]).to(torch.float64)
             tdist.all_reduce(stats)
-            tp, fp, fn = stats[0], stats[1], stats[2]
+        tp, fp, fn = stats.tolist()
         val_loss = self._mean_over_ranks(float(np.mean(losses)))
         dice = [float(2 * a / (2 * a + b + c)) if (2 * a + b + c) > 0 else float("nan")
-                for a, b, c in zip(tp.tolist(), fp.tolist(), fn.tolist())]
+                for a, b, c in zip(tp, fp, fn)]
         return val_loss, dice
 
     def _tp_fp_fn(self, logits, target):

@@ -69,7 +69,7 @@ class TransferReport:
     def summary(self) -> str:
         text = (f"Pretrained weights from {self.source}: {self.distinct[0]} tensors loaded; "
                 f"{self.distinct[1]} segmentation-head tensors left new (never transferred)")
-        if self.fresh_input:
+        if self.fresh_input and self.input_channels is not None:  # set together by plan_transfer
             theirs, ours = self.input_channels
             text += (f"; the first convolution left new ({theirs} input channel(s) in the pretrained model, "
                      f"{ours} here)")
@@ -182,7 +182,7 @@ def check_freezable(network, modules: list, report: TransferReport) -> None:
     names = set(report.loaded)
     loaded = {id(t) for k, t in network.state_dict(keep_vars=True).items() if k in names}
     for module in modules:
-        for name, parameter in module.named_parameters():
+        for parameter in module.parameters():
             if id(parameter) in loaded:
                 continue
             key = _names_of(network, parameter)[0]

@@ -108,7 +108,10 @@ def test_saved_seg_and_rtstruct_reference_the_series_and_open_in_chimerax_dicom(
     DICOM.from_paths(session, series + [str(tmp_path / "out" / "seg.dcm"), str(tmp_path / "rt" / "rt.dcm")]).open()
     opened = [m for m in session.models.list() if m not in before]
     kinds = {type(m).__name__: m for m in opened}
-    assert any(type(m).__name__ == "DICOMVolume" and "SEG" in m.name for m in opened), [m.name for m in opened]
+    seg_volumes = [m for m in opened if type(m).__name__ == "DICOMVolume" and "SEG" in m.name]
+    assert seg_volumes, [m.name for m in opened]
+    # what ChimeraX's segmentation-editing tool (the DICOM bundle's Segmentations tool) lists and edits
+    assert all(m.is_segmentation() for m in seg_volumes)
     contours = [m.name for m in opened if type(m).__name__ == "ROIContourModel"]
     assert "DicomContours" in kinds and sorted(contours) == sorted(names.values())
 

@@ -33,7 +33,7 @@ def test_every_case_hard_refused_and_stale_splits_removed(tmp_path, capsys):
     captured = capsys.readouterr()
     assert code == 1
     assert "Hard cases (a label's Dice below 0.5): 3 of 3" in captured.out
-    assert "No splits_final.json written: Cannot split 0 case(s) into folds" in captured.err
+    assert "No splits_final.json written: Cannot make folds from 0 case(s)" in captured.err
     assert not (out / "splits_final.json").exists()
     assert (out / "hard_cases.csv").is_file() and (out / "per_case.csv").is_file()  # the scores are still there
 

@@ -7,8 +7,9 @@ custom splits are read from a file and checked. Fold ``all`` trains on every cas
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -51,17 +52,18 @@ def make_splits(cases: Sequence[str], num_folds: int = 5, seed: int = SPLITS_SEE
     return splits
 
 
-def check_splits(splits, cases: Sequence[str], source: str,
+def check_splits(splits: Any, cases: Sequence[str] | None, source: str,
                  patients: dict[str, str] | None = None) -> list[dict[str, list[str]]]:
-    """Refuse a splits list that names unknown cases, overlaps, or puts a patient on both sides."""
+    """Refuse a splits list that is malformed, names unknown cases (unless ``cases`` is None), overlaps,
+    or puts a patient on both sides."""
     if not isinstance(splits, list) or not splits or not all(
             isinstance(f, dict) and isinstance(f.get("train"), list) and isinstance(f.get("val"), list)
             for f in splits):
         raise MedSegError(f"{source} is not an nnU-Net splits file: expected a list of "
                           '{"train": [...], "val": [...]} entries, one per fold.')
-    known = set(cases)
+    known = None if cases is None else set(cases)
     for k, fold in enumerate(splits):
-        unknown = sorted(set(fold["train"] + fold["val"]) - known)
+        unknown = [] if known is None else sorted(set(fold["train"] + fold["val"]) - known)
         if unknown:
             raise MedSegError(f"{source}, fold {k}: unknown case(s) {', '.join(unknown[:5])}; "
                               "check the names against the preprocessed dataset.")

@@ -5,7 +5,7 @@ import pytest
 from nnunetv2.utilities.crossval_split import generate_crossval_split
 
 from chimerax.medseg.errors import MedSegError
-from chimerax.medseg.training.splits import check_splits, fold_cases, make_splits, random_split
+from chimerax.medseg.datasets.splits import check_splits, fold_cases, make_splits, random_split
 
 
 @pytest.mark.parametrize("count", [5, 7, 12, 23])

@@ -1,0 +1,120 @@
+"""Adaptive ensembling against the full ensemble (every fold x every mirroring), and fast mode.
+
+For each model and unseen case: forward passes and wall time of full, adaptive and fast, the
+per-class Dice of adaptive (and of fast) against full, and the worst case. The embedded demo model
+(5 folds) runs on new BraTS-like phantoms (seeds the demo model never saw), at the phantoms' own
+size and at BraTS's 155 x 240 x 240 at 1 mm; the nnU-Net-trained fixture models (one fold each:
+mirroring only) run on their fixture cases. One process, the predictors built once, the runs of
+each case interleaved (full, adaptive, fast) so that load on the machine touches all alike.
+
+    .venv/bin/python benchmarks/adaptive.py --cases 10 --size native
+    .venv/bin/python benchmarks/adaptive.py --cases 3 --size brats --threshold 0.5
+"""
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from chimerax.medseg.datasets.phantom import make_phantom, save_case
+from chimerax.medseg.images import read_case
+from chimerax.medseg.inference.predictor import Predictor, example_model_path
+
+REPO = Path(__file__).resolve().parents[1]
+FIXTURES = REPO / "tests" / "data" / "nnunet"
+BRATS = (155, 240, 240)
+
+
+def dice(a: np.ndarray, b: np.ndarray) -> float:
+    total = a.sum() + b.sum()
+    return 1.0 if total == 0 else float(2 * (a & b).sum() / total)
+
+
+def class_dice(labels: np.ndarray, reference: np.ndarray, members: dict[int, tuple[int, ...]]) -> dict[int, float]:
+    return {v: dice(np.isin(labels, m), np.isin(reference, m)) for v, m in members.items()}
+
+
+def phantom_cases(root: Path, count: int, size: str) -> list[tuple[str, list[Path]]]:
+    cases = []
+    for i in range(count):
+        seed = 1000 + i  # the demo model was trained and tested on seeds 0 (its 50 phantoms)
+        rng = np.random.default_rng(seed)
+        phantom = make_phantom(rng, (1.0, 1.0, 1.0), shape=BRATS) if size == "brats" else make_phantom(rng)
+        folder = root / f"phantom_{seed}"
+        folder.mkdir(parents=True)
+        save_case(phantom, folder, None, "case")
+        cases.append((f"phantom {seed}", sorted(folder.glob("case_*.nii.gz"))))
+    return cases
+
+
+def fixture_cases(model: Path) -> list[tuple[str, list[Path]]]:
+    folder = FIXTURES / "cases"
+    names = sorted({p.name.rsplit("_", 1)[0] for p in folder.glob("*_0000.nii.gz")})
+    channels = len(Predictor.from_folder(model, device="cpu").channel_names)
+    return [(n, [folder / f"{n}_{c:04d}.nii.gz" for c in range(channels)]) for n in names]
+
+
+def timed(predictor: Predictor, image) -> tuple[object, float]:
+    start = time.perf_counter()
+    prediction = predictor.predict(image)
+    return prediction, time.perf_counter() - start
+
+
+def bench_model(title: str, model: Path, cases: list, threshold: float) -> None:
+    full = Predictor.from_folder(model, device="cpu")
+    adaptive = Predictor.from_folder(model, device="cpu", adaptive=True, adaptive_threshold=threshold)
+    fast = Predictor.from_folder(model, device="cpu", fast=True)
+    members = full.model.labels.members()
+    names = full.label_names
+    print(f"\n{title}: {len(full.fold_weights)} fold(s) x {2 ** len(full.mirror_axes)} mirrorings; adaptive "
+          f"threshold {threshold}; fast = every fold, no mirroring, step {fast.step}")
+    print(f"{'case':<16}{'passes':>14}{'ratio':>7}{'full s':>8}{'adapt s':>8}{'fast s':>8}  "
+          f"{'Dice adaptive vs full':<32}{'Dice fast vs full'}")
+    rows = []
+    for name, files in cases:
+        image = read_case(files)
+        a, ta = timed(full, image)
+        b, tb = timed(adaptive, image)
+        c, tc = timed(fast, image)
+        da, dc = class_dice(b.labels, a.labels, members), class_dice(c.labels, a.labels, members)
+        passes = b.passes
+        run, total = (passes.run, passes.full) if passes else (0, 0)
+        rows.append((name, run / max(total, 1), ta, tb, tc, da, dc))
+        print(f"{name:<16}{f'{run}/{total}':>14}{run / max(total, 1):>7.2f}{ta:>8.1f}{tb:>8.1f}{tc:>8.1f}  "
+              f"{' '.join(f'{v:.4f}' for v in da.values()):<32}{' '.join(f'{v:.4f}' for v in dc.values())}")
+    ratio = np.mean([r[1] for r in rows])
+    for label, index in (("adaptive", 5), ("fast", 6)):
+        per_class = {v: [r[index][v] for r in rows] for v in members}
+        mean = {names[v]: round(float(np.mean(d)), 4) for v, d in per_class.items()}
+        worst = min(rows, key=lambda r: min(r[index].values()))
+        print(f"  {label}: mean Dice vs full {mean}; worst case {worst[0]} "
+              f"{ {names[v]: round(d, 4) for v, d in worst[index].items()} }")
+    print(f"  passes: adaptive {ratio:.2f}x of full; time adaptive/full {np.sum([r[3] for r in rows]) / np.sum([r[2] for r in rows]):.2f}, "
+          f"fast/full {np.sum([r[4] for r in rows]) / np.sum([r[2] for r in rows]):.2f}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--cases", type=int, default=10, help="unseen phantoms for the demo model (default 10)")
+    parser.add_argument("--size", choices=("native", "brats"), default="native",
+                        help="phantoms at their own size (~2 mm) or at BraTS's 155 x 240 x 240 at 1 mm")
+    parser.add_argument("--threshold", type=float, default=0.5, help="adaptive threshold (default 0.5)")
+    parser.add_argument("--no-fixtures", action="store_true", help="only the demo model")
+    args = parser.parse_args()
+    torch.set_num_threads(max(1, torch.get_num_threads()))
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
+    with tempfile.TemporaryDirectory() as tmp:
+        cases = phantom_cases(Path(tmp), args.cases, args.size)
+        bench_model(f"demo model 'example', {args.size} phantoms", example_model_path(), cases, args.threshold)
+    if not args.no_fixtures:
+        for name in ("3d_fullres", "regions_3d_fullres"):
+            model = FIXTURES / name
+            bench_model(f"nnU-Net-trained fixture {name}", model, fixture_cases(model), args.threshold)
+
+
+if __name__ == "__main__":
+    main()
