@@ -25,6 +25,8 @@ def add_parser(subparsers) -> None:
     p.add_argument("--hard-below", type=float, metavar="DICE",
                    help="list cases where a label's Dice is below DICE and write splits_final.json with them in "
                         "training")
+    p.add_argument("--num-folds", type=int, metavar="K", help="with --hard-below and no --splits: make K folds of "
+                   "the other cases (default 5)")
     p.add_argument("--splits", metavar="FILE", help="an existing splits_final.json to move the hard cases into "
                    "(default: make 5 folds of the evaluated cases)")
     p.add_argument("--plots", action="store_true",

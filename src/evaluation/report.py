@@ -30,6 +30,9 @@ def run(args: argparse.Namespace) -> int:
         raise MedSegError("Give either --labels or --dataset-json, not both.")
     if args.splits and args.hard_below is None:
         raise MedSegError("--splits is used with --hard-below (it says which splits file to put the hard cases in).")
+    if args.num_folds is not None and (args.hard_below is None or args.splits or args.num_folds < 2):
+        raise MedSegError("--num-folds K (at least 2) goes with --hard-below, without --splits: it is the number of "
+                          "folds made of the cases that are not hard.")
     regions = parse_regions(args.labels) if args.labels else (
         regions_from_dataset_json(args.dataset_json) if args.dataset_json else None)
     if args.plots:
@@ -38,21 +41,27 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.output) if args.output else Path(args.pred_dir) / "evaluation"
     ev = evaluate_folders(args.pred_dir, args.ref_dirs, regions, other_pred_dir=args.compare, resample=args.resample,
                           missing_as_empty=args.missing_as_empty, ignore_unlisted=args.ignore_unlisted)
-    report = write_report(ev, out, args)
+    data: dict = {}
+    report = write_report(ev, out, args, data)
     for note in ev.notes:
         print(f"note: {note}")
     print(report)
     print(f"\nResults written to {out}/")
+    unsplit = data.get("hard_cases", {}).get("splits_error")
+    if unsplit:
+        # --hard-below asked for a splits file; a training run reading it must not start from nothing (or a stale one)
+        raise MedSegError(f"No splits_final.json written: {unsplit} Lower --hard-below, or give --splits.")
     return 0
 
 
-def write_report(ev: Evaluation, out: Path, args: argparse.Namespace) -> str:
-    """Write every output file; return the text to print."""
+def write_report(ev: Evaluation, out: Path, args: argparse.Namespace, data: dict | None = None) -> str:
+    """Write every output file; return the text to print. ``data`` gets what evaluation.json holds."""
     summary = summarize(ev.rows)
     text = ["Per case:", per_case_table(ev.rows), "", "Per label (over cases):", summary_table(summary)]
-    data: dict = {"conventions": CONVENTIONS, "prediction_dir": str(args.pred_dir),
-                  "reference_dirs": [str(d) for d in args.ref_dirs], "references": ev.reference_names,
-                  "labels": ev.labels, "notes": ev.notes, "summary": summary, "per_case": ev.rows}
+    data = {} if data is None else data
+    data.update({"conventions": CONVENTIONS, "prediction_dir": str(args.pred_dir),
+                 "reference_dirs": [str(d) for d in args.ref_dirs], "references": ev.reference_names,
+                 "labels": ev.labels, "notes": ev.notes, "summary": summary, "per_case": ev.rows})
     write_rows_csv(out / "per_case.csv", ev.rows, ROW_COLUMNS)
     write_rows_csv(out / "summary.csv", summary_rows(summary))
     if ev.other_rows is not None:
@@ -78,7 +87,9 @@ def _comparison(ev: Evaluation, out: Path, args, data: dict) -> str:
         for metric in ("dice", "hd95"):
             t = by_metric[metric]
             rows.append([label, metric, t["a"]["mean"], t["b"]["mean"], t["median_diff"], t["n"], t["p_value"]])
+    per_case = [[d["case"], d["label"], d["dice_a"], d["dice_b"], d["hd95_a"], d["hd95_b"]] for d in diffs]
     return (f"Comparison: A = {args.pred_dir}, B = {args.compare} (against {ev.reference_names[0]})\n"
+            + format_table(["case", "label", "dice A", "dice B", "hd95 A", "hd95 B"], per_case) + "\n\n"
             + format_table(["label", "metric", "mean A", "mean B", "median A-B", "cases", "Wilcoxon p"], rows))
 
 
@@ -96,8 +107,11 @@ def _hard_cases(ev: Evaluation, out: Path, args, data: dict) -> str:
                              [[h["case"], h["worst_label"], h["dice"], " ".join(h["labels_below"])]
                               for h in hard]) + "\n"
     try:
-        splits = splits_with_hard_cases_in_training([h["case"] for h in hard], cases, existing)
+        splits = splits_with_hard_cases_in_training([h["case"] for h in hard], cases, existing,
+                                                    args.num_folds or 5)
     except MedSegError as exc:
+        (out / "splits_final.json").unlink(missing_ok=True)  # one from an earlier run would no longer be true
+        data["hard_cases"]["splits_error"] = str(exc)
         return text + f"No splits file written: {exc}"
     write_json(out / "splits_final.json", splits)
     return text + f"splits_final.json ({len(splits)} folds) puts them in every fold's training set."
