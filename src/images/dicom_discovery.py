@@ -100,11 +100,19 @@ def read_header(path: Path):
 
 
 def iter_files(folder: Path) -> Iterable[Path]:
+    """Regular files under ``folder``; anything else (a FIFO would block its reader forever) is
+    skipped and named in a warning."""
     for root, dirs, files in os.walk(folder):
         dirs[:] = sorted(d for d in dirs if not d.startswith("."))
         for name in sorted(files):
-            if not name.startswith("."):
-                yield Path(root) / name
+            path = Path(root) / name
+            if name.startswith("."):
+                continue
+            if not path.is_file():
+                warnings.warn(f"Skipped {path}: not a regular file (a FIFO, device, socket or broken link).",
+                              DicomWarning, stacklevel=2)
+                continue
+            yield path
 
 
 def _floats(value, n: int) -> tuple[float, ...] | None:

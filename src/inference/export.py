@@ -14,11 +14,23 @@ def logits_to_probabilities(logits, labels: LabelScheme):
     return torch.sigmoid(logits) if labels.is_region_based else torch.softmax(logits, 0)
 
 
+def label_dtype(labels: LabelScheme) -> type:
+    """The smallest integer type that holds every label value the model declares."""
+    top = max(labels.names, default=0)
+    return np.uint8 if top < 256 else np.uint16 if top < 65536 else np.int32
+
+
+def channel_values(labels: LabelScheme) -> np.ndarray:
+    """The label value each softmax channel stands for: background, then the declared values in
+    order, so labels that skip values ({0, 1, 5}) are written as 5, never as the channel index 2."""
+    return np.array([0, *sorted(labels.names)], dtype=label_dtype(labels))
+
+
 def probabilities_to_labels(probabilities, labels: LabelScheme) -> np.ndarray:
     """argmax for softmax models; for region models later regions overwrite earlier ones (p > 0.5)."""
-    dtype = np.uint8 if max(labels.names, default=0) < 256 else np.int16
+    dtype = label_dtype(labels)
     if not labels.is_region_based:
-        return probabilities.argmax(0).numpy().astype(dtype)
+        return channel_values(labels)[probabilities.argmax(0).numpy()]
     out = np.zeros(probabilities.shape[1:], dtype=dtype)
     for channel, value in enumerate(labels.regions_class_order):
         out[(probabilities[channel] > 0.5).numpy()] = value

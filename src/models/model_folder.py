@@ -8,7 +8,8 @@ from pathlib import Path
 from typing import Sequence
 
 from ..errors import MedSegError
-from ..fileio import read_json
+from ..fileio import read_json_object
+from ..network.bounds import check_architecture
 from .labels import LabelScheme
 
 _FOLD_DIR = re.compile(r"^fold_(\d+|all)$")
@@ -61,15 +62,22 @@ class ModelFolder:
         return wanted
 
 
-def resolve_configuration(plans: dict, name: str) -> dict:
+def resolve_configuration(plans: dict, name: str, _chain: tuple[str, ...] = ()) -> dict:
     """A configuration of the plans with ``inherits_from`` applied."""
     configs = plans.get("configurations", {})
+    if not isinstance(configs, dict):
+        raise MedSegError("The plans' 'configurations' is not a mapping; plans.json is damaged.")
+    if name in _chain:
+        raise MedSegError(f"The plans' configurations inherit from each other in a loop "
+                          f"({' -> '.join((*_chain, name))}); plans.json is damaged.")
     if name not in configs:
-        raise MedSegError(f"The plans have no configuration {name!r} (available: {', '.join(configs)}).")
+        raise MedSegError(f"The plans have no configuration {name!r} (available: {', '.join(map(str, configs))}).")
+    if not isinstance(configs[name], dict):
+        raise MedSegError(f"The plans' configuration {name!r} is not a mapping; plans.json is damaged.")
     config = dict(configs[name])
     parent = config.pop("inherits_from", None)
     if parent:
-        merged = resolve_configuration(plans, parent)
+        merged = resolve_configuration(plans, parent, (*_chain, name))
         merged.update(config)
         return merged
     return config
@@ -84,16 +92,17 @@ def open_model_folder(path: str | os.PathLike, configuration: str | None = None)
         from .registry import extract_zip_to_cache
         path = extract_zip_to_cache(path)
     folder = _find_model_dir(path, configuration)
-    dataset_json = read_json(folder / "dataset.json")
-    plans = read_json(folder / "plans.json")
+    dataset_json = read_json_object(folder / "dataset.json")
+    plans = read_json_object(folder / "plans.json")
     folds = sorted((m.group(1) for p in folder.iterdir() if p.is_dir() and (m := _FOLD_DIR.match(p.name))),
                    key=lambda f: (f == "all", int(f) if f != "all" else 0))
     name = configuration or _configuration_from_name(folder.name) or _only_configuration(plans, folder)
     if name.endswith("cascade_fullres"):
         raise MedSegError(f"Model {folder} is a cascade stage ({name}); cascades need the low-resolution "
                           "stage's prediction and are not supported yet. Use its 3d_fullres or 3d_lowres model.")
-    resolve_configuration(plans, name)
-    return ModelFolder(folder, dataset_json, plans, name, folds)
+    model = ModelFolder(folder, dataset_json, plans, name, folds)
+    check_architecture(model.configuration, len(model.channel_names), model.labels.num_outputs)
+    return model
 
 
 def _find_model_dir(path: Path, configuration: str | None) -> Path:
