@@ -16,12 +16,12 @@ _USABLE_SHARE = 0.9
 
 
 def available_memory() -> int:
-    """Bytes of memory this process could still get: MemAvailable (Linux), else free pages."""
+    """Bytes of memory this process could still get: MemAvailable plus free swap (Linux), else free pages."""
     try:
         with open("/proc/meminfo") as handle:
-            for line in handle:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
+            fields = {line.split(":")[0]: int(line.split()[1]) * 1024 for line in handle if line.count(":") == 1}
+        if "MemAvailable" in fields:
+            return fields["MemAvailable"] + fields.get("SwapFree", 0)  # swap is slow, but it is memory
     except (OSError, ValueError, IndexError):
         pass
     try:

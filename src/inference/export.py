@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..memory import array_bytes, check_memory
 from ..models.labels import LabelScheme
 from ..preprocessing.cropping import uncrop
 from ..preprocessing.pipeline import PreprocessRecord
@@ -40,6 +41,10 @@ def probabilities_to_labels(probabilities, labels: LabelScheme) -> np.ndarray:
 def export(logits, record: PreprocessRecord, config: dict, labels: LabelScheme,
            with_probabilities: bool = False) -> tuple[np.ndarray, np.ndarray | None]:
     """Logits (k, *network grid) -> labels (z, y, x) on the input grid, and optionally probabilities."""
+    # the logits on the input grid and their probabilities, side by side (float32)
+    check_memory(2 * array_bytes((labels.num_outputs, *record.shape_after_cropping), 4),
+                 f"Putting {labels.num_outputs} output channels back onto the image grid {record.shape_after_cropping}",
+                 "Crop the image to the region of interest, or use a model with fewer labels.")
     kwargs = config.get("resampling_fn_probabilities_kwargs", {})
     logits = resample_logits(logits.float().cpu(), record.shape_after_cropping, record.target_spacing,
                              record.spacing, order=kwargs.get("order", 1), order_z=kwargs.get("order_z", 0),
