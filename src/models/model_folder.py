@@ -101,7 +101,8 @@ def open_model_folder(path: str | os.PathLike, configuration: str | None = None)
         raise MedSegError(f"Model {folder} is a cascade stage ({name}); cascades need the low-resolution "
                           "stage's prediction and are not supported yet. Use its 3d_fullres or 3d_lowres model.")
     model = ModelFolder(folder, dataset_json, plans, name, folds)
-    check_architecture(model.configuration, len(model.channel_names), model.labels.num_outputs)
+    if "architecture" in model.configuration:  # (a model listed or installed only may lack one)
+        check_architecture(model.configuration, len(model.channel_names), model.labels.num_outputs)
     return model
 
 

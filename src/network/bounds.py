@@ -24,19 +24,23 @@ def _positive_ints(value, what: str, length: int | None = None) -> list:
     return values
 
 
-def check_architecture(config: dict, input_channels: int, num_outputs: int) -> None:
-    """Refuse a configuration whose network is malformed or cannot fit in this machine's memory."""
-    if not isinstance(config, dict) or not isinstance(config.get("architecture"), dict):
-        raise MedSegError("The plans' configuration has no 'architecture' mapping.")
-    kw = config["architecture"].get("arch_kwargs")
-    if not isinstance(kw, dict):
-        raise MedSegError("The plans' architecture has no 'arch_kwargs' mapping.")
+def check_arch_kwargs(architecture: dict) -> tuple[list, list]:
+    """The structure of ``architecture`` (stages, features, kernels, strides); returns (features, kernels)."""
+    if not isinstance(architecture, dict) or not isinstance(architecture.get("arch_kwargs"), dict):
+        raise MedSegError("The plans' architecture has no 'arch_kwargs' mapping; plans.json is damaged.")
+    kw = architecture["arch_kwargs"]
     n = kw.get("n_stages")
-    if not isinstance(n, int) or not 1 <= n <= _MAX_STAGES:
+    if not isinstance(n, int) or isinstance(n, bool) or not 1 <= n <= _MAX_STAGES:
         raise MedSegError(f"The plans' n_stages must be a whole number from 1 to {_MAX_STAGES}; got {n!r}.")
     features = _positive_ints(kw.get("features_per_stage"), "features_per_stage", n)
     kernels = _positive_ints(kw.get("kernel_sizes"), "kernel_sizes", n)
     _positive_ints(kw.get("strides"), "strides", n)
+    return features, kernels
+
+
+def check_architecture(config: dict, input_channels: int, num_outputs: int) -> None:
+    """Refuse a configuration whose network is malformed or cannot fit in this machine's memory."""
+    features, kernels = check_arch_kwargs(config.get("architecture"))
     patch = _positive_ints(config.get("patch_size"), "patch_size")
     check_memory(_weight_bytes(features, kernels, input_channels, num_outputs),
                  f"The network's weights (features per stage {features})",
