@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import MedSegError
+from ..errors import MedSegError, one_line
 from ..memory import array_bytes, check_memory
 from .dicom_discovery import DicomFrame, DicomWarning, SeriesInfo
 
@@ -169,9 +169,15 @@ def _decode(path: Path) -> np.ndarray:
     import pydicom
     try:
         ds = pydicom.dcmread(str(path))
-    except Exception as exc:
-        raise MedSegError(f"DICOM file {path} is damaged and cannot be read ({type(exc).__name__}: {exc}). "
-                          "Remove it or export the series again.") from exc
+        return _decode_dataset(ds, path)
+    except MedSegError:
+        raise
+    except Exception as exc:  # pydicom parses lazily: a damaged element can fail at any access
+        raise MedSegError(f"DICOM file {path} is damaged and cannot be read ({type(exc).__name__}: "
+                          f"{one_line(exc, 160)}). Remove it or export the series again.") from exc
+
+
+def _decode_dataset(ds, path: Path) -> np.ndarray:
     if "PixelData" not in ds:
         raise MedSegError(f"DICOM file {path} has no pixel data; it is damaged or not an image. Remove it.")
     frames = _int_tag(ds, "NumberOfFrames", 1, path)

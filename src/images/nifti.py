@@ -16,7 +16,7 @@ from typing import Sequence
 
 import numpy as np
 
-from ..errors import MedSegError
+from ..errors import MedSegError, one_line
 from ..fileio import atomic_path
 from ..memory import array_bytes, check_memory
 from .image import Image, check_same_grid
@@ -43,12 +43,12 @@ def read_image(path: str | os.PathLike) -> Image:
     try:
         nii = nib.load(str(path))
     except Exception as exc:  # nibabel raises many types for broken files
-        raise MedSegError(f"Cannot read {path} as NIfTI: {exc}") from exc
+        raise MedSegError(f"Cannot read {path} as NIfTI: {one_line(exc)}") from exc
     _check_header(nii, path)
     try:
         data = np.asanyarray(nii.dataobj)
     except Exception as exc:
-        raise MedSegError(f"Cannot read {path} as NIfTI: {exc}") from exc
+        raise MedSegError(f"Cannot read {path} as NIfTI: {one_line(exc)}") from exc
     if data.ndim == 2:
         data = data[:, :, None]
     if data.ndim == 3:
