@@ -76,8 +76,8 @@ def download_file(url: str, dest: str | os.PathLike, *, sha256: str | None = Non
         while True:
             before = _part_size(part)
             try:
-                if _fetch_once(http, url, part, size, progress, (min(DEFAULT_CONNECT_TIMEOUT, read_timeout * 4), read_timeout),
-                               cap):
+                timeouts = (min(DEFAULT_CONNECT_TIMEOUT, read_timeout * 4), read_timeout)
+                if _fetch_once(http, url, part, size, progress, timeouts, cap):
                     break
             except requests.TooManyRedirects:
                 raise MedSegError(f"Downloading {url} failed: the server redirects in a loop (or more than "
