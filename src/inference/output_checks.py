@@ -1,11 +1,10 @@
-"""Checks on ``medseg predict``'s outputs and numeric options, made before the first forward pass.
+"""Checks on ``medseg predict``'s outputs and ``--part``, made before the first forward pass.
 
 A run that has segmented for an hour must not then fail on a path, and an output must never
 replace a scan: each output is compared with every input file and folder up front.
 """
 from __future__ import annotations
 
-import math
 import os
 import tempfile
 from pathlib import Path
@@ -66,18 +65,6 @@ def _check_writable(output: Path) -> None:
     except OSError as exc:
         raise MedSegError(f"Cannot write into {ancestor} ({exc.strerror}); choose an output folder you can "
                           "write to.") from None
-
-
-def check_predict_options(step: float | None = None, folds: Sequence[str | int] | None = None,
-                          part: str | None = None) -> None:
-    """Range checks of ``medseg predict``'s numeric options, for the option layer to call first."""
-    if step is not None and not (math.isfinite(step) and 0 < step <= 1):
-        raise MedSegError(f"--step must be a fraction of the patch in (0, 1]; got {step}.")
-    for fold in folds or ():
-        if str(fold) != "all" and not (str(fold).isdigit() and int(fold) < 1000):
-            raise MedSegError(f"--folds takes fold numbers (0, 1, ...) or 'all'; got {fold!r}.")
-    if part is not None:
-        parse_part(part)
 
 
 def parse_part(part: str) -> tuple[int, int]:
