@@ -36,11 +36,11 @@ def build_network(architecture: dict, input_channels: int, num_outputs: int, dee
     """Build from ``plans["configurations"][cfg]["architecture"]`` (network_class_name + arch_kwargs)."""
     from .unet import LayerOps, UNet
 
-    check_arch_kwargs(architecture)
     class_name = str(architecture.get("network_class_name", "")).rsplit(".", 1)[-1]
     if class_name not in _PLAIN + _RESIDUAL:
         raise MedSegError(f"Network type {architecture.get('network_class_name')!r} is not supported "
                           "(supported: PlainConvUNet, ResidualEncoderUNet).")
+    check_arch_kwargs(architecture)
     kw = architecture["arch_kwargs"]
     conv = _resolve(kw.get("conv_op"))
     if conv is None:
