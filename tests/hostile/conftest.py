@@ -3,7 +3,7 @@ from pathlib import Path
 
 import pytest
 
-import hostile_helpers  # noqa: F401 (puts the engine/images/models helpers on the path)
+from hostile_helpers import Hung  # (importing it also puts the engine/images/models helpers on the path)
 from tiny_models import make_model, write_case
 
 
@@ -21,3 +21,20 @@ def skipping_model(tmp_path_factory) -> Path:
 @pytest.fixture
 def case_files(tmp_path) -> list[Path]:
     return write_case(tmp_path / "in", shape=(6, 30, 28))
+
+
+TEST_SECONDS = 120  # every hostile test is seconds long; past this it has hung (a FIFO, a loop)
+
+
+@pytest.fixture(autouse=True)
+def fail_instead_of_hanging():
+    """A hang is a failure here, not a stuck CI job: SIGALRM interrupts even a blocking open()."""
+    import signal
+
+    def alarm(signum, frame):
+        raise Hung(f"the test hung for more than {TEST_SECONDS} s")
+    previous = signal.signal(signal.SIGALRM, alarm)
+    signal.alarm(TEST_SECONDS)
+    yield
+    signal.alarm(0)
+    signal.signal(signal.SIGALRM, previous)

@@ -15,6 +15,11 @@ for sub in ("engine", "images", "models"):  # the tiny models, DICOM factory and
 from chimerax.medseg.cli import main  # noqa: E402
 
 
+class Hung(BaseException):
+    """Raised on a timeout. Not an Exception: code under test that catches Exception (or OSError,
+    as urllib3 does with TimeoutError) cannot swallow it and carry on."""
+
+
 def run_cli(capsys, *argv) -> tuple[int, str, str]:
     code = main([str(a) for a in argv])
     captured = capsys.readouterr()

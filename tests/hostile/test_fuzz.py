@@ -30,7 +30,7 @@ from chimerax.medseg.images.dicom import read_dicom_series
 from chimerax.medseg.models.archive import safe_extract_zip
 from chimerax.medseg.models.labels import LabelScheme
 from chimerax.medseg.models.model_folder import open_model_folder
-from hostile_helpers import run_cli
+from hostile_helpers import Hung, run_cli
 from test_dicom_factory import make_volume, write_series
 
 EXAMPLES = int(os.environ.get("MEDSEG_FUZZ_EXAMPLES", "100"))
@@ -44,7 +44,7 @@ TRIED: dict[str, int] = {}  # hostile inputs tried per target (printed at the en
 def no_hang(what: str):
     """Fail (instead of blocking CI) when one example runs past HANG_SECONDS."""
     def alarm(signum, frame):
-        raise AssertionError(f"{what} hung for more than {HANG_SECONDS} s")
+        raise Hung(f"{what} hung for more than {HANG_SECONDS} s")
     previous = signal.signal(signal.SIGALRM, alarm)
     signal.alarm(HANG_SECONDS)
     try:

@@ -111,11 +111,12 @@ class _Server:
                     self.send_header("Location", value)
                     self.send_header("Content-Length", "0")
                     self.end_headers()
-                elif kind == "endless":  # no Content-Length, chunks until the client hangs up
+                elif kind == "unsized":  # no Content-Length: `value` bytes, then the connection closes
                     self.send_response(200)
+                    self.send_header("Connection", "close")
                     self.end_headers()
                     try:
-                        while True:
+                        for _ in range(value // (64 * 1024)):
                             self.wfile.write(bytes(64 * 1024))
                     except (BrokenPipeError, ConnectionResetError):
                         pass
@@ -154,10 +155,11 @@ def test_redirect_loop_is_refused(http, tmp_path):
 
 
 def test_download_of_unknown_size_is_capped(http, tmp_path, monkeypatch):
-    http.routes["/endless"] = ("endless", None)
+    # a server that would stream for ever, scaled down: 16 MiB of unannounced size against a 2 MiB cap
+    http.routes["/unsized"] = ("unsized", 16 * 1024**2)
     monkeypatch.setenv("MEDSEG_MAX_DOWNLOAD_BYTES", str(2 * 1024**2))
     with pytest.raises(MedSegError, match="MEDSEG_MAX_DOWNLOAD_BYTES"):
-        download_file(http.url("/endless"), tmp_path / "m.zip", retries=0, timeout=5)
+        download_file(http.url("/unsized"), tmp_path / "m.zip", retries=0, timeout=5)
     assert files_under(tmp_path) == []  # the partial file went too
 
 

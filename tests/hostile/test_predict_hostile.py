@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 
-from chimerax.medseg.inference.export import channel_values, probabilities_to_labels
+from chimerax.medseg.inference.export import probabilities_to_labels
 from chimerax.medseg.models.labels import LabelScheme
 from hostile_helpers import assert_one_error_line, files_under, run_cli
 from tiny_models import write_case
@@ -109,6 +109,7 @@ def test_fifo_in_a_dicom_folder_does_not_hang(tmp_path, capsys):
 
 
 def test_non_consecutive_labels_map_each_channel_to_its_declared_value():
+    from chimerax.medseg.inference.export import channel_values  # new with the fix
     scheme = LabelScheme({1: "a", 5: "b"})
     assert channel_values(scheme).tolist() == [0, 1, 5]
     rng = np.random.default_rng(0)
