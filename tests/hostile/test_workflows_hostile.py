@@ -76,7 +76,10 @@ def _dataset(tmp_path):
 def test_a_truncated_image_under_parallel_verify_is_reported_not_raised(tmp_path, capsys, monkeypatch):
     folder = _dataset(tmp_path)
     image = folder / "imagesTr" / "case001_0000.nii.gz"
-    image.write_bytes(image.read_bytes()[:200])
+    original = nib.load(str(image))
+    data = np.random.default_rng(0).random(original.shape, dtype=np.float32)  # incompressible voxels
+    write_nifti(image, data, affine=original.affine)
+    image.write_bytes(image.read_bytes()[: len(image.read_bytes()) * 2 // 3])  # header whole, voxels cut
     monkeypatch.setenv("nnUNet_raw", str(tmp_path / "raw"))
     code, out, err = run_cli(capsys, "dataset", "verify", "7", "-np", "2")
     assert code == 1 and "Traceback" not in err, err
@@ -119,15 +122,21 @@ def test_predict_part_out_of_range_is_refused_before_the_model_loads(tiny_model,
 
 # --- the one reporting place ----------------------------------------------------------------
 
-def test_an_unexpected_exception_prints_one_line_and_saves_the_traceback(tmp_path, capsys, monkeypatch):
-    from chimerax.medseg.errors_report import run_reporting
-    monkeypatch.setenv("MEDSEG_LOG_DIR", str(tmp_path / "logs"))
+def _demo_raising(monkeypatch, exc: BaseException) -> None:
+    """Make `medseg demo` fail with ``exc``: the reporting under test is main()'s, not the command's."""
+    from chimerax.medseg import demo
 
-    def broken():
-        raise ZeroDivisionError("a bug")
-    code = run_reporting(broken)
-    err = capsys.readouterr().err
-    assert code == 1 and err.count("\n") == 1 and "Traceback" not in err
+    def fail(args):
+        raise exc
+    monkeypatch.setattr(demo, "run", fail)
+
+
+def test_an_unexpected_exception_prints_one_line_and_saves_the_traceback(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("MEDSEG_LOG_DIR", str(tmp_path / "logs"))
+    _demo_raising(monkeypatch, ZeroDivisionError("a bug"))
+    code, _, err = run_cli(capsys, "demo")
+    assert code == 1 and err.count("\n") == 1 and "Traceback" not in err, err
+    assert err.startswith("medseg: internal error: ZeroDivisionError: a bug")
     saved = list((tmp_path / "logs").iterdir())
     assert len(saved) == 1 and str(saved[0]) in err
     assert "ZeroDivisionError: a bug" in saved[0].read_text() and "Traceback" in saved[0].read_text()
@@ -135,13 +144,12 @@ def test_an_unexpected_exception_prints_one_line_and_saves_the_traceback(tmp_pat
 
 @pytest.mark.parametrize("exc, fragment", [
     (PermissionError(13, "Permission denied", "/x/y"), "Permission denied: /x/y"),
+    (OSError(30, "Read-only file system", "/mnt/ro/out.nii.gz"), "Read-only file system"),
     (UnicodeDecodeError("utf-8", b"\xff", 0, 1, "invalid start byte"), "not valid text"),
     (json.JSONDecodeError("Expecting value", "", 0), "not valid JSON"),
+    (__import__("zipfile").BadZipFile("File is not a zip file"), "zip archive"),
 ])
-def test_expected_failures_become_one_error_line(capsys, exc, fragment):
-    from chimerax.medseg.errors_report import run_reporting
-
-    def fail():
-        raise exc
-    code = run_reporting(fail)
-    assert_one_error_line(code, capsys.readouterr().err, fragment)
+def test_expected_failures_become_one_error_line(capsys, monkeypatch, exc, fragment):
+    _demo_raising(monkeypatch, exc)
+    code, _, err = run_cli(capsys, "demo")
+    assert_one_error_line(code, err, fragment)
