@@ -129,11 +129,18 @@ def check_zip_members(zf: zipfile.ZipFile, max_total_bytes: int | None = None) -
 def _copy_capped(src, dst, declared: int, name: str) -> None:
     """Copy a member, refusing one that inflates beyond the size its header declares."""
     written = 0
-    while chunk := src.read(_CHUNK):
+    while chunk := _read_member(src, name):
         written += len(chunk)
         if written > declared:
             raise MedSegError(f"Refusing archive member {name!r}: it inflates beyond its declared size.")
         dst.write(chunk)
+
+
+def _read_member(src, name: str) -> bytes:
+    try:
+        return src.read(_CHUNK)
+    except OSError as exc:  # reading the archive (a seek past its end...), not writing the disk
+        raise MedSegError(f"The archive is damaged or cannot be unpacked ({name}: {exc}).") from exc
 
 
 def safe_extract_zip(zip_path: str | os.PathLike, dest: str | os.PathLike) -> None:
@@ -180,7 +187,8 @@ def _extract_members(zf: zipfile.ZipFile, members, staging: Path) -> None:
             continue
         target.parent.mkdir(parents=True, exist_ok=True)
         try:
-            with zf.open(info) as src, open(target, "xb") as dst:
+            src = _open_member(zf, info)
+            with src, open(target, "xb") as dst:
                 _copy_capped(src, dst, info.file_size, info.filename)
         except OSError as exc:
             if exc.errno in DISK_FULL_ERRNOS:
@@ -190,6 +198,14 @@ def _extract_members(zf: zipfile.ZipFile, members, staging: Path) -> None:
         except (zipfile.BadZipFile, EOFError, NotImplementedError, RuntimeError, ValueError, zlib.error) as exc:
             # RuntimeError: encrypted; NotImplementedError: an unknown method; ValueError: a bad header
             raise MedSegError(f"The archive is damaged or cannot be unpacked ({info.filename}: {exc}).") from exc
+
+
+def _open_member(zf: zipfile.ZipFile, info: zipfile.ZipInfo):
+    """The member's stream; an offset or header that leads nowhere is a damaged archive, not a disk error."""
+    try:
+        return zf.open(info)
+    except (OSError, zipfile.BadZipFile, EOFError, NotImplementedError, RuntimeError, ValueError) as exc:
+        raise MedSegError(f"The archive is damaged or cannot be unpacked ({info.filename}: {exc}).") from exc
 
 
 def _commit_folder(staging: Path, dest: Path) -> None:

@@ -92,6 +92,15 @@ def test_corrupt_deflate_data_is_one_error(tmp_path):
     _refused(tmp_path, bytes(data), "damaged")
 
 
+def test_a_central_directory_offset_that_leads_before_the_file_is_one_error(tmp_path):
+    # found by the fuzz layer: zipfile then seeks to a negative offset (OSError EINVAL), which
+    # is a damaged archive, not a disk problem
+    data = bytearray(_zip([("m/a.txt", b"hello" * 10), ("m/b.txt", b"world" * 10)], zipfile.ZIP_STORED))
+    end = data.rfind(b"PK\x05\x06")
+    struct.pack_into("<I", data, end + 16, struct.unpack_from("<I", data, end + 16)[0] + 100)
+    _refused(tmp_path, bytes(data), "damaged")
+
+
 # --- downloads ------------------------------------------------------------------------------
 
 class _Server:
