@@ -32,7 +32,10 @@ class ModelFolder:
     @property
     def channel_names(self) -> list[str]:
         channels = self.dataset_json.get("channel_names") or self.dataset_json.get("modality") or {}
-        return [channels[k] for k in sorted(channels, key=int)]
+        if not isinstance(channels, dict) or not all(isinstance(k, str) and k.isdigit() for k in channels):
+            raise MedSegError(f"dataset.json: 'channel_names' must map \"0\", \"1\", ... to channel names; "
+                              f"got {str(channels)[:100]}.")
+        return [str(channels[k]) for k in sorted(channels, key=int)]
 
     @property
     def configuration(self) -> dict:

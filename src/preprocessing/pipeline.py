@@ -90,6 +90,8 @@ def normalize(data: np.ndarray, mask: np.ndarray, plans: dict, config: dict) -> 
 def check_resampled_memory(channels: int, shape: Sequence[int], spacing: Sequence[float],
                            new_shape: Sequence[int], new_spacing: Sequence[float]) -> None:
     """Refuse up front a resampled image that cannot fit: float32 out plus two float64 working volumes."""
+    if tuple(new_shape) == tuple(shape):
+        return  # nothing is resampled
     need = array_bytes((channels, *new_shape), 4) + 2 * array_bytes(new_shape, 8)
     check_memory(need, f"Resampling the image from {tuple(shape)} voxels at {tuple(round(s, 4) for s in spacing)} mm "
                        f"to the model's {tuple(round(s, 4) for s in new_spacing)} mm ({tuple(new_shape)} voxels)",

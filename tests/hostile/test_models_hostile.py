@@ -252,6 +252,9 @@ HOSTILE_PLANS = {
     "plans not UTF-8": (lambda p: p.write_bytes(b"\xff\xfe{\x00}"), "not UTF-8"),
     "plans a folder": (lambda p: (p.unlink(), p.mkdir()), "not an nnU-Net model folder|is a folder"),
     "dataset.json a list": (lambda p: p.write_text("[]"), "not an object"),
+    # found by the fuzz layer: a channel key that is not a number
+    "dataset.json channel key ' '": (lambda p: p.write_text(json.dumps(
+        {**json.loads(p.read_text()), "channel_names": {" ": "T1", "1": "T2"}})), "channel_names"),
 }
 
 
