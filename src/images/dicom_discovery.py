@@ -230,7 +230,8 @@ def scan_folder(folder: str | os.PathLike) -> list[SeriesInfo]:
         raise MedSegError(f"DICOM folder not found: {folder}")
     by_series: dict[str, list[DicomFrame]] = defaultdict(list)
     series_meta: dict[str, dict] = {}
-    damaged, no_geometry = [], []
+    damaged: list[str] = []
+    no_geometry: list[str] = []
     for path in iter_files(folder):
         try:
             ds = read_header(path)

@@ -191,6 +191,7 @@ def write_image(array: np.ndarray, reference: Image, path: str | os.PathLike, dt
 def write_label_image(labels: np.ndarray, reference: Image, path: str | os.PathLike) -> Path:
     """Write a (z, y, x) label map with the smallest integer type that holds it."""
     low, high = int(labels.min(initial=0)), int(labels.max(initial=0))
+    dtype: type[np.integer]
     if low >= 0:
         dtype = np.uint8 if high < 256 else np.uint16 if high < 65536 else np.int32
     else:

@@ -99,7 +99,8 @@ def check_zip_members(zf: zipfile.ZipFile, max_total_bytes: int | None = None) -
     if len(infos) > MAX_MEMBERS:
         raise MedSegError(f"Refusing archive with {len(infos)} members (more than {MAX_MEMBERS}).")
     total, compressed, seen, checked = 0, 0, set(), []
-    files, folders = set(), set()
+    files: set[str] = set()
+    folders: set[str] = set()
     for info in infos:
         rel = _safe_member_path(info.filename)
         if _is_link_or_special(info):

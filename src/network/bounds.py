@@ -24,7 +24,7 @@ def _positive_ints(value, what: str, length: int | None = None) -> list:
     return values
 
 
-def check_arch_kwargs(architecture: dict) -> tuple[list, list]:
+def check_arch_kwargs(architecture: object) -> tuple[list, list]:
     """The structure of ``architecture`` (stages, features, kernels, strides); returns (features, kernels)."""
     if not isinstance(architecture, dict) or not isinstance(architecture.get("arch_kwargs"), dict):
         raise MedSegError("The plans' architecture has no 'arch_kwargs' mapping; plans.json is damaged.")

@@ -2,8 +2,8 @@
 from pathlib import Path
 
 import pytest
-
 from hostile_helpers import Hung  # (importing it also puts the engine/images/models helpers on the path)
+from registry_helpers import cache  # noqa: F401 (the isolated model cache fixture)
 from tiny_models import make_model, write_case
 
 

@@ -21,8 +21,10 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 import pytest
+from hostile_helpers import Hung, run_cli
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from test_dicom_factory import make_volume, write_series
 
 from chimerax.medseg.errors import MedSegError
 from chimerax.medseg.images import Image, read_image
@@ -30,8 +32,6 @@ from chimerax.medseg.images.dicom import read_dicom_series
 from chimerax.medseg.models.archive import safe_extract_zip
 from chimerax.medseg.models.labels import LabelScheme
 from chimerax.medseg.models.model_folder import open_model_folder
-from hostile_helpers import Hung, run_cli
-from test_dicom_factory import make_volume, write_series
 
 EXAMPLES = int(os.environ.get("MEDSEG_FUZZ_EXAMPLES", "100"))
 FUZZ = settings(max_examples=EXAMPLES, deadline=None, derandomize=not os.environ.get("MEDSEG_FUZZ_RANDOM"),

@@ -13,16 +13,15 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
+from hostile_helpers import assert_one_error_line, files_under, run_cli
+from registry_helpers import tiny_model_folder
+from tiny_models import make_model
 
 from chimerax.medseg.errors import MedSegError
 from chimerax.medseg.models.archive import safe_extract_zip
 from chimerax.medseg.models.download import download_file
 from chimerax.medseg.models.install import install_model
 from chimerax.medseg.models.model_folder import open_model_folder
-from hostile_helpers import assert_one_error_line, files_under, run_cli
-from registry_helpers import cache, tiny_model_folder  # noqa: F401 (cache is a fixture)
-from tiny_models import make_model
-
 
 # --- zip archives ---------------------------------------------------------------------------
 

@@ -10,11 +10,11 @@ import nibabel as nib
 import numpy as np
 import pytest
 import torch
+from hostile_helpers import assert_one_error_line, files_under, run_cli
+from tiny_models import write_case
 
 from chimerax.medseg.inference.export import probabilities_to_labels
 from chimerax.medseg.models.labels import LabelScheme
-from hostile_helpers import assert_one_error_line, files_under, run_cli
-from tiny_models import write_case
 
 
 def _predict(capsys, model, *args):

@@ -7,12 +7,12 @@ import nibabel as nib
 import numpy as np
 import pydicom
 import pytest
+from hostile_helpers import assert_one_error_line, run_cli, write_nifti
+from test_dicom_factory import make_volume, write_series
 
 from chimerax.medseg.errors import MedSegError
 from chimerax.medseg.images import read_image
 from chimerax.medseg.images.dicom import read_dicom_series
-from hostile_helpers import assert_one_error_line, run_cli, write_nifti
-from test_dicom_factory import make_volume, write_series
 
 
 def _volume():

@@ -8,12 +8,12 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 import pytest
+from hostile_helpers import assert_one_error_line, run_cli, write_nifti
 
 from chimerax.medseg.errors import MedSegError
-from chimerax.medseg.inference.predictor import Predictor
 from chimerax.medseg.images import Image
+from chimerax.medseg.inference.predictor import Predictor
 from chimerax.medseg.memory import available_memory, check_memory
-from hostile_helpers import assert_one_error_line, run_cli, write_nifti
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "planning"))
 from synthetic import make_dataset  # noqa: E402
