@@ -81,7 +81,7 @@ def adaptive_logits(window: SlidingWindow, data: torch.Tensor, fold_weights: Seq
         total[(slice(None),) + tile] += tile_out(tile, [()]) * weights
         weight_sum[tile] += weights
         report(0.02 + 0.3 * (i + 1) / len(tiles), f"first pass, tile {i + 1} of {len(tiles)}")
-    doubt = uncertain_voxels(total / weight_sum, threshold, region_based, getattr(window, "activation", None) is not None)
+    doubt = uncertain_voxels(total / weight_sum, threshold, region_based, window.activation is not None)
     marked = [tile for tile in tiles if bool(doubt[tile].any())]
     for f, fold in enumerate(fold_weights):  # every other pass on the marked tiles
         if f:

@@ -49,7 +49,8 @@ def export(logits, record: PreprocessRecord, config: dict, labels: LabelScheme,
     logits = resample_logits(logits.float().cpu(), record.shape_after_cropping, record.target_spacing,
                              record.spacing, order=kwargs.get("order", 1), order_z=kwargs.get("order_z", 0),
                              force_separate_z=kwargs.get("force_separate_z"))
-    probabilities = logits_to_probabilities(logits, labels)
+    # nnU-Net v1 models average probabilities, not logits (models/v1_folder.py)
+    probabilities = logits if config.get("average_probabilities") else logits_to_probabilities(logits, labels)
     del logits
     label_map = probabilities_to_labels(probabilities, labels)
     label_map = uncrop(label_map, record.bbox, record.shape_before_cropping).transpose(record.transpose_backward)

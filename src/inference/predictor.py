@@ -152,7 +152,7 @@ class Predictor:
         report(0.97, "exporting")
         labels, probabilities = export(logits, record, config, self.model.labels, save_probabilities)
         if self.postprocessing:
-            labels = apply_postprocessing(labels, self.postprocessing)
+            labels = apply_postprocessing(labels, self.postprocessing, image.spacing)
         timings["total"] = time.perf_counter() - start
         report(1.0, "done")
         return Prediction(labels, probabilities, timings, passes)
@@ -184,7 +184,8 @@ class Predictor:
         config = self.model.configuration
         net = self.network()
         window = SlidingWindow(net, config["patch_size"], self.model.labels.num_outputs, self.step,
-                               self.mirror_axes if self.mirroring else (), self.device)
+                               self.mirror_axes if self.mirroring else (), self.device,
+                               **_averaging(config, self.model.labels))
         total, passes = None, None
         n = len(self.fold_weights)
         adaptive = self.adaptive_threshold is not None and n * len(mirror_combinations(window.mirror_axes)) > 1
@@ -202,6 +203,13 @@ class Predictor:
         if timings is not None:
             timings["forward"] = window.forward_seconds
         return total, passes
+
+
+def _averaging(config: dict, labels) -> dict:
+    """nnU-Net v1 models average probabilities in float32 (on the CPU, as v1 does); v2 logits in float16."""
+    if not config.get("average_probabilities"):
+        return {}
+    return {"activation": "sigmoid" if labels.is_region_based else "softmax", "accumulate_dtype": "float32"}
 
 
 def _with_checkpoint_configuration(folder: ModelFolder, checkpoint: dict) -> ModelFolder:

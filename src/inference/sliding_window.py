@@ -73,7 +73,8 @@ class SlidingWindow:
 
     def __init__(self, network, tile_size: Sequence[int], num_outputs: int, step: float = 0.5,
                  mirror_axes: Sequence[int] = (), device=None, use_gaussian: bool = True,
-                 tiles_per_batch: int = 1, accumulate_dtype: str = "float16") -> None:
+                 tiles_per_batch: int = 1, accumulate_dtype: str = "float16",
+                 activation: str | None = None) -> None:
         self.network = network
         self.tile_size = tuple(int(t) for t in tile_size)
         self.num_outputs = num_outputs
@@ -85,6 +86,9 @@ class SlidingWindow:
         # nnU-Net accumulates in half precision (also on CPU); we do the same by default so that results
         # match it closely, and it halves the accumulator's memory. "float32" is more exact.
         self.accumulate_dtype = accumulate_dtype
+        # "softmax"/"sigmoid": applied to every forward pass before averaging (nnU-Net v1 averages
+        # probabilities over mirrorings and tiles); None: logits are averaged (v2)
+        self.activation = activation
         self.forward_seconds = 0.0  # time in the network's forward passes (mirrorings included)
 
     def tiles(self, shape: Sequence[int]) -> list[tuple]:
@@ -149,10 +153,18 @@ class SlidingWindow:
         for axes in combos:
             dims = [a + 2 for a in axes]
             x = torch.flip(batch, dims) if dims else batch
-            out = self._forward(x)
+            out = self._activate(self._forward(x))
             out = torch.flip(out, dims) if dims else out
             total = out if total is None else total + out
         return total / len(combos)
+
+    def _activate(self, out):
+        import torch
+        if self.activation == "softmax":
+            return torch.softmax(out.float(), 1)
+        if self.activation == "sigmoid":
+            return torch.sigmoid(out.float())
+        return out
 
     def _forward(self, x):
         import torch

@@ -19,7 +19,7 @@ from typing import Callable, Optional
 
 from ..errors import MedSegError
 from ..fileio import read_json, write_json
-from . import cache
+from . import cache, v1_install
 from .archive import safe_extract_zip
 from .download import Progress, download_file, sha256_of
 from .manifest import Manifest, ModelEntry, load_manifest
@@ -223,6 +223,12 @@ def check_model_tree(root: Path) -> list[Path]:
     from .checkpoint import load_checkpoint
 
     folders = find_model_folders(root)
+    v1_folders = v1_install.find_v1_model_folders(root)
+    if folders and v1_folders:
+        raise MedSegError(f"{root.name} mixes nnU-Net v1 models ({v1_folders[0].relative_to(root)}) and v2 models "
+                          f"({folders[0].relative_to(root)}); install them as separate models.")
+    if v1_folders or v1_install.has_stray_v1_checkpoints(root):
+        return v1_install.check_v1_tree(root, v1_folders)
     if not folders:
         raise MedSegError(f"{root.name} is not an nnU-Net model: no folder with dataset.json and plans.json "
                           "(expected <Trainer>__<Plans>__<configuration>/ as nnU-Net exports it).")

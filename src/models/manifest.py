@@ -59,6 +59,9 @@ class ModelEntry:
     instructions: str = ""          # how to get the model when nothing can be downloaded
     path: str = ""                  # for embedded models: folder relative to the package
     homepage: str = ""
+    # the values a user of this model's field expects, by the value the model writes (BraTS: 1 -> 2, 2 -> 1,
+    # 3 -> 4); applied on request (inference/label_values.py), e.g. to hand labels to BraTS tools
+    output_label_values: dict[int, int] | None = None
 
     @property
     def is_region_based(self) -> bool:
@@ -161,7 +164,18 @@ def parse_entry(raw: Any, where: str) -> ModelEntry:
         licence=raw["licence"], citation=raw["citation"], source=source, files=files,
         trainer=raw.get("trainer", ""), plans=raw.get("plans", ""),
         regions_class_order=list(order) if is_regions else None, instructions=raw.get("instructions", ""),
-        path=raw.get("path", ""), homepage=raw.get("homepage", ""))
+        path=raw.get("path", ""), homepage=raw.get("homepage", ""),
+        output_label_values=_output_label_values(raw.get("output_label_values"), where))
+
+
+def _output_label_values(raw: Any, where: str) -> dict[int, int] | None:
+    if raw is None:
+        return None
+    ok = isinstance(raw, dict) and all(str(k).isdigit() and isinstance(v, int) and not isinstance(v, bool) and v >= 0
+                                       for k, v in raw.items())
+    _require(ok and len(set(raw.values())) == len(raw), where,
+             "'output_label_values' must map label values (as strings) to distinct non-negative integers")
+    return {int(k): int(v) for k, v in raw.items()}
 
 
 def _parse_file(raw: Any, where: str) -> ModelFile:

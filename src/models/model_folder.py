@@ -1,89 +1,16 @@
-"""An nnU-Net v2 model folder: dataset.json, plans.json and fold_k/checkpoint_*.pth."""
+"""An nnU-Net v2 model folder: dataset.json, plans.json and fold_k/checkpoint_*.pth (v1 folders: v1_folder.py)."""
 from __future__ import annotations
 
 import os
-import re
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
 
 from ..errors import MedSegError
 from ..fileio import read_json_object
 from ..network.bounds import check_architecture
-from .labels import LabelScheme
+from .description import _FOLD_DIR, ModelFolder, resolve_configuration
+from .v1_folder import holds_v1_model, open_v1_folder
 
-_FOLD_DIR = re.compile(r"^fold_(\d+|all)$")
-
-
-@dataclass
-class ModelFolder:
-    """A trained model as nnU-Net writes it (``<Trainer>__<Plans>__<configuration>/``)."""
-
-    path: Path
-    dataset_json: dict
-    plans: dict
-    configuration_name: str
-    folds: list[str] = field(default_factory=list)
-
-    @property
-    def labels(self) -> LabelScheme:
-        return LabelScheme.from_dataset_json(self.dataset_json)
-
-    @property
-    def channel_names(self) -> list[str]:
-        channels = self.dataset_json.get("channel_names") or self.dataset_json.get("modality") or {}
-        if not isinstance(channels, dict) or not all(isinstance(k, str) and k.isdigit() for k in channels):
-            raise MedSegError(f"dataset.json: 'channel_names' must map \"0\", \"1\", ... to channel names; "
-                              f"got {str(channels)[:100]}.")
-        return [str(channels[k]) for k in sorted(channels, key=int)]
-
-    @property
-    def configuration(self) -> dict:
-        return resolve_configuration(self.plans, self.configuration_name)
-
-    def checkpoint_path(self, fold: str, checkpoint_name: str = "checkpoint_final.pth") -> Path:
-        path = self.path / f"fold_{fold}" / checkpoint_name
-        if not path.is_file():
-            present = sorted(p.name for p in (self.path / f"fold_{fold}").glob("*.pth"))
-            raise MedSegError(f"Fold {fold} of model {self.path} has no {checkpoint_name} "
-                              f"(found: {', '.join(present) or 'no checkpoints'}). "
-                              "Choose another checkpoint or fold, or re-download the model.")
-        return path
-
-    def select_folds(self, folds: Sequence[str | int] | None) -> list[str]:
-        """The requested folds, checked to exist. By default the numbered folds, as nnU-Net's
-        predictor does; ``fold_all`` (trained on every case) only when asked for or when alone."""
-        if not self.folds:
-            raise MedSegError(f"Model {self.path} has no fold_* folders with checkpoints.")
-        if folds is None:
-            return [f for f in self.folds if f != "all"] or list(self.folds)
-        wanted = [str(f) for f in folds]
-        missing = [f for f in wanted if f not in self.folds]
-        if missing:
-            raise MedSegError(f"Model {self.path} has no fold(s) {', '.join(missing)}; "
-                              f"available folds: {', '.join(self.folds)}.")
-        return wanted
-
-
-def resolve_configuration(plans: dict, name: str, _chain: tuple[str, ...] = ()) -> dict:
-    """A configuration of the plans with ``inherits_from`` applied."""
-    configs = plans.get("configurations", {})
-    if not isinstance(configs, dict):
-        raise MedSegError("The plans' 'configurations' is not a mapping; plans.json is damaged.")
-    if name in _chain:
-        raise MedSegError(f"The plans' configurations inherit from each other in a loop "
-                          f"({' -> '.join((*_chain, name))}); plans.json is damaged.")
-    if name not in configs:
-        raise MedSegError(f"The plans have no configuration {name!r} (available: {', '.join(map(str, configs))}).")
-    if not isinstance(configs[name], dict):
-        raise MedSegError(f"The plans' configuration {name!r} is not a mapping; plans.json is damaged.")
-    config = dict(configs[name])
-    parent = config.pop("inherits_from", None)
-    if parent:
-        merged = resolve_configuration(plans, parent, (*_chain, name))
-        merged.update(config)
-        return merged
-    return config
+__all__ = ["ModelFolder", "open_model_folder", "resolve_configuration"]
 
 
 def open_model_folder(path: str | os.PathLike, configuration: str | None = None) -> ModelFolder:
@@ -94,6 +21,8 @@ def open_model_folder(path: str | os.PathLike, configuration: str | None = None)
     if path.is_file() and path.suffix == ".zip":
         from .registry import extract_zip_to_cache
         path = extract_zip_to_cache(path)
+    if not _holds_v2_model(path) and holds_v1_model(path):
+        return open_v1_folder(path, configuration)
     folder = _find_model_dir(path, configuration)
     dataset_json = read_json_object(folder / "dataset.json")
     plans = read_json_object(folder / "plans.json")
@@ -107,6 +36,10 @@ def open_model_folder(path: str | os.PathLike, configuration: str | None = None)
     if "architecture" in model.configuration:  # (a model listed or installed only may lack one)
         check_architecture(model.configuration, len(model.channel_names), model.labels.num_outputs)
     return model
+
+
+def _holds_v2_model(path: Path) -> bool:
+    return path.is_dir() and ((path / "plans.json").is_file() or any(path.rglob("plans.json")))
 
 
 def _find_model_dir(path: Path, configuration: str | None) -> Path:
@@ -129,7 +62,8 @@ def _configuration_from_name(folder_name: str) -> str | None:
 
 
 def _only_configuration(plans: dict, folder: Path) -> str:
-    configs = list(plans.get("configurations", {}))
+    found = plans.get("configurations")
+    configs = [str(c) for c in found] if isinstance(found, dict) else []
     if len(configs) == 1:
         return configs[0]
     if "3d_fullres" in configs:

@@ -17,6 +17,7 @@ from . import cache
 from .download import Progress, sha256_of
 from .install import fetch_model, find_model_folders, get_entry, not_published_message
 from .manifest import Manifest, ModelEntry, load_manifest
+from .v1_install import find_v1_model_folders
 
 _PACKAGE_DIR = Path(__file__).resolve().parent.parent
 
@@ -117,7 +118,7 @@ def _resolve_name(name: str, offline, manifest, progress, notify) -> Path:
 
 
 def _single_model(root: Path) -> Path:
-    folders = find_model_folders(root)
+    folders = find_model_folders(root) or find_v1_model_folders(root)
     return folders[0] if len(folders) == 1 else root
 
 

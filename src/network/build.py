@@ -8,6 +8,7 @@ from .bounds import check_arch_kwargs
 
 _PLAIN = ("PlainConvUNet",)
 _RESIDUAL = ("ResidualEncoderUNet",)
+_GENERIC = ("Generic_UNet",)  # nnU-Net v1 (models/v1_folder.py describes it)
 
 
 def _layer_types() -> dict[str, Any]:
@@ -37,11 +38,12 @@ def build_network(architecture: dict, input_channels: int, num_outputs: int, dee
     from .unet import LayerOps, UNet
 
     class_name = str(architecture.get("network_class_name", "")).rsplit(".", 1)[-1]
-    if class_name not in _PLAIN + _RESIDUAL:
+    if class_name not in _PLAIN + _RESIDUAL + _GENERIC:
         raise MedSegError(f"Network type {architecture.get('network_class_name')!r} is not supported "
-                          "(supported: PlainConvUNet, ResidualEncoderUNet).")
-    check_arch_kwargs(architecture)
-    kw = architecture["arch_kwargs"]
+                          "(supported: PlainConvUNet, ResidualEncoderUNet, nnU-Net v1's Generic_UNet).")
+    kw = architecture.get("arch_kwargs")
+    if not isinstance(kw, dict):
+        raise MedSegError("The plans' architecture has no 'arch_kwargs' mapping; plans.json is damaged.")
     conv = _resolve(kw.get("conv_op"))
     if conv is None:
         raise MedSegError("The plans' architecture names no conv_op; plans.json is damaged.")
@@ -49,6 +51,10 @@ def build_network(architecture: dict, input_channels: int, num_outputs: int, dee
     ops = LayerOps(dim, _resolve(kw.get("norm_op")), kw.get("norm_op_kwargs"), _resolve(kw.get("dropout_op")),
                    kw.get("dropout_op_kwargs"), _resolve(kw.get("nonlin")), kw.get("nonlin_kwargs"),
                    bool(kw.get("nonlin_first", False)))
+    if class_name in _GENERIC:
+        from .generic_unet import build_generic_unet
+        return build_generic_unet(kw, input_channels, num_outputs, ops)
+    check_arch_kwargs(architecture)
     n = int(kw["n_stages"])
     residual = class_name in _RESIDUAL
     if residual and kw.get("block", "BasicBlockD").rsplit(".", 1)[-1] != "BasicBlockD":

@@ -189,26 +189,43 @@ class ConvNormAct(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if _cpu_inference(x) and self._fusable():
-            stats = ChannelStats()
-            return self.norm_act_in_place(self.conv(x, stats.add), stats)
+            stats = self.new_stats()
+            return self.norm_act_in_place(self.conv(x, stats and stats.add), stats)
         return self.all_modules(x)
 
     def forward_in_place(self, x: torch.Tensor) -> torch.Tensor:
         """Like ``forward`` but may overwrite ``x`` (the caller no longer needs it)."""
         if _cpu_inference(x) and self._fusable() and slabs.same_shape(self.conv, x.shape[1]) and slabs.large(x):
-            stats = ChannelStats()
-            return self.norm_act_in_place(slabs.conv_slabs(self.conv, x, stats.add, in_place=True), stats)
+            stats = self.new_stats()
+            return self.norm_act_in_place(slabs.conv_slabs(self.conv, x, stats and stats.add, in_place=True), stats)
         return self.forward(x)
 
     def _fusable(self) -> bool:
-        return (isinstance(getattr(self, "norm", None), (nn.InstanceNorm2d, nn.InstanceNorm3d))
+        return ((self._instance_norm() or self._running_batch_norm())
                 and self.norm.affine and isinstance(getattr(self, "nonlin", None), nn.LeakyReLU)
                 and not hasattr(self, "dropout") and self.all_modules[-1] is self.nonlin)
 
+    def _instance_norm(self) -> bool:
+        return isinstance(getattr(self, "norm", None), (nn.InstanceNorm2d, nn.InstanceNorm3d))
+
+    def _running_batch_norm(self) -> bool:
+        """A batch norm that normalizes with its stored statistics (nnU-Net v1's _BN trainers at inference)."""
+        norm = getattr(self, "norm", None)
+        return (isinstance(norm, (nn.BatchNorm2d, nn.BatchNorm3d)) and not norm.training
+                and norm.running_mean is not None)
+
+    def new_stats(self) -> ChannelStats | None:
+        """Where the output's statistics are to be gathered as it is made: instance norms only."""
+        return ChannelStats() if self._instance_norm() else None
+
     def norm_act_in_place(self, y: torch.Tensor, stats: ChannelStats | None = None) -> torch.Tensor:
-        """Instance norm and leaky ReLU in the conv's own output buffer (no second full-size tensor);
-        ``stats``: the output's, if gathered while it was made."""
-        mean, var = channel_mean_var(y, stats)
+        """Instance norm (or a batch norm's stored statistics) and leaky ReLU in the conv's own output
+        buffer (no second full-size tensor); ``stats``: the output's, if gathered while it was made."""
+        if self._running_batch_norm():
+            mean, var = self.norm.running_mean.view(1, -1), self.norm.running_var.view(1, -1)
+            mean, var = mean.view(mean.shape + (1,) * (y.ndim - 2)), var.view(var.shape + (1,) * (y.ndim - 2))
+        else:
+            mean, var = channel_mean_var(y, stats)
         shape = (1, -1) + (1,) * (y.ndim - 2)
         scale = self.norm.weight.view(shape) * torch.rsqrt(var + self.norm.eps)
         shift = self.norm.bias.view(shape) - mean * scale
@@ -306,18 +323,24 @@ class Decoder(nn.Module):
     """Transposed conv up, concatenate the skip, convs; a 1x1 segmentation head per stage."""
 
     def __init__(self, ops: "LayerOps", encoder: Encoder, num_classes: int, convs_per_stage: Sequence[int],
-                 bias: bool, deep_supervision: bool = False) -> None:
+                 bias: bool, deep_supervision: bool = False, stage_kernels: Sequence | None = None,
+                 transpconv_bias: bool | None = None, head_bias: bool = True) -> None:
+        """``stage_kernels``: per decoder stage (lowest resolution first); by default the skip's own stage's
+        kernel. nnU-Net v1's Generic_UNet differs in that and in its biases (see generic_unet.py)."""
         super().__init__()
         self.encoder = encoder  # kept as nnU-Net does: its weights appear under decoder.encoder.* too
         self.deep_supervision = deep_supervision
-        feats, strides, kernels = encoder.output_channels, encoder.strides, encoder.kernel_sizes
+        feats, strides = encoder.output_channels, encoder.strides
+        kernels = list(stage_kernels) if stage_kernels is not None else \
+            [encoder.kernel_sizes[-(s + 1)] for s in range(1, len(feats))]
+        up_bias = bias if transpconv_bias is None else transpconv_bias
         stages, ups, heads = [], [], []
         for s in range(1, len(feats)):
             below, skip = feats[-s], feats[-(s + 1)]
-            ups.append(ops.transposed_conv(below, skip, strides[-s], strides[-s], bias=bias))
-            stages.append(ConvStack(ops, convs_per_stage[s - 1], 2 * skip, skip, kernels[-(s + 1)],
+            ups.append(ops.transposed_conv(below, skip, strides[-s], strides[-s], bias=up_bias))
+            stages.append(ConvStack(ops, convs_per_stage[s - 1], 2 * skip, skip, kernels[s - 1],
                                     [1] * len(kernels[0]), bias))
-            heads.append(ops.conv(skip, num_classes, 1, 1, 0, bias=True))
+            heads.append(ops.conv(skip, num_classes, 1, 1, 0, bias=head_bias))
         self.stages = nn.ModuleList(stages)
         self.transpconvs = nn.ModuleList(ups)
         self.seg_layers = nn.ModuleList(heads)
@@ -348,9 +371,9 @@ def _merge_without_concat(stage: ConvStack, up: nn.Module, below: torch.Tensor, 
     At high resolution the upsampled tensor is made one slab at a time, never whole."""
     first = stage.convs[0]
     conv, split = first.conv, up.out_channels
-    stats = ChannelStats()
+    stats = first.new_stats()
     if slabs.large(skip) and getattr(up, "patchwise", False) and slabs.same_rows(conv):
-        y = slabs.upsample_conv_sum(conv, up, below, skip, stats.add)
+        y = slabs.upsample_conv_sum(conv, up, below, skip, stats and stats.add)
     else:
         args = (conv.padding, conv.stride, conv.dilation, conv.groups)
         y = torch.ops.aten.mkldnn_convolution(up(below), conv.weight[:, :split], conv.bias, *args)
@@ -366,10 +389,11 @@ class UNet(nn.Module):
 
     def __init__(self, ops: "LayerOps", input_channels: int, num_classes: int, features: Sequence[int],
                  kernels, strides, blocks_per_stage: Sequence[int], convs_per_stage_decoder: Sequence[int],
-                 bias: bool, residual: bool, deep_supervision: bool = False) -> None:
+                 bias: bool, residual: bool, deep_supervision: bool = False, **decoder_options) -> None:
         super().__init__()
         self.encoder = Encoder(ops, input_channels, features, kernels, strides, blocks_per_stage, bias, residual)
-        self.decoder = Decoder(ops, self.encoder, num_classes, convs_per_stage_decoder, bias, deep_supervision)
+        self.decoder = Decoder(ops, self.encoder, num_classes, convs_per_stage_decoder, bias, deep_supervision,
+                               **decoder_options)
 
     def forward(self, x: torch.Tensor):
         if not _cpu_inference(x) or x.ndim not in slabs.CHANNELS_LAST:

@@ -31,6 +31,19 @@ def ct(image: np.ndarray, stats: dict) -> np.ndarray:
     return image
 
 
+def ct2(image: np.ndarray, stats: dict) -> np.ndarray:
+    """nnU-Net v1's "CT2": clip to the dataset's 0.5-99.5 percentiles, then standardize with this image's
+    own mean/std of the voxels strictly inside those bounds."""
+    image = image.astype(np.float32, copy=False)
+    lower, upper = stats["percentile_00_5"], stats["percentile_99_5"]
+    inside = (image > lower) & (image < upper)
+    np.clip(image, lower, upper, out=image)
+    values = image[inside]
+    image -= values.mean()
+    image /= max(values.std(), _EPS)
+    return image
+
+
 def rescale_to_01(image: np.ndarray) -> np.ndarray:
     image = image.astype(np.float32, copy=False)
     image -= image.min()
@@ -53,6 +66,10 @@ def normalize_channel(image: np.ndarray, scheme: str, use_mask: bool, mask: np.n
         if not stats:
             raise MedSegError("CT normalization needs the dataset's intensity statistics, missing from the plans.")
         return ct(image, stats)
+    if scheme == "CT2Normalization":
+        if not stats:
+            raise MedSegError("CT2 normalization needs the dataset's intensity statistics, missing from the plans.")
+        return ct2(image, stats)
     if scheme == "NoNormalization":
         return image.astype(np.float32, copy=False)
     if scheme == "RescaleTo01Normalization":

@@ -15,7 +15,7 @@ from ..errors import MedSegError
 from ..memory import array_bytes, check_memory
 from .cropping import BBox, crop_labels, crop_to_nonzero
 from .normalization import normalize_channel
-from .resampling import compute_new_shape, resample_data
+from .resampling import compute_new_shape, resample_data, resample_volume, separate_z_axis
 
 
 @dataclass
@@ -60,13 +60,21 @@ def preprocess(array: np.ndarray, spacing: Sequence[float], plans: dict, config:
         seg = crop_labels(seg.transpose(axes), bbox, mask)
         mask = seg[0] >= 0  # nnU-Net normalizes over labelled voxels too
     shape_cropped = tuple(data.shape[1:])
-    data = normalize(data, mask, plans, config)
     target = target_spacing_for(config, spacing_t)
     new_shape = compute_new_shape(shape_cropped, spacing_t, target)
     check_resampled_memory(data.shape[0], shape_cropped, spacing_t, new_shape, target)
     kwargs = config.get("resampling_fn_data_kwargs", {})
-    data = resample_data(data, new_shape, spacing_t, target, order=kwargs.get("order", 3),
-                         order_z=kwargs.get("order_z", 0), force_separate_z=kwargs.get("force_separate_z"))
+    resample = dict(order=kwargs.get("order", 3), order_z=kwargs.get("order_z", 0),
+                    force_separate_z=kwargs.get("force_separate_z"))
+    if config.get("normalize_after_resampling"):  # nnU-Net v1 (models/v1_folder.py)
+        if seg is not None:
+            raise MedSegError("Preprocessing training cases for nnU-Net v1 plans is not supported.")
+        data = resample_data(data, new_shape, spacing_t, target, **resample)
+        mask = resample_mask(mask, new_shape, spacing_t, target, resample["force_separate_z"])
+        data = normalize(data, mask, plans, config, zero_outside_mask=True)
+    else:
+        data = normalize(data, mask, plans, config)
+        data = resample_data(data, new_shape, spacing_t, target, **resample)
     if seg is not None:
         from .segmentation import resample_segmentation
         kw = config.get("resampling_fn_seg_kwargs", {})
@@ -76,7 +84,10 @@ def preprocess(array: np.ndarray, spacing: Sequence[float], plans: dict, config:
     return data, record, seg
 
 
-def normalize(data: np.ndarray, mask: np.ndarray, plans: dict, config: dict) -> np.ndarray:
+def normalize(data: np.ndarray, mask: np.ndarray, plans: dict, config: dict,
+              zero_outside_mask: bool = False) -> np.ndarray:
+    """Normalize each channel as the plans say. ``zero_outside_mask``: channels normalized within the
+    mask are set to zero outside it (nnU-Net v1, whose resampled data need not be zero there)."""
     schemes = config["normalization_schemes"]
     if len(schemes) != data.shape[0]:
         raise MedSegError(f"The plans normalize {len(schemes)} channels but the image has {data.shape[0]}.")
@@ -84,7 +95,19 @@ def normalize(data: np.ndarray, mask: np.ndarray, plans: dict, config: dict) -> 
     stats = plans.get("foreground_intensity_properties_per_channel", {})
     for c, scheme in enumerate(schemes):
         data[c] = normalize_channel(data[c], scheme, bool(use_mask[c]), mask, stats.get(str(c)))
+        if zero_outside_mask and use_mask[c]:
+            data[c][~mask] = 0
     return data
+
+
+def resample_mask(mask: np.ndarray, new_shape: Sequence[int], spacing: Sequence[float],
+                  new_spacing: Sequence[float], force_separate_z: bool | None = None) -> np.ndarray:
+    """The non-zero mask on the resampled grid, as v1 resamples its "-1 outside" segmentation: the
+    inside indicator linearly (nearest along a separate z axis), inside where it reaches 0.5."""
+    if tuple(mask.shape) == tuple(new_shape):
+        return mask
+    axis = separate_z_axis(spacing, new_spacing, force_separate_z)
+    return resample_volume(mask.astype(np.float64), new_shape, 1, axis, 0) >= 0.5
 
 
 def check_resampled_memory(channels: int, shape: Sequence[int], spacing: Sequence[float],

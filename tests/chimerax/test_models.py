@@ -6,6 +6,8 @@ from pathlib import Path
 
 import pytest
 
+REPO = Path(__file__).resolve().parents[2]
+
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "models"))
 from registry_helpers import (MODEL_DIR, Exploit, cache, download_entry, server,  # noqa: E402,F401 (fixtures)
                               sha256_bytes, tiny_model_folder, write_manifest, zip_bytes, zip_folder)
@@ -84,7 +86,31 @@ def test_segment_brats_explains_how_to_get_a_model(cache, run, add_volume):
     with pytest.raises(UserError) as info:
         run(f"segment brats #{volume.id_string}")
     message = str(info.value)
-    assert "No weights are published" in message and "segment install brats PATH" in message
+    assert "not installed" in message and "segment fetch brats" in message
+
+
+def test_segment_brats_with_a_v1_brats_region_model(cache, run, log, session):
+    """`segment brats #1-4` end to end with a model in nnU-Net v1's published layout (a BraTS-region
+    `_BN` model made by nnunet 1.7.1): channels matched by name in any order, region surfaces named."""
+    from chimerax.medseg.chimerax_ui.volumes import open_image_volumes
+    from chimerax.medseg.images import read_case
+    v1 = REPO / "tests" / "data" / "nnunet_v1"
+    run(f"segment install brats {v1 / 'Task901_V1BraTS.zip'}")
+    cases = v1 / "Task901_V1BraTS" / "cases"
+    order = {"FLAIR": 3, "T1ce": 1, "T1": 0, "T2": 2}  # opened in another order than the model's
+    volumes = []
+    for name, channel in order.items():
+        image = read_case([cases / f"aniso_{channel:04d}.nii.gz"])
+        volumes += open_image_volumes(session, image, [f"case_{name.lower()}"])
+    first = min(int(v.id_string) for v in volumes)
+    job = run(f"segment brats #{first}-{first + 3} device cpu")
+    text = log.text()
+    ids = {name: v.id_string for name, v in zip(order, volumes)}
+    assert (f"Channels matched by name: T1 = #{ids['T1']}, T1ce = #{ids['T1ce']}, T2 = #{ids['T2']}, "
+            f"FLAIR = #{ids['FLAIR']}") in text
+    surfaces = sorted(m.name for m in job.models[1:])
+    assert surfaces == sorted(["whole tumour", "tumour core", "enhancing tumour"])
+    assert "Voxels" in text and "enhancing tumour" in text  # the label table
 
 
 def test_fetched_model_segments_offline_with_the_server_gone(cache, server, tmp_path, monkeypatch, run, log,

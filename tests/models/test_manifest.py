@@ -25,9 +25,9 @@ def test_shipped_manifest_is_valid_and_describes_every_model(monkeypatch):
     models = manifest.models
     assert models["example"].source == "embedded" and models["example"].path == "data/example_model"
     brats = models["brats"]
-    assert brats.source == "none" and brats.files == [] and "medseg models install brats" in brats.instructions
+    assert brats.source == "download" and brats.trainer == "nnUNetTrainerV2BraTSRegions_DA4_BN"
     assert brats.channel_names == ["T1", "T1ce", "T2", "Flair"] and brats.is_region_based
-    downloads = [m for m in models.values() if m.source == "download"]
+    downloads = [m for m in models.values() if m.source == "download" and m.name.startswith("totalseg")]
     assert len(downloads) >= 4
     for entry in downloads:
         assert entry.licence == "Apache-2.0" and "doi.org" in entry.citation
@@ -144,3 +144,20 @@ def test_embedded_model_files_are_checked_against_the_manifest(monkeypatch, tmp_
                                                                              for p in problems)
     with pytest.raises(MedSegError, match="damaged"):
         embedded_path(moved)
+
+
+def test_published_nnunet_v1_models_are_listed_with_v1s_own_addresses(monkeypatch):
+    """Addresses as nnunet 1.7.1's download_pretrained_model.py lists them; no checksums are published."""
+    monkeypatch.delenv("MEDSEG_MANIFEST", raising=False)
+    models = load_manifest().models
+    msd = {n: m for n, m in models.items() if n.startswith("msd_")}
+    assert len(msd) == 10 and models["msd_lung"].channel_names == ["CT"] and models["msd_lung"].labels["nodule"] == 1
+    assert models["msd_lung"].files[0].url == "https://zenodo.org/record/4003545/files/Task006_Lung.zip?download=1"
+    brats = [m for n, m in models.items() if n.startswith("brats")]
+    assert {m.trainer for m in brats} == {"nnUNetTrainerV2", "nnUNetTrainerV2BraTSRegions_DA3_BN_BD",
+                                          "nnUNetTrainerV2BraTSRegions_DA4_BN", "nnUNetTrainerV2BraTSRegions_DA4_BN_BD"}
+    assert models["brats"].folds == [str(f) for f in range(15)]
+    for entry in list(msd.values()) + brats:
+        assert entry.files and all(f.sha256 is None and f.size is None for f in entry.files)  # trust on first use
+        assert all(f.url.startswith("https://zenodo.org/record/") for f in entry.files)
+        assert "nnU-Net" in entry.citation and "Zenodo" in entry.licence

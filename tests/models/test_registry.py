@@ -65,12 +65,11 @@ def test_unknown_name_lists_what_exists(cache, publish):
         resolve_model("nonesuch")
 
 
-def test_brats_without_published_weights_explains_how_to_get_one(cache):
+def test_brats_not_yet_fetched_names_the_fetch_command_offline(cache):
     with pytest.raises(MedSegError) as info:
-        resolve_model("brats")
+        resolve_model("brats", offline=True)
     message = str(info.value)
-    assert "No weights are published" in message
-    assert "medseg models install brats PATH" in message and "segment install brats PATH" in message
+    assert "not installed" in message and "medseg models fetch brats" in message and "segment fetch brats" in message
     assert "\n" not in message
 
 
