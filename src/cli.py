@@ -7,7 +7,7 @@ import sys
 from typing import Sequence
 
 from . import __version__
-from .errors import MedSegError
+from .errors_report import run_reporting
 
 # Each module named here defines ``add_parser(subparsers)``; the parser it adds sets ``func``.
 _COMMAND_MODULES = [
@@ -37,14 +37,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
-    try:
-        return int(args.func(args) or 0)
-    except MedSegError as exc:
-        print(f"medseg: error: {exc}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print("medseg: interrupted; no partial output was written.", file=sys.stderr)
-        return 130
+    return run_reporting(lambda: args.func(args))
 
 
 if __name__ == "__main__":

@@ -11,3 +11,9 @@ class MedSegError(Exception):
 
 class Cancelled(MedSegError):
     """Long work was stopped on request (``segment stop``, Ctrl-C)."""
+
+
+def one_line(error: object, limit: int = 300) -> str:
+    """A third-party error message on one line (nibabel, pydicom and zipfile messages may span several)."""
+    text = " ".join(str(error).split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"

@@ -55,8 +55,23 @@ def read_json(path: str | os.PathLike) -> Any:
     """Read a JSON file, turning a missing or broken file into a clear error."""
     path = Path(path)
     try:
-        return json.loads(path.read_text())
+        return json.loads(path.read_bytes().decode("utf-8"))
     except FileNotFoundError as exc:
         raise MedSegError(f"File not found: {path}") from exc
-    except json.JSONDecodeError as exc:
-        raise MedSegError(f"{path} is not valid JSON ({exc}).") from exc
+    except IsADirectoryError as exc:
+        raise MedSegError(f"{path} is a folder, not a JSON file.") from exc
+    except OSError as exc:
+        raise MedSegError(f"Cannot read {path} ({exc.strerror or exc}).") from exc
+    except UnicodeDecodeError as exc:
+        raise MedSegError(f"{path} is not UTF-8 text, so not a JSON file ({exc.reason} at byte {exc.start}).") from exc
+    except (json.JSONDecodeError, RecursionError) as exc:  # RecursionError: absurdly deep nesting
+        raise MedSegError(f"{path} is not valid JSON ({str(exc)[:200]}).") from exc
+
+
+def read_json_object(path: str | os.PathLike) -> dict:
+    """Read a JSON file that must hold an object (``{...}``), as every config file does."""
+    data = read_json(path)
+    if not isinstance(data, dict):
+        raise MedSegError(f"{path} holds a JSON {type(data).__name__}, not an object ({{...}}); it is damaged "
+                          "or not the file expected here.")
+    return data

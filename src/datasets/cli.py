@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from ..option_ranges import check_int
+
 
 def add_parser(subparsers) -> None:
     p = subparsers.add_parser("dataset", help="check or convert training datasets",
@@ -66,6 +68,7 @@ def _raw(args):
 
 
 def run_verify(args: argparse.Namespace) -> int:
+    check_int(args.processes, "--processes", 1, 256)
     from .paths import find_dataset
     from .verify import verify_dataset
     report = verify_dataset(find_dataset(args.dataset), args.processes)
@@ -81,6 +84,9 @@ def run_brats(args: argparse.Namespace) -> int:
 
 
 def run_phantom(args: argparse.Namespace) -> int:
+    check_int(args.cases, "--cases", 1, 100_000)
+    check_int(args.test_cases, "--test-cases", 0, 100_000)
+    check_int(args.id, "--id", 1, 999)
     from .phantom import write_dataset
     from ..progress import ProgressBar
     bar = ProgressBar("phantoms")

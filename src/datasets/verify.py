@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import re
+import zlib
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -157,6 +158,11 @@ def _check_case_job(job) -> tuple[list[str], list[str]]:
         _check_case(name, images, label, set(allowed), errors, warnings)
     except MedSegError as exc:
         errors.append(f"Case {name}: {exc}")
+    except (OSError, EOFError, ValueError, MemoryError, zlib.error) as exc:
+        # a truncated or corrupt file fails when its voxels are read; in a worker process an
+        # exception would end the whole check with a traceback instead of one line in the report
+        errors.append(f"Case {name}: cannot read its files ({type(exc).__name__}: {str(exc)[:200]}); "
+                      "the file is damaged or truncated.")
     return errors, warnings
 
 

@@ -113,7 +113,7 @@ def case_metrics(pred: np.ndarray, ref: np.ndarray, regions: Sequence[Region],
     if pred.shape != ref.shape:
         raise MedSegError(f"Prediction shape {pred.shape} differs from reference shape {ref.shape}.")
     spacing = tuple(float(s) for s in spacing)
-    boxes_pred, boxes_ref = ndimage.find_objects(pred), ndimage.find_objects(ref)
+    boxes_pred, boxes_ref = boxes_by_value(pred), boxes_by_value(ref)
     worst = grid_diagonal_mm(ref.shape, spacing)
     voxel_ml = float(np.prod(spacing)) / 1000.0
     rows = []
@@ -165,8 +165,24 @@ def _lesion_detection(p: np.ndarray, r: np.ndarray) -> dict:
             "lesions_missed": int(n_ref - found), "lesions_false": int(n_pred - true_pred)}
 
 
-def _box_of(boxes: list, value: int):
-    return boxes[value - 1] if 0 < value <= len(boxes) else None
+# find_objects keeps one entry per value up to the largest: beyond this, values are renumbered
+# first (a label map holding 2e9 would otherwise ask for a list of 2e9 entries)
+_DIRECT_BOX_LIMIT = 65536
+
+
+def boxes_by_value(labels: np.ndarray) -> dict[int, tuple[slice, ...]]:
+    """Label value -> bounding box (slices) of that value's voxels, for every non-zero value present."""
+    if labels.size == 0:
+        return {}
+    if int(labels.max()) < _DIRECT_BOX_LIMIT:
+        return {v: b for v, b in enumerate(ndimage.find_objects(labels), start=1) if b is not None}
+    values, inverse = np.unique(labels, return_inverse=True)
+    found = ndimage.find_objects((inverse.reshape(labels.shape) + 1).astype(np.int64))
+    return {int(v): b for v, b in zip(values, found) if b is not None and v != 0}
+
+
+def _box_of(boxes: dict, value: int):
+    return boxes.get(value)
 
 
 def _union_box(boxes: list, shape: Sequence[int], margin: int = 1) -> tuple[slice, ...] | None:

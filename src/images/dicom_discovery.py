@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable
 
-from ..errors import MedSegError
+from ..errors import MedSegError, one_line
 
 # Objects that carry no image volume to segment (segmentations, structure sets, reports...).
 _NON_IMAGE_MODALITIES = {"SEG", "RTSTRUCT", "RTPLAN", "RTRECORD", "SR", "PR", "KO", "REG", "DOC"}
@@ -100,11 +100,19 @@ def read_header(path: Path):
 
 
 def iter_files(folder: Path) -> Iterable[Path]:
+    """Regular files under ``folder``; anything else (a FIFO would block its reader forever) is
+    skipped and named in a warning."""
     for root, dirs, files in os.walk(folder):
         dirs[:] = sorted(d for d in dirs if not d.startswith("."))
         for name in sorted(files):
-            if not name.startswith("."):
-                yield Path(root) / name
+            path = Path(root) / name
+            if name.startswith("."):
+                continue
+            if not path.is_file():
+                warnings.warn(f"Skipped {path}: not a regular file (a FIFO, device, socket or broken link).",
+                              DicomWarning, stacklevel=2)
+                continue
+            yield path
 
 
 def _floats(value, n: int) -> tuple[float, ...] | None:
@@ -196,6 +204,25 @@ def _orientation_key(orientation: tuple[float, ...]) -> tuple[float, ...]:
     return tuple(round(v, 3) + 0.0 for v in orientation)  # +0.0 folds -0.0 into 0.0
 
 
+def _file_frames(ds, path: Path, damaged: list[str], no_geometry: list[str]):
+    """(series key, frames, series facts) of one DICOM file, or None when it holds no image volume."""
+    if "SeriesInstanceUID" not in ds:
+        if str(ds.file_meta.get("MediaStorageSOPClassUID", "")) != _DICOMDIR_CLASS:
+            damaged.append(f"{path.name} (incomplete: no SeriesInstanceUID)")
+        return None
+    if str(ds.get("Modality", "")).upper() in _NON_IMAGE_MODALITIES:
+        return None
+    frames = frames_of(ds, path)
+    if not frames:
+        if ds.get("Rows"):
+            no_geometry.append(path.name)
+        return None
+    meta = {"number": _int_or_none(ds.get("SeriesNumber")), "description": str(ds.get("SeriesDescription", "")),
+            "modality": str(ds.get("Modality", "")), "study_uid": str(ds.get("StudyInstanceUID", "")),
+            "frame_of_reference_uid": str(ds.get("FrameOfReferenceUID", ""))}
+    return _series_key(ds), frames, meta
+
+
 def scan_folder(folder: str | os.PathLike) -> list[SeriesInfo]:
     """Every readable image volume under ``folder``, ordered by series number then id."""
     folder = Path(folder)
@@ -203,36 +230,23 @@ def scan_folder(folder: str | os.PathLike) -> list[SeriesInfo]:
         raise MedSegError(f"DICOM folder not found: {folder}")
     by_series: dict[str, list[DicomFrame]] = defaultdict(list)
     series_meta: dict[str, dict] = {}
-    damaged, no_geometry = [], []
+    damaged: list[str] = []
+    no_geometry: list[str] = []
     for path in iter_files(folder):
         try:
             ds = read_header(path)
+            if ds is None:
+                continue  # not DICOM
+            # pydicom parses elements when they are first used: a damaged one fails here, not above
+            found = _file_frames(ds, path, damaged, no_geometry)
         except Exception as exc:  # a damaged file among good ones: note it, keep the rest
-            damaged.append(f"{path.name} ({type(exc).__name__}: {exc})")
+            damaged.append(f"{path.name} ({type(exc).__name__}: {one_line(exc, 120)})")
             continue
-        if ds is None:
-            continue  # not DICOM
-        if "SeriesInstanceUID" not in ds:
-            if str(ds.file_meta.get("MediaStorageSOPClassUID", "")) != _DICOMDIR_CLASS:
-                damaged.append(f"{path.name} (incomplete: no SeriesInstanceUID)")
+        if found is None:
             continue
-        if str(ds.get("Modality", "")).upper() in _NON_IMAGE_MODALITIES:
-            continue
-        try:
-            frames = frames_of(ds, path)
-        except Exception as exc:
-            damaged.append(f"{path.name} ({type(exc).__name__}: {exc})")
-            continue
-        if not frames:
-            if ds.get("Rows"):
-                no_geometry.append(path.name)
-            continue
-        uid = _series_key(ds)
+        uid, frames, meta = found
         by_series[uid].extend(frames)
-        series_meta.setdefault(uid, {
-            "number": _int_or_none(ds.get("SeriesNumber")), "description": str(ds.get("SeriesDescription", "")),
-            "modality": str(ds.get("Modality", "")), "study_uid": str(ds.get("StudyInstanceUID", "")),
-            "frame_of_reference_uid": str(ds.get("FrameOfReferenceUID", ""))})
+        series_meta.setdefault(uid, meta)
     if damaged:
         warnings.warn(f"Skipped {len(damaged)} damaged DICOM file(s) in {folder}: " + "; ".join(damaged[:5]),
                       DicomWarning, stacklevel=2)

@@ -16,7 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import MedSegError
+from ..errors import MedSegError, one_line
+from ..memory import array_bytes, check_memory
 from .dicom_discovery import DicomFrame, DicomWarning, SeriesInfo
 
 LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
@@ -146,7 +147,11 @@ def read_pixels(frames: list[DicomFrame]) -> np.ndarray:
     by_path: dict[Path, list[int]] = defaultdict(list)
     for index, frame in enumerate(frames):
         by_path[frame.path].append(index)
-    out = np.empty((len(frames), frames[0].rows, frames[0].columns), dtype=np.float32)
+    shape = (len(frames), frames[0].rows, frames[0].columns)
+    # the array, its flipped copy in the Image, and one decoded file at a time
+    check_memory(array_bytes(shape, 4) * 2, f"The DICOM volume ({' x '.join(map(str, shape))} voxels)",
+                 "Its Rows/Columns tags may be damaged; otherwise choose a smaller series.")
+    out = np.empty(shape, dtype=np.float32)
     for path, indices in by_path.items():
         pixels = _decode(path)
         for index in indices:
@@ -164,19 +169,57 @@ def _decode(path: Path) -> np.ndarray:
     import pydicom
     try:
         ds = pydicom.dcmread(str(path))
-    except Exception as exc:
-        raise MedSegError(f"DICOM file {path} is damaged and cannot be read ({type(exc).__name__}: {exc}). "
-                          "Remove it or export the series again.") from exc
+        return _decode_dataset(ds, path)
+    except MedSegError:
+        raise
+    except Exception as exc:  # pydicom parses lazily: a damaged element can fail at any access
+        raise MedSegError(f"DICOM file {path} is damaged and cannot be read ({type(exc).__name__}: "
+                          f"{one_line(exc, 160)}). Remove it or export the series again.") from exc
+
+
+def _decode_dataset(ds, path: Path) -> np.ndarray:
     if "PixelData" not in ds:
         raise MedSegError(f"DICOM file {path} has no pixel data; it is damaged or not an image. Remove it.")
-    frames = int(ds.get("NumberOfFrames", 1) or 1)
+    frames = _int_tag(ds, "NumberOfFrames", 1, path)
+    _check_payload_length(ds, frames, path)
     try:
         pixels = ds.pixel_array
     except Exception as exc:
         pixels = _decode_with_simpleitk(path, ds, exc)
+    expected = (frames, int(ds.Rows), int(ds.Columns))
+    if pixels.size != math.prod(expected):  # whichever decoder ran, the voxels must be what the header says
+        raise MedSegError(f"DICOM file {path} decodes to {pixels.size} pixels, but its header promises "
+                          f"{' x '.join(map(str, expected))}; the file is damaged. Remove it or export again.")
     if frames > 1 and pixels.ndim == 2:
         raise MedSegError(f"DICOM file {path} declares {frames} frames but holds one; it is damaged.")
     return pixels if frames > 1 else pixels.reshape((1,) + pixels.shape[-2:])
+
+
+def _int_tag(ds, keyword: str, default: int, path: Path) -> int:
+    try:
+        return int(ds.get(keyword, default) or default)
+    except (TypeError, ValueError):
+        raise MedSegError(f"DICOM file {path} has an unreadable {keyword} ({ds.get(keyword)!r}); "
+                          "it is damaged.") from None
+
+
+def _check_payload_length(ds, frames: int, path: Path) -> None:
+    """Uncompressed pixel data must hold exactly the bytes the header promises (plus one pad byte):
+    a decoder that pads or cuts a short payload would hand over a volume of garbage."""
+    meta = getattr(ds, "file_meta", None)
+    syntax = meta.get("TransferSyntaxUID") if meta is not None else None
+    if syntax is not None and getattr(syntax, "is_compressed", False):
+        return  # encapsulated fragments: the decoded size is checked after decoding
+    rows, columns = _int_tag(ds, "Rows", 0, path), _int_tag(ds, "Columns", 0, path)
+    bits, samples = _int_tag(ds, "BitsAllocated", 16, path), _int_tag(ds, "SamplesPerPixel", 1, path)
+    pixels = rows * columns * frames * samples
+    expected = (pixels + 7) // 8 if bits == 1 else pixels * ((bits + 7) // 8)
+    actual = len(ds.PixelData)
+    if actual not in (expected, expected + (expected % 2)):
+        side = "shorter" if actual < expected else "longer"
+        raise MedSegError(f"DICOM file {path} has {actual} bytes of pixel data, {side} than the {expected} its header "
+                          f"promises ({frames} frame(s) of {rows} x {columns}, {bits} bits); the file is damaged. "
+                          "Remove it or export the series again.")
 
 
 def _decode_with_simpleitk(path: Path, ds, error: Exception) -> np.ndarray:

@@ -1,6 +1,7 @@
 """The in-memory image: voxels plus everything needed to put them back where they came from."""
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Sequence
 
@@ -32,6 +33,10 @@ class Image:
         if self.array.ndim != 4:
             raise MedSegError(f"An image must have 4 dimensions (channels, z, y, x); got shape {self.array.shape}.")
         self.spacing = tuple(float(s) for s in self.spacing)
+        if not all(math.isfinite(s) and s > 0 for s in self.spacing):
+            # NaN spacing would otherwise surface far away (e.g. as "channels on different grids")
+            raise MedSegError(f"The image's voxel spacing {self.spacing} (z, y, x) is not finite and positive; "
+                              "fix the file's header (pixdim / PixelSpacing) and run again.")
         self.affine = np.asarray(self.affine, dtype=np.float64)
 
     @property

@@ -5,16 +5,20 @@ becomes an array indexed (k, j, i) = (z, y, x), spacing (z, y, x) from the heade
 """
 from __future__ import annotations
 
+import math
 import os
 import re
+import stat
+import warnings
 from collections import defaultdict
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 
-from ..errors import MedSegError
+from ..errors import MedSegError, one_line
 from ..fileio import atomic_path
+from ..memory import array_bytes, check_memory
 from .image import Image, check_same_grid
 
 NIFTI_SUFFIXES = (".nii.gz", ".nii")
@@ -27,16 +31,24 @@ def _nibabel():
 
 
 def read_image(path: str | os.PathLike) -> Image:
-    """Read one NIfTI file; a 4D file's last axis becomes channels."""
+    """Read one NIfTI file; a 4D file's last axis becomes channels.
+
+    Refused before the voxels are loaded: non-regular files (a FIFO would block forever), complex
+    or structured voxel types, volumes larger than the free memory, and geometry that is not
+    finite, positive and invertible (it would place or resample the result wrongly).
+    """
     path = Path(path)
-    if not path.exists():
-        raise MedSegError(f"Input file not found: {path}")
+    check_regular_file(path, "Input file")
     nib = _nibabel()
     try:
         nii = nib.load(str(path))
-        data = np.asanyarray(nii.dataobj)
     except Exception as exc:  # nibabel raises many types for broken files
-        raise MedSegError(f"Cannot read {path} as NIfTI: {exc}") from exc
+        raise MedSegError(f"Cannot read {path} as NIfTI: {one_line(exc)}") from exc
+    _check_header(nii, path)
+    try:
+        data = np.asanyarray(nii.dataobj)
+    except Exception as exc:
+        raise MedSegError(f"Cannot read {path} as NIfTI: {one_line(exc)}") from exc
     if data.ndim == 2:
         data = data[:, :, None]
     if data.ndim == 3:
@@ -45,9 +57,44 @@ def read_image(path: str | os.PathLike) -> Image:
         raise MedSegError(f"{path} has {data.ndim} dimensions (shape {data.shape}); expected a 3D volume "
                           "or a 4D volume whose last axis holds channels.")
     array = np.ascontiguousarray(data.transpose(3, 2, 1, 0), dtype=np.float32)
-    zooms = nii.header.get_zooms()[:3]
-    spacing = tuple(float(z) for z in reversed(zooms))
+    zooms = tuple(nii.header.get_zooms()[:3]) + (1.0,) * max(0, 3 - len(nii.header.get_zooms()))
+    spacing = tuple(float(z) for z in reversed(zooms[:3]))
     return Image(array, spacing, nii.affine, nii.header)
+
+
+def check_regular_file(path: Path, what: str) -> None:
+    """Refuse a missing path, a folder, or a FIFO/device/socket (opening those can block or never end)."""
+    try:
+        mode = path.stat().st_mode
+    except FileNotFoundError:
+        raise MedSegError(f"{what} not found: {path}") from None
+    except OSError as exc:
+        raise MedSegError(f"Cannot open {path}: {exc.strerror}.") from None
+    if not stat.S_ISREG(mode):
+        kind = "a folder" if stat.S_ISDIR(mode) else "not a regular file (a FIFO, device or socket)"
+        raise MedSegError(f"{path} is {kind}; give a NIfTI file (.nii or .nii.gz).")
+
+
+def _check_header(nii, path: Path) -> None:
+    """Voxel type, size and geometry from the header alone, before any voxel is read."""
+    dtype = nii.get_data_dtype()
+    if dtype.kind not in "biuf" or dtype.fields is not None:
+        what = "complex" if dtype.kind == "c" else f"{dtype} (e.g. RGB)"
+        raise MedSegError(f"{path} holds {what} voxels; only real-valued greyscale volumes can be used. "
+                          "Convert it (e.g. take the magnitude, or one colour channel) first.")
+    shape = tuple(int(s) for s in nii.shape)
+    scaled = max(dtype.itemsize, 8)  # nibabel may apply scl_slope in float64
+    check_memory(array_bytes(shape, scaled + 4), f"Reading {path.name} (shape {shape})",
+                 "The header's dimensions may be damaged; otherwise crop or downsample the image first.")
+    zooms = [float(z) for z in nii.header.get_zooms()[:3]]
+    if not all(math.isfinite(z) and z > 0 for z in zooms):
+        raise MedSegError(f"{path} has voxel spacing {zooms} (pixdim); spacing must be finite and positive. "
+                          "Fix the header (e.g. with nibabel or fslhd/fslorient) and run again.")
+    affine = np.asarray(nii.affine, dtype=np.float64)
+    if not np.isfinite(affine).all() or abs(np.linalg.det(affine[:3, :3])) < 1e-12:
+        raise MedSegError(f"{path} has an orientation matrix (sform/qform) that is not finite or not invertible, "
+                          "so its voxels have no place in space. Fix the header (e.g. copy the geometry of the "
+                          "original scan) and run again.")
 
 
 def read_case(paths: Sequence[str | os.PathLike]) -> Image:
@@ -78,14 +125,21 @@ def find_cases(folder: str | os.PathLike) -> dict[str, list[Path]]:
     if not folder.is_dir():
         raise MedSegError(f"Input folder not found: {folder}")
     cases: dict[str, dict[int, Path]] = defaultdict(dict)
+    skipped = []
     for path in sorted(folder.iterdir()):
         if not path.name.endswith(NIFTI_SUFFIXES):
+            continue
+        if not path.is_file():  # a FIFO named like an image would block the reader forever
+            skipped.append(path.name)
             continue
         match = _CHANNEL_SUFFIX.match(path.name)
         if match:
             cases[match["case"]][int(match["channel"])] = path
         else:
             cases[strip_nifti_suffix(path.name)][0] = path
+    if skipped:
+        warnings.warn(f"Skipped {len(skipped)} entries of {folder} that are not regular files: "
+                      f"{', '.join(skipped[:5])}{' ...' if len(skipped) > 5 else ''}", stacklevel=2)
     result = {}
     for case, channels in cases.items():
         indices = sorted(channels)
@@ -136,5 +190,10 @@ def write_image(array: np.ndarray, reference: Image, path: str | os.PathLike, dt
 
 def write_label_image(labels: np.ndarray, reference: Image, path: str | os.PathLike) -> Path:
     """Write a (z, y, x) label map with the smallest integer type that holds it."""
-    dtype = np.uint8 if labels.max(initial=0) < 256 and labels.min(initial=0) >= 0 else np.int16
+    low, high = int(labels.min(initial=0)), int(labels.max(initial=0))
+    dtype: type[np.integer]
+    if low >= 0:
+        dtype = np.uint8 if high < 256 else np.uint16 if high < 65536 else np.int32
+    else:
+        dtype = np.int16 if -32768 <= low and high < 32768 else np.int32
     return write_image(labels, reference, path, dtype=dtype)

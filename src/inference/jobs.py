@@ -10,9 +10,12 @@ import numpy as np
 from ..errors import MedSegError
 from ..fileio import atomic_path
 from ..images import Image, find_cases, read_case, write_label_image
-from ..images.nifti import NIFTI_SUFFIXES, strip_nifti_suffix
+from ..images.nifti import NIFTI_SUFFIXES, check_regular_file, strip_nifti_suffix
 from ..images.rtstruct_write import write_rtstruct
 from ..models.labels import label_colors
+from .output_checks import check_outputs, parse_part
+
+__all__ = ["Job", "plan_jobs", "parse_part", "probabilities_path", "write_probabilities"]
 
 OUTPUT_FORMATS = ("nifti", "dicom-seg", "rtstruct")
 DICOM_FORMATS = ("dicom-seg", "rtstruct")   # written as one .dcm file referencing the source series
@@ -42,7 +45,11 @@ class Job:
         else:
             written = [write_label_image(prediction.labels, image, self.output)]
         if prediction.probabilities is not None:
-            written.append(write_probabilities(prediction.probabilities, self.output))
+            try:
+                written.append(write_probabilities(prediction.probabilities, self.output))
+            except BaseException:  # a case is written whole or not at all
+                written[0].unlink(missing_ok=True)
+                raise
         return written
 
 
@@ -51,54 +58,67 @@ def _dataset_json(predictor) -> dict | None:
     return getattr(getattr(predictor, "model", None), "dataset_json", None)
 
 
+def probabilities_path(label_path: Path) -> Path:
+    return label_path.with_name(strip_nifti_suffix(label_path.name).removesuffix(".dcm") + ".npz")
+
+
 def write_probabilities(probabilities: np.ndarray, label_path: Path) -> Path:
-    path = label_path.with_name(strip_nifti_suffix(label_path.name).removesuffix(".dcm") + ".npz")
+    path = probabilities_path(label_path)
     with atomic_path(path) as tmp:
         with open(tmp, "wb") as handle:
             np.savez_compressed(handle, probabilities=probabilities.astype(np.float32))
     return path
 
 
-def parse_part(part: str) -> tuple[int, int]:
-    try:
-        k, n = (int(x) for x in part.split("/"))
-    except ValueError:
-        raise MedSegError(f"--part must look like k/N (e.g. 2/4); got {part!r}.") from None
-    if not 1 <= k <= n:
-        raise MedSegError(f"--part {part}: k must be between 1 and N.")
-    return k, n
+def plan_jobs(inputs: Sequence[str], output: str, part: str = "1/1", output_format: str = "nifti",
+              save_probabilities: bool = False, allow_output_inside_input: bool = False) -> list[Job]:
+    """One job per case: several files = one case; a folder = its cases (or one DICOM series).
 
-
-def plan_jobs(inputs: Sequence[str], output: str, part: str = "1/1", output_format: str = "nifti") -> list[Job]:
-    """One job per case: several files = one case; a folder = its cases (or one DICOM series)."""
+    Every output is checked here, before any case is read: never an input, never inside an input
+    folder (unless ``allow_output_inside_input``), and writable.
+    """
     k, n = parse_part(part)
     if output_format not in OUTPUT_FORMATS:
         raise MedSegError(f"Unknown output format {output_format!r}; choose one of {', '.join(OUTPUT_FORMATS)}.")
-    out = Path(output)
-    suffix = ".dcm" if output_format in DICOM_FORMATS else ".nii.gz"
     paths = [Path(p) for p in inputs]
     for p in paths:
         if not p.exists():
             raise MedSegError(f"Input not found: {p}")
     if len(paths) == 1 and paths[0].is_dir():
-        folder = paths[0]
-        if _is_dicom_folder(folder):
-            target = out if out.name.endswith((suffix, ".nii")) else out / f"{folder.name}{suffix}"
-            return [Job(folder.name, lambda series, f=folder: _read_dicom(f, series), target, output_format)][k - 1::n]
-        cases = find_cases(folder)
-        if out.name.endswith(NIFTI_SUFFIXES):
-            raise MedSegError(f"The input {folder} is a folder of cases, so the output must be a folder, not {out}.")
-        names = sorted(cases)[k - 1::n]
-        return [Job(c, lambda series, files=cases[c]: read_case(files), out / f"{c}{suffix}", output_format)
-                for c in names]
+        jobs, files = _folder_jobs(paths[0], Path(output), output_format)
+        folders = [paths[0]]
+    else:
+        jobs, files, folders = [_files_job(paths, Path(output), output_format)], paths, []
+    jobs = jobs[k - 1::n]
+    outputs = [j.output for j in jobs] + ([probabilities_path(j.output) for j in jobs] if save_probabilities else [])
+    check_outputs(outputs, files, folders, allow_output_inside_input)
+    return jobs
+
+
+def _folder_jobs(folder: Path, out: Path, output_format: str) -> tuple[list[Job], list[Path]]:
+    suffix = ".dcm" if output_format in DICOM_FORMATS else ".nii.gz"
+    if _is_dicom_folder(folder):
+        target = out if out.name.endswith((suffix, ".nii")) else out / f"{folder.name}{suffix}"
+        return [Job(folder.name, lambda series, f=folder: _read_dicom(f, series), target, output_format)], []
+    cases = find_cases(folder)
+    if out.name.endswith(NIFTI_SUFFIXES):
+        raise MedSegError(f"The input {folder} is a folder of cases, so the output must be a folder, not {out}.")
+    jobs = [Job(c, lambda series, files=cases[c]: read_case(files), out / f"{c}{suffix}", output_format)
+            for c in sorted(cases)]
+    return jobs, [f for files in cases.values() for f in files]
+
+
+def _files_job(paths: list[Path], out: Path, output_format: str) -> Job:
+    suffix = ".dcm" if output_format in DICOM_FORMATS else ".nii.gz"
     for p in paths:
         if p.is_dir() or not p.name.endswith(NIFTI_SUFFIXES):
             raise MedSegError(f"{p} is not a NIfTI file; give one case's channel files, or one folder.")
+        check_regular_file(p, "Input file")
     name = strip_nifti_suffix(paths[0].name)
     if name[-5:-4] == "_" and name[-4:].isdigit():
         name = name[:-5]
     target = out if out.name.endswith((suffix, ".nii")) else out / f"{name}{suffix}"
-    return [Job(name, lambda series: read_case(paths), target, output_format)][k - 1::n]
+    return Job(name, lambda series: read_case(paths), target, output_format)
 
 
 def _is_dicom_folder(folder: Path) -> bool:

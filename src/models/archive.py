@@ -13,6 +13,7 @@ import shutil
 import stat
 import tempfile
 import zipfile
+import zlib
 from pathlib import Path, PurePosixPath
 
 from ..errors import MedSegError
@@ -25,6 +26,12 @@ MAX_MEMBERS = 100_000
 # large member is what bombs look like.
 MAX_RATIO = 1000
 _RATIO_MIN_SIZE = 1024**2
+# The whole archive too: many small members each under the per-member threshold (2000 members of
+# 1 MiB zeros zip to 3 MB) must not add up to gigabytes. Real model zips are mostly weights (~1x).
+MAX_TOTAL_RATIO = 100
+_TOTAL_RATIO_MIN_SIZE = 64 * 1024**2
+_MAX_NAME_BYTES = 255  # one path component (NAME_MAX on Linux, macOS and Windows)
+_METHODS = (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED, zipfile.ZIP_BZIP2, zipfile.ZIP_LZMA)
 _CHUNK = 1024**2
 # "Disk full", "file too large" (a size limit) and "quota exceeded" all mean: no room.
 DISK_FULL_ERRNOS = tuple(getattr(errno, n) for n in ("ENOSPC", "EFBIG", "EDQUOT") if hasattr(errno, n))
@@ -43,7 +50,41 @@ def _safe_member_path(name: str) -> PurePosixPath:
         raise MedSegError(f"Refusing archive member {name!r}: it has an absolute path.")
     if any(part == ".." for part in path.parts):
         raise MedSegError(f"Refusing archive member {name!r}: it would be written outside the target folder.")
+    if any(len(part.encode("utf-8", "surrogateescape")) > _MAX_NAME_BYTES for part in path.parts):
+        raise MedSegError(f"Refusing archive member {name[:60]!r}...: a part of its name is longer than "
+                          f"{_MAX_NAME_BYTES} bytes, which no file system stores.")
+    if any(ord(c) < 32 for c in unified):
+        raise MedSegError(f"Refusing archive member {name!r}: its name holds control characters.")
     return path
+
+
+def _check_decodable(info: zipfile.ZipInfo) -> None:
+    """Encrypted members and compression methods Python cannot inflate are refused up front."""
+    if info.flag_bits & 0x1:
+        raise MedSegError(f"Refusing archive member {info.filename!r}: it is encrypted (password-protected). "
+                          "Unpack it yourself and install the folder.")
+    if info.compress_type not in _METHODS:
+        raise MedSegError(f"Refusing archive member {info.filename!r}: it uses compression method "
+                          f"{info.compress_type}, which cannot be unpacked here (stored, deflate, bzip2 or lzma only).")
+
+
+def _check_tree(files: set[str], folders: set[str]) -> None:
+    """A name may not be both a file and a folder (``a`` and ``a/b``)."""
+    for key in files:
+        parent = key.rpartition("/")[0]
+        while parent:
+            folders.add(parent)
+            parent = parent.rpartition("/")[0]
+    clash = sorted(files & folders)
+    if clash:
+        raise MedSegError(f"Refusing archive: {clash[0]!r} is both a file and a folder in it.")
+
+
+def _check_total_ratio(total: int, compressed: int) -> None:
+    if total > _TOTAL_RATIO_MIN_SIZE and total > MAX_TOTAL_RATIO * max(compressed, 1):
+        raise MedSegError(f"Refusing archive: its members expand {total // max(compressed, 1)} times in all, to "
+                          f"{total / 1024**3:.1f} GB (a zip bomb?). A model archive is mostly weights, which hardly "
+                          "compress.")
 
 
 def _is_link_or_special(info: zipfile.ZipInfo) -> bool:
@@ -57,7 +98,9 @@ def check_zip_members(zf: zipfile.ZipFile, max_total_bytes: int | None = None) -
     infos = zf.infolist()
     if len(infos) > MAX_MEMBERS:
         raise MedSegError(f"Refusing archive with {len(infos)} members (more than {MAX_MEMBERS}).")
-    total, seen, checked = 0, set(), []
+    total, compressed, seen, checked = 0, 0, set(), []
+    files: set[str] = set()
+    folders: set[str] = set()
     for info in infos:
         rel = _safe_member_path(info.filename)
         if _is_link_or_special(info):
@@ -68,7 +111,10 @@ def check_zip_members(zf: zipfile.ZipFile, max_total_bytes: int | None = None) -
         if key in seen:
             raise MedSegError(f"Refusing archive: member {info.filename!r} appears twice.")
         seen.add(key)
+        (folders if info.is_dir() else files).add(key)
+        _check_decodable(info)
         total += info.file_size
+        compressed += info.compress_size
         if total > limit:
             raise MedSegError(f"Refusing archive: it would unpack to more than {limit / 1024**3:.0f} GB "
                               "(a zip bomb?). Set MEDSEG_MAX_UNZIPPED_BYTES to allow larger models.")
@@ -76,17 +122,26 @@ def check_zip_members(zf: zipfile.ZipFile, max_total_bytes: int | None = None) -
             raise MedSegError(f"Refusing archive member {info.filename!r}: it expands {info.file_size // max(info.compress_size, 1)}"
                               " times (a zip bomb?).")
         checked.append((info, rel))
+    _check_total_ratio(total, compressed)
+    _check_tree(files, folders)
     return checked
 
 
 def _copy_capped(src, dst, declared: int, name: str) -> None:
     """Copy a member, refusing one that inflates beyond the size its header declares."""
     written = 0
-    while chunk := src.read(_CHUNK):
+    while chunk := _read_member(src, name):
         written += len(chunk)
         if written > declared:
             raise MedSegError(f"Refusing archive member {name!r}: it inflates beyond its declared size.")
         dst.write(chunk)
+
+
+def _read_member(src, name: str) -> bytes:
+    try:
+        return src.read(_CHUNK)
+    except OSError as exc:  # reading the archive (a seek past its end...), not writing the disk
+        raise MedSegError(f"The archive is damaged or cannot be unpacked ({name}: {exc}).") from exc
 
 
 def safe_extract_zip(zip_path: str | os.PathLike, dest: str | os.PathLike) -> None:
@@ -102,7 +157,7 @@ def safe_extract_zip(zip_path: str | os.PathLike, dest: str | os.PathLike) -> No
         raise MedSegError(f"Cannot extract {zip_path.name} into {dest}: it already exists and is not empty.")
     try:
         zf = zipfile.ZipFile(zip_path)
-    except (zipfile.BadZipFile, OSError) as exc:
+    except (zipfile.BadZipFile, OSError, ValueError, NotImplementedError, EOFError) as exc:
         raise MedSegError(f"{zip_path} is not a readable zip archive ({exc}).") from exc
     with zf:
         members = check_zip_members(zf)
@@ -133,15 +188,25 @@ def _extract_members(zf: zipfile.ZipFile, members, staging: Path) -> None:
             continue
         target.parent.mkdir(parents=True, exist_ok=True)
         try:
-            with zf.open(info) as src, open(target, "xb") as dst:
+            src = _open_member(zf, info)
+            with src, open(target, "xb") as dst:
                 _copy_capped(src, dst, info.file_size, info.filename)
         except OSError as exc:
             if exc.errno in DISK_FULL_ERRNOS:
                 raise MedSegError(f"No space left on the disk while unpacking {info.filename}; nothing was "
                                   "installed. Free some space (or set MEDSEG_CACHE_DIR to a bigger disk) and retry.") from exc
             raise
-        except (zipfile.BadZipFile, EOFError) as exc:
-            raise MedSegError(f"The archive is damaged ({info.filename}: {exc}).") from exc
+        except (zipfile.BadZipFile, EOFError, NotImplementedError, RuntimeError, ValueError, zlib.error) as exc:
+            # RuntimeError: encrypted; NotImplementedError: an unknown method; ValueError: a bad header
+            raise MedSegError(f"The archive is damaged or cannot be unpacked ({info.filename}: {exc}).") from exc
+
+
+def _open_member(zf: zipfile.ZipFile, info: zipfile.ZipInfo):
+    """The member's stream; an offset or header that leads nowhere is a damaged archive, not a disk error."""
+    try:
+        return zf.open(info)
+    except (OSError, zipfile.BadZipFile, EOFError, NotImplementedError, RuntimeError, ValueError) as exc:
+        raise MedSegError(f"The archive is damaged or cannot be unpacked ({info.filename}: {exc}).") from exc
 
 
 def _commit_folder(staging: Path, dest: Path) -> None:

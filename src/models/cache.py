@@ -51,7 +51,8 @@ def downloads_dir() -> Path:
 
 def check_model_name(name: str) -> str:
     """A model name is also a folder name: letters, digits, ``_ . -`` only."""
-    if not _NAME.match(name or "") or name in (".", ".."):
+    # fullmatch, not match: "$" would let a trailing newline through into a folder name
+    if not isinstance(name, str) or not _NAME.fullmatch(name) or name in (".", ".."):
         raise MedSegError(f"Invalid model name {name!r}: use letters, digits, '_', '.' or '-' "
                           "(at most 100 characters, not starting with a dot).")
     return name

@@ -29,7 +29,10 @@ class ModelFolder:
     @property
     def channel_names(self) -> list[str]:
         channels = self.dataset_json.get("channel_names") or self.dataset_json.get("modality") or {}
-        return [channels[k] for k in sorted(channels, key=int)]
+        if not isinstance(channels, dict) or not all(isinstance(k, str) and k.isdigit() for k in channels):
+            raise MedSegError(f"dataset.json: 'channel_names' must map \"0\", \"1\", ... to channel names; "
+                              f"got {str(channels)[:100]}.")
+        return [str(channels[k]) for k in sorted(channels, key=int)]
 
     @property
     def configuration(self) -> dict:
@@ -59,15 +62,22 @@ class ModelFolder:
         return wanted
 
 
-def resolve_configuration(plans: dict, name: str) -> dict:
+def resolve_configuration(plans: dict, name: str, _chain: tuple[str, ...] = ()) -> dict:
     """A configuration of the plans with ``inherits_from`` applied."""
     configs = plans.get("configurations", {})
+    if not isinstance(configs, dict):
+        raise MedSegError("The plans' 'configurations' is not a mapping; plans.json is damaged.")
+    if name in _chain:
+        raise MedSegError(f"The plans' configurations inherit from each other in a loop "
+                          f"({' -> '.join((*_chain, name))}); plans.json is damaged.")
     if name not in configs:
-        raise MedSegError(f"The plans have no configuration {name!r} (available: {', '.join(configs)}).")
+        raise MedSegError(f"The plans have no configuration {name!r} (available: {', '.join(map(str, configs))}).")
+    if not isinstance(configs[name], dict):
+        raise MedSegError(f"The plans' configuration {name!r} is not a mapping; plans.json is damaged.")
     config = dict(configs[name])
     parent = config.pop("inherits_from", None)
     if parent:
-        merged = resolve_configuration(plans, parent)
+        merged = resolve_configuration(plans, parent, (*_chain, name))
         merged.update(config)
         return merged
     return config

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Callable, Optional
 
 from ..errors import MedSegError
+from ..memory import format_bytes
 from .archive import DISK_FULL_ERRNOS
 
 Progress = Callable[[int, Optional[int]], None]   # (bytes done, total bytes or None)
@@ -23,6 +24,10 @@ CHUNK = 64 * 1024
 DEFAULT_CONNECT_TIMEOUT = 15.0
 DEFAULT_READ_TIMEOUT = 60.0
 DEFAULT_RETRIES = 5
+# A download whose size nobody published stops here (MEDSEG_MAX_DOWNLOAD_BYTES raises it):
+# the largest real models are a few GB; a server streaming forever must not fill the disk.
+DEFAULT_MAX_UNKNOWN_BYTES = 20 * 1024**3
+_SCHEMES = ("http", "https")
 
 
 class _Retry(Exception):
@@ -58,6 +63,8 @@ def download_file(url: str, dest: str | os.PathLike, *, sha256: str | None = Non
     """
     import requests
 
+    _check_scheme(url, url)
+    cap = size if size is not None else int(_env_float("MEDSEG_MAX_DOWNLOAD_BYTES", DEFAULT_MAX_UNKNOWN_BYTES))
     dest = Path(dest)
     part = dest.with_name(dest.name + ".part")
     dest.parent.mkdir(parents=True, exist_ok=True)
@@ -69,8 +76,16 @@ def download_file(url: str, dest: str | os.PathLike, *, sha256: str | None = Non
         while True:
             before = _part_size(part)
             try:
-                if _fetch_once(http, url, part, size, progress, (min(DEFAULT_CONNECT_TIMEOUT, read_timeout * 4), read_timeout)):
+                timeouts = (min(DEFAULT_CONNECT_TIMEOUT, read_timeout * 4), read_timeout)
+                if _fetch_once(http, url, part, size, progress, timeouts, cap):
                     break
+            except requests.TooManyRedirects:
+                raise MedSegError(f"Downloading {url} failed: the server redirects in a loop (or more than "
+                                  f"{http.max_redirects} times). Report the broken link.") from None
+            except (requests.exceptions.InvalidSchema, requests.exceptions.InvalidURL,
+                    requests.exceptions.MissingSchema) as exc:
+                raise MedSegError(f"Downloading {url} failed: it leads to an address that is not http(s) "
+                                  f"({_failure_reason(exc)}); nothing was downloaded.") from None
             except (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError, _Retry) as exc:
                 failures = 0 if _part_size(part) > before else failures + 1
                 if failures > max_retries:
@@ -106,7 +121,26 @@ def _part_size(part: Path) -> int:
         return 0
 
 
-def _fetch_once(http, url: str, part: Path, size: int | None, progress: Progress | None, timeout) -> bool:
+def _check_scheme(url: str, original: str) -> None:
+    scheme = url.split(":", 1)[0].lower() if ":" in url else ""
+    if scheme not in _SCHEMES:
+        what = "" if url == original else f" (a redirect from {original})"
+        raise MedSegError(f"Refusing to download {url}{what}: only http and https addresses are fetched.")
+
+
+def _refuse_other_schemes(original: str):
+    """A response hook: a redirect to file://, ftp:// (or any non-http scheme) ends the download."""
+    def hook(response, *args, **kwargs):
+        if response.is_redirect:
+            location = response.headers.get("Location", "")
+            if ":" in location.split("/", 1)[0]:  # absolute: "scheme:..." before any slash
+                _check_scheme(location, original)
+        return response
+    return hook
+
+
+def _fetch_once(http, url: str, part: Path, size: int | None, progress: Progress | None, timeout,
+                cap: int | None = None) -> bool:
     """One request; True when the file is complete, raises ``_Retry`` for transient failures."""
     have = _part_size(part)
     if size is not None and have > size:  # a stale partial from a different file: start over
@@ -121,7 +155,8 @@ def _fetch_once(http, url: str, part: Path, size: int | None, progress: Progress
         validator = _validator_path(part)
         if validator.is_file():  # "only the rest if the file is still the same version, else all of it"
             headers["If-Range"] = validator.read_text()
-    with http.get(url, stream=True, timeout=timeout, headers=headers, allow_redirects=True) as response:
+    with http.get(url, stream=True, timeout=timeout, headers=headers, allow_redirects=True,
+                  hooks={"response": _refuse_other_schemes(url)}) as response:
         status = response.status_code
         if status == 416 and have:  # nothing left to send: we already have it all
             return True
@@ -141,6 +176,8 @@ def _fetch_once(http, url: str, part: Path, size: int | None, progress: Progress
             _remember_version(part, response)
         length = response.headers.get("Content-Length")
         total = size if size is not None else (have + int(length) if length and length.isdigit() else None)
+        if size is None:
+            _check_cap(total, cap, url, part)
         if progress:
             progress(have, total)
         with open(part, mode) as handle:
@@ -152,11 +189,24 @@ def _fetch_once(http, url: str, part: Path, size: int | None, progress: Progress
                     _discard(part)
                     raise MedSegError(f"{url} is larger than the expected {size} bytes; the download was deleted. "
                                       "The file on the server is not the one the manifest describes.")
+                if size is None and cap is not None and have > cap:
+                    handle.close()
+                    _check_cap(have, cap, url, part)
                 if progress:
                     progress(have, total)
     if total is not None and have < total:
         raise _Retry(f"connection closed after {have} of {total} bytes")
     return True
+
+
+def _check_cap(total: int | None, cap: int | None, url: str, part: Path) -> None:
+    """A download of unpublished size may not grow past ``cap`` bytes."""
+    if total is None or cap is None or total <= cap:
+        return
+    _discard(part)
+    raise MedSegError(f"Refusing the download of {url}: it is larger than {format_bytes(cap)} and no size was "
+                      "published for it; the partial file was deleted. If the model really is that large, set "
+                      "MEDSEG_MAX_DOWNLOAD_BYTES to a larger number of bytes.")
 
 
 def _remember_version(part: Path, response) -> None:

@@ -149,6 +149,7 @@ def _install_sources(name: str, sources: list[Path], *, force: bool, origin: dic
         raise MedSegError(f"Model {name!r} is already installed in {target}. Remove it first "
                           f"(`medseg models remove {name}`) or pass --force to replace it.")
     target.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_staging(name, target.parent)
     staging = Path(tempfile.mkdtemp(prefix=f".{name}.install-", dir=target.parent))
     try:
         for index, source in enumerate(sources):
@@ -163,6 +164,17 @@ def _install_sources(name: str, sources: list[Path], *, force: bool, origin: dic
         shutil.rmtree(staging, ignore_errors=True)
         raise
     return target
+
+
+def remove_stale_staging(name: str, folder: Path) -> list[Path]:
+    """Delete what an interrupted (killed) install, removal or unpack of ``name`` left behind.
+
+    Called with the model's lock held, so no live process is using these folders.
+    """
+    stale = [p for kind in ("install", "trash", "extract") for p in folder.glob(f".{name}.{kind}-*")]
+    for path in stale:
+        shutil.rmtree(path, ignore_errors=True)
+    return stale
 
 
 def _add_source(source: Path, staging: Path, index: int) -> None:

@@ -43,6 +43,8 @@ class LabelScheme:
         if not isinstance(labels, dict) or not labels:
             raise MedSegError("dataset.json has no 'labels' mapping.")
         items = [(k, v) for k, v in labels.items() if k != "ignore"]
+        for name, value in items:
+            _check_label_value(name, value)
         has_regions = any(isinstance(v, (list, tuple)) and len(v) > 1 for _, v in items)
         if not has_regions:
             names = {int(_scalar(v)): k for k, v in items if int(_scalar(v)) != 0}
@@ -55,11 +57,25 @@ class LabelScheme:
             regions.append(members)
             region_names.append(name)
         order = dataset_json.get("regions_class_order")
+        if not isinstance(order, (list, tuple)) or not all(_is_int(x) for x in order):
+            order = None
         if order is None or len(order) != len(regions):
             raise MedSegError("dataset.json defines regions but its 'regions_class_order' is missing or has "
                               f"{0 if order is None else len(order)} entries for {len(regions)} regions.")
         order = tuple(int(x) for x in order)
         return cls({value: name for value, name in zip(order, region_names)}, tuple(regions), order)
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 2**31
+
+
+def _check_label_value(name: str, value) -> None:
+    """A label value is a whole number, or a non-empty list of them (a region)."""
+    members = value if isinstance(value, (list, tuple)) else [value]
+    if not members or not all(_is_int(m) for m in members):
+        raise MedSegError(f"dataset.json: label {name!r} must be a whole number 0..2^31 or a list of them; "
+                          f"got {value!r}.")
 
 
 def _scalar(value):

@@ -5,7 +5,8 @@ import os
 from pathlib import Path
 
 from ..errors import MedSegError
-from ..fileio import read_json
+from ..fileio import read_json_object
+from ..network.bounds import check_architecture
 from .description import _FOLD_DIR, ModelFolder, resolve_configuration
 from .v1_folder import holds_v1_model, open_v1_folder
 
@@ -23,16 +24,18 @@ def open_model_folder(path: str | os.PathLike, configuration: str | None = None)
     if not _holds_v2_model(path) and holds_v1_model(path):
         return open_v1_folder(path, configuration)
     folder = _find_model_dir(path, configuration)
-    dataset_json = read_json(folder / "dataset.json")
-    plans = read_json(folder / "plans.json")
+    dataset_json = read_json_object(folder / "dataset.json")
+    plans = read_json_object(folder / "plans.json")
     folds = sorted((m.group(1) for p in folder.iterdir() if p.is_dir() and (m := _FOLD_DIR.match(p.name))),
                    key=lambda f: (f == "all", int(f) if f != "all" else 0))
     name = configuration or _configuration_from_name(folder.name) or _only_configuration(plans, folder)
     if name.endswith("cascade_fullres"):
         raise MedSegError(f"Model {folder} is a cascade stage ({name}); cascades need the low-resolution "
                           "stage's prediction and are not supported yet. Use its 3d_fullres or 3d_lowres model.")
-    resolve_configuration(plans, name)
-    return ModelFolder(folder, dataset_json, plans, name, folds)
+    model = ModelFolder(folder, dataset_json, plans, name, folds)
+    if "architecture" in model.configuration:  # (a model listed or installed only may lack one)
+        check_architecture(model.configuration, len(model.channel_names), model.labels.num_outputs)
+    return model
 
 
 def _holds_v2_model(path: Path) -> bool:
@@ -59,7 +62,8 @@ def _configuration_from_name(folder_name: str) -> str | None:
 
 
 def _only_configuration(plans: dict, folder: Path) -> str:
-    configs = list(plans.get("configurations", {}))
+    found = plans.get("configurations")
+    configs = [str(c) for c in found] if isinstance(found, dict) else []
     if len(configs) == 1:
         return configs[0]
     if "3d_fullres" in configs:

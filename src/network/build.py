@@ -4,6 +4,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..errors import MedSegError
+from .bounds import check_arch_kwargs
 
 _PLAIN = ("PlainConvUNet",)
 _RESIDUAL = ("ResidualEncoderUNet",)
@@ -25,7 +26,7 @@ def _layer_types() -> dict[str, Any]:
 def _resolve(name: str | None):
     if name is None:
         return None
-    short = name.rsplit(".", 1)[-1]
+    short = str(name).rsplit(".", 1)[-1]
     try:
         return _layer_types()[short]
     except KeyError:
@@ -36,12 +37,16 @@ def build_network(architecture: dict, input_channels: int, num_outputs: int, dee
     """Build from ``plans["configurations"][cfg]["architecture"]`` (network_class_name + arch_kwargs)."""
     from .unet import LayerOps, UNet
 
-    class_name = architecture.get("network_class_name", "").rsplit(".", 1)[-1]
+    class_name = str(architecture.get("network_class_name", "")).rsplit(".", 1)[-1]
     if class_name not in _PLAIN + _RESIDUAL + _GENERIC:
         raise MedSegError(f"Network type {architecture.get('network_class_name')!r} is not supported "
                           "(supported: PlainConvUNet, ResidualEncoderUNet, nnU-Net v1's Generic_UNet).")
-    kw = architecture["arch_kwargs"]
-    conv = _resolve(kw["conv_op"])
+    kw = architecture.get("arch_kwargs")
+    if not isinstance(kw, dict):
+        raise MedSegError("The plans' architecture has no 'arch_kwargs' mapping; plans.json is damaged.")
+    conv = _resolve(kw.get("conv_op"))
+    if conv is None:
+        raise MedSegError("The plans' architecture names no conv_op; plans.json is damaged.")
     dim = 3 if conv.__name__.endswith("3d") else 2
     ops = LayerOps(dim, _resolve(kw.get("norm_op")), kw.get("norm_op_kwargs"), _resolve(kw.get("dropout_op")),
                    kw.get("dropout_op_kwargs"), _resolve(kw.get("nonlin")), kw.get("nonlin_kwargs"),
@@ -49,6 +54,7 @@ def build_network(architecture: dict, input_channels: int, num_outputs: int, dee
     if class_name in _GENERIC:
         from .generic_unet import build_generic_unet
         return build_generic_unet(kw, input_channels, num_outputs, ops)
+    check_arch_kwargs(architecture)
     n = int(kw["n_stages"])
     residual = class_name in _RESIDUAL
     if residual and kw.get("block", "BasicBlockD").rsplit(".", 1)[-1] != "BasicBlockD":

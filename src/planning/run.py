@@ -8,6 +8,7 @@ from ..datasets.paths import find_dataset, preprocessed_folder
 from ..datasets.verify import verify_dataset
 from ..errors import MedSegError
 from ..fileio import atomic_path, read_json, write_json
+from ..option_ranges import check_float, check_int
 from .carry_plans import carried_plans, default_plans_name, source_plans
 from .fingerprint import FOREGROUND_SAMPLES_TOTAL, extract_fingerprint, fingerprint_path
 from .planner import plan_experiment
@@ -25,6 +26,7 @@ def plan_dataset(id_or_name: str, preset: str = "default", configurations: list[
     ``plans_from`` (a pretrained model or a plans file) carries its plans over instead of planning
     (transfer learning, see ``carry_plans.py``); they are saved as ``plans_name``.
     """
+    check_plan_options(num_processes, gpu_memory_gb, foreground_samples, base_features, max_features)
     folder = find_dataset(id_or_name)
     if verify:
         report = verify_dataset(folder, num_processes)
@@ -62,3 +64,13 @@ def plan_dataset(id_or_name: str, preset: str = "default", configurations: list[
             results[name] = preprocess_dataset(dataset, plans, name, out, num_processes, progress)
     return {"folder": str(out), "plans_file": str(plans_file), "plans": plans, "summary": summary,
             "preprocessed": results}
+
+
+def check_plan_options(num_processes: int, gpu_memory_gb: float | None, foreground_samples: float,
+                       base_features: int | None, max_features: int | None) -> None:
+    """Numbers that parse but make no sense are refused before the fingerprint starts."""
+    check_int(num_processes, "--processes", 1, 256)
+    check_float(gpu_memory_gb, "--gpu-memory", 0.0, 4096.0)
+    check_float(foreground_samples, "--intensity-samples", 0.0)
+    check_int(base_features, "--base-features", 1, 4096)
+    check_int(max_features, "--max-features", base_features or 1, 65536)

@@ -12,6 +12,7 @@ from typing import Sequence
 import numpy as np
 
 from ..errors import MedSegError
+from ..memory import array_bytes, check_memory
 from .cropping import BBox, crop_labels, crop_to_nonzero
 from .normalization import normalize_channel
 from .resampling import compute_new_shape, resample_data, resample_volume, separate_z_axis
@@ -61,6 +62,7 @@ def preprocess(array: np.ndarray, spacing: Sequence[float], plans: dict, config:
     shape_cropped = tuple(data.shape[1:])
     target = target_spacing_for(config, spacing_t)
     new_shape = compute_new_shape(shape_cropped, spacing_t, target)
+    check_resampled_memory(data.shape[0], shape_cropped, spacing_t, new_shape, target)
     kwargs = config.get("resampling_fn_data_kwargs", {})
     resample = dict(order=kwargs.get("order", 3), order_z=kwargs.get("order_z", 0),
                     force_separate_z=kwargs.get("force_separate_z"))
@@ -106,3 +108,15 @@ def resample_mask(mask: np.ndarray, new_shape: Sequence[int], spacing: Sequence[
         return mask
     axis = separate_z_axis(spacing, new_spacing, force_separate_z)
     return resample_volume(mask.astype(np.float64), new_shape, 1, axis, 0) >= 0.5
+
+
+def check_resampled_memory(channels: int, shape: Sequence[int], spacing: Sequence[float],
+                           new_shape: Sequence[int], new_spacing: Sequence[float]) -> None:
+    """Refuse up front a resampled image that cannot fit: float32 out plus two float64 working volumes."""
+    if tuple(new_shape) == tuple(shape):
+        return  # nothing is resampled
+    need = array_bytes((channels, *new_shape), 4) + 2 * array_bytes(new_shape, 8)
+    check_memory(need, f"Resampling the image from {tuple(shape)} voxels at {tuple(round(s, 4) for s in spacing)} mm "
+                       f"to the model's {tuple(round(s, 4) for s in new_spacing)} mm ({tuple(new_shape)} voxels)",
+                 "Check the voxel spacing in the image header (a wrong unit, e.g. 1500 instead of 1.5 mm, "
+                 "multiplies the size), or crop the image to the region of interest.")
