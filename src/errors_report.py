@@ -14,6 +14,7 @@ import os
 import sys
 import tempfile
 import traceback
+import warnings
 import zipfile
 from pathlib import Path
 from typing import Callable
@@ -73,10 +74,21 @@ def save_traceback(exc: BaseException) -> Path | None:
         return None
 
 
+def _one_line_warning(message, category, filename, lineno, file=None, line=None) -> None:  # noqa: ARG001
+    """Warnings as ``medseg: warning: ...``, not Python's file:line report."""
+    text = " ".join(str(message).split())
+    print(f"medseg: warning: {text}", file=file or sys.stderr)
+
+
 def run_reporting(func: Callable[[], int | None]) -> int:
     """Run one command; turn every failure into one line on stderr and an exit status."""
+    warnings.showwarning = _one_line_warning
     try:
         return int(func() or 0)
+    except BrokenPipeError:  # the reader went away (`medseg models list | head -1`): stop quietly
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())  # Python's flush at exit must not fail again
+        return 0
     except KeyboardInterrupt:
         print("medseg: interrupted; no partial output was written.", file=sys.stderr)
         return EXIT_INTERRUPTED

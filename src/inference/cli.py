@@ -8,7 +8,7 @@ from pathlib import Path
 from ..errors import MedSegError
 from ..models.labels import label_colors
 from ..models.registry import resolve_model
-from ..progress import ProgressBar
+from ..progress import ProgressBar, detail
 from .jobs import OUTPUT_FORMATS, plan_jobs
 from .options import add_arguments, from_namespace
 from .preview import check_matplotlib, write_preview
@@ -32,7 +32,9 @@ def add_parser(subparsers) -> None:
     p.add_argument("--preview", metavar="PNG",
                    help="also draw a picture of what was found (slices with outlines, orientation, legend with "
                         "volumes; needs matplotlib): a file for one case, a folder of CASE.png for several")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--output-inside-input", action="store_true",
+                   help="allow the output folder inside an input folder (refused by default: the next run would "
+                        "read the results as cases)")
     p.set_defaults(func=run)
 
 
@@ -43,18 +45,19 @@ def run(args: argparse.Namespace) -> int:
     if options.adaptive and args.save_probabilities:
         raise MedSegError("--save-probabilities cannot be used with --adaptive: the probabilities would be the "
                           "full ensemble's only where every pass ran. Leave out one of them.")
-    jobs = plan_jobs(args.input, args.output, args.part, args.output_format)
+    jobs = plan_jobs(args.input, args.output, args.part, args.output_format,
+                     save_probabilities=args.save_probabilities, allow_output_inside_input=args.output_inside_input)
     if args.preview:
         check_matplotlib()  # before the work, not after it
     predictor = Predictor.from_folder(resolve_model(args.model), options)
     for number, job in enumerate(jobs, 1):
         start = time.perf_counter()
-        bar = None if args.quiet else ProgressBar(f"[{number}/{len(jobs)}] {job.name}")
+        bar = ProgressBar(f"[{number}/{len(jobs)}] {job.name}")
         image = job.read(args.series)
         prediction = predictor.predict(image, save_probabilities=args.save_probabilities,
-                                       progress=bar.update if bar else None, missing_channels=options.missing_channels)
-        if bar:
-            bar.close()
+                                       progress=bar.update, missing_channels=options.missing_channels)
+        bar.close()
+        detail(f"{job.name}: " + ", ".join(f"{k} {v:.1f} s" for k, v in prediction.timings.items()))
         written = job.write(prediction, image, predictor)
         if args.preview:
             written.append(_preview(args.preview, len(jobs), job.name, image, prediction.labels, predictor))

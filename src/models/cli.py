@@ -43,7 +43,8 @@ def _info(message: str) -> None:
 
 
 def _size(size: int | None) -> str:
-    return "?" if size is None else f"{size / 1e6:.0f} MB"
+    """MB, or 'unknown' for a download whose size its publisher does not state (recorded on first fetch)."""
+    return "unknown" if size is None else f"{size / 1e6:.1f} MB" if size < 1e7 else f"{size / 1e6:.0f} MB"
 
 
 def cmd_list(args: argparse.Namespace) -> int:
@@ -54,7 +55,7 @@ def cmd_list(args: argparse.Namespace) -> int:
     width = max([len(r.name) for r in rows] + [4])
     print(f"{'NAME':<{width}}  {'STATUS':<17}  {'SIZE':>7}  TASK")
     for row in rows:
-        print(f"{row.name:<{width}}  {row.status:<17}  {_size(row.size):>7}  {row.task}")
+        print(f"{row.name:<{width}}  {row.status:<17}  {_size(row.size):>8}  {row.task}")
     print(f"\ncache: {cache_dir()}" + ("  (offline mode)" if is_offline() else ""))
     return 0
 
