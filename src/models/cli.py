@@ -53,7 +53,7 @@ def cmd_list(args: argparse.Namespace) -> int:
 
     rows = model_statuses()
     width = max([len(r.name) for r in rows] + [4])
-    print(f"{'NAME':<{width}}  {'STATUS':<17}  {'SIZE':>7}  TASK")
+    print(f"{'NAME':<{width}}  {'STATUS':<17}  {'SIZE':>8}  TASK")
     for row in rows:
         print(f"{row.name:<{width}}  {row.status:<17}  {_size(row.size):>8}  {row.task}")
     print(f"\ncache: {cache_dir()}" + ("  (offline mode)" if is_offline() else ""))
