@@ -75,6 +75,17 @@ def check_regular_file(path: Path, what: str) -> None:
         raise MedSegError(f"{path} is {kind}; give a NIfTI file (.nii or .nii.gz).")
 
 
+def check_nifti(path: str | os.PathLike) -> None:
+    """Everything ``read_image`` checks before loading the voxels (a cohort's cases up front)."""
+    path = Path(path)
+    check_regular_file(path, "Input file")
+    try:
+        nii = _nibabel().load(str(path))
+    except Exception as exc:  # nibabel raises many types for broken files
+        raise MedSegError(f"Cannot read {path} as NIfTI: {one_line(exc)}") from exc
+    _check_header(nii, path)
+
+
 def _check_header(nii, path: Path) -> None:
     """Voxel type, size and geometry from the header alone, before any voxel is read."""
     dtype = nii.get_data_dtype()

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import time
+import warnings
 from pathlib import Path
 
 from ..errors import MedSegError
@@ -50,10 +51,20 @@ def run(args: argparse.Namespace) -> int:
     if args.preview:
         check_matplotlib()  # before the work, not after it
     predictor = Predictor.from_folder(resolve_model(args.model), options)
-    for number, job in enumerate(jobs, 1):
+    skipped = _check_cases(jobs)
+    good = [job for job in jobs if job.name not in skipped]
+    for number, job in enumerate(good, 1):
         start = time.perf_counter()
-        bar = ProgressBar(f"[{number}/{len(jobs)}] {job.name}")
-        image = job.read(args.series)
+        try:
+            image = job.read(args.series)
+            predictor.check_image(image)
+        except MedSegError as exc:
+            if len(jobs) == 1:
+                raise
+            skipped[job.name] = str(exc)
+            warnings.warn(f"skipped case {job.name}: {exc}")
+            continue
+        bar = ProgressBar(f"[{number}/{len(good)}] {job.name}")
         prediction = predictor.predict(image, save_probabilities=args.save_probabilities,
                                        progress=bar.update, missing_channels=options.missing_channels)
         bar.close()
@@ -64,7 +75,25 @@ def run(args: argparse.Namespace) -> int:
         print(f"{job.name}: wrote {', '.join(str(w) for w in written)} ({time.perf_counter() - start:.1f} s)")
         if prediction.passes is not None:
             print(f"{job.name}: adaptive ensembling ran {prediction.passes}")
+    if skipped:
+        listing = "; ".join(f"{name} ({reason})" for name, reason in skipped.items())
+        raise MedSegError(f"{len(skipped)} of {len(jobs)} case(s) were skipped, the others written: {listing}")
     return 0
+
+
+def _check_cases(jobs: list) -> dict[str, str]:
+    """Every case's files checked before the first prediction; a cohort skips (and names) the bad
+    ones, a single case is refused."""
+    bad = {}
+    for job in jobs:
+        try:
+            job.check()
+        except MedSegError as exc:
+            if len(jobs) == 1:
+                raise
+            bad[job.name] = str(exc)
+            warnings.warn(f"skipping case {job.name}: {exc}")
+    return bad
 
 
 def _preview(target: str, count: int, name: str, image, labels, predictor) -> Path:

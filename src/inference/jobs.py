@@ -10,7 +10,7 @@ import numpy as np
 from ..errors import MedSegError
 from ..fileio import atomic_path
 from ..images import Image, find_cases, read_case, write_label_image
-from ..images.nifti import NIFTI_SUFFIXES, check_regular_file, strip_nifti_suffix
+from ..images.nifti import NIFTI_SUFFIXES, check_nifti, check_regular_file, strip_nifti_suffix
 from ..images.rtstruct_write import write_rtstruct
 from ..models.labels import label_colors
 from .output_checks import check_outputs, parse_part
@@ -27,9 +27,15 @@ class Job:
     reader: Callable[[Sequence[str] | None], Image]
     output: Path             # label file (NIfTI) or DICOM-SEG file
     output_format: str = "nifti"
+    files: Sequence[Path] = ()  # the case's NIfTI files (none for a DICOM series)
 
     def read(self, series: Sequence[str] | None = None) -> Image:
         return self.reader(series)
+
+    def check(self) -> None:
+        """The header of every file (type, size, geometry), before any case is predicted."""
+        for path in self.files:
+            check_nifti(path)
 
     def write(self, prediction, image: Image, predictor) -> list[Path]:
         source = getattr(image, "dicom_source", None)  # set by the DICOM reader
@@ -103,7 +109,8 @@ def _folder_jobs(folder: Path, out: Path, output_format: str) -> tuple[list[Job]
     cases = find_cases(folder)
     if out.name.endswith(NIFTI_SUFFIXES):
         raise MedSegError(f"The input {folder} is a folder of cases, so the output must be a folder, not {out}.")
-    jobs = [Job(c, lambda series, files=cases[c]: read_case(files), out / f"{c}{suffix}", output_format)
+    jobs = [Job(c, lambda series, files=cases[c]: read_case(files), out / f"{c}{suffix}", output_format,
+                [Path(f) for f in cases[c]])
             for c in sorted(cases)]
     return jobs, [f for files in cases.values() for f in files]
 
@@ -118,7 +125,7 @@ def _files_job(paths: list[Path], out: Path, output_format: str) -> Job:
     if name[-5:-4] == "_" and name[-4:].isdigit():
         name = name[:-5]
     target = out if out.name.endswith((suffix, ".nii")) else out / f"{name}{suffix}"
-    return Job(name, lambda series: read_case(paths), target, output_format)
+    return Job(name, lambda series: read_case(paths), target, output_format, [Path(p) for p in paths])
 
 
 def _is_dicom_folder(folder: Path) -> bool:

@@ -140,3 +140,18 @@ def test_unavailable_device_is_a_clear_error(tiny_model):
             Predictor.from_folder(tiny_model, device="cuda")
     with pytest.raises(MedSegError, match="Unknown device"):
         Predictor.from_folder(tiny_model, device="tpu")
+
+
+def test_a_cohort_runs_its_good_cases_and_names_each_bad_one(tiny_model, tmp_path, capsys):
+    cases = tmp_path / "cases"
+    write_case(cases, "good1")
+    write_case(cases, "good2", seed=3)
+    (cases / "notes_0000.nii.gz").write_bytes(b"not an image")     # a stray file, refused up front
+    write_case(cases, "onechannel", channels=1, seed=5)             # fails when read against the model
+    out = tmp_path / "out"
+    assert main(["predict", "-m", str(tiny_model), "-i", str(cases), "-o", str(out), "--device", "cpu",
+                 "--quiet"]) == 1
+    err = capsys.readouterr().err
+    assert sorted(p.name for p in out.iterdir()) == ["good1.nii.gz", "good2.nii.gz"]
+    assert "2 of 4 case(s) were skipped" in err and "notes" in err and "onechannel" in err
+    assert "Traceback" not in err
