@@ -8,6 +8,7 @@ and renamed onto it at the end, so a half-extracted archive is never visible.
 from __future__ import annotations
 
 import errno
+import hashlib
 import os
 import shutil
 import stat
@@ -17,6 +18,7 @@ import zlib
 from pathlib import Path, PurePosixPath
 
 from ..errors import MedSegError
+from . import cache
 
 # Generous for real models (TotalSegmentator's largest unpack to a few GB) yet far below
 # what a bomb claims. Override with MEDSEG_MAX_UNZIPPED_BYTES if a model really is bigger.
@@ -220,3 +222,13 @@ def _commit_folder(staging: Path, dest: Path) -> None:
             shutil.rmtree(staging, ignore_errors=True)
             return
         raise
+
+
+def extract_zip_to_cache(zip_path: Path) -> Path:
+    """Unpack a model zip into ``<cache>/extracted/`` once (keyed by path, size and time)."""
+    info = zip_path.stat()
+    key = hashlib.sha256(f"{zip_path.resolve()}:{info.st_size}:{info.st_mtime_ns}".encode()).hexdigest()[:16]
+    target = cache.cache_dir() / "extracted" / f"{zip_path.stem}-{key}"
+    if not target.is_dir():
+        safe_extract_zip(zip_path, target)
+    return target

@@ -22,6 +22,7 @@ from ..fileio import read_json, write_json
 from . import cache, v1_install
 from .archive import safe_extract_zip
 from .download import Progress, download_file, sha256_of
+from .embedded import embedded_path
 from .manifest import Manifest, ModelEntry, load_manifest
 
 Notify = Callable[[str], None]
@@ -55,7 +56,6 @@ def fetch_model(name: str, *, manifest: Manifest | None = None, progress: Progre
     if entry.source == "none":
         raise MedSegError(not_published_message(entry))
     if entry.source == "embedded":
-        from .registry import embedded_path
         return embedded_path(entry)
     if cache.is_installed(name) and not force:
         return cache.installed_path(name)

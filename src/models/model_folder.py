@@ -7,6 +7,7 @@ from pathlib import Path
 from ..errors import MedSegError
 from ..fileio import read_json_object
 from ..network.bounds import check_architecture
+from .archive import extract_zip_to_cache
 from .description import _FOLD_DIR, ModelFolder, resolve_configuration
 from .v1_folder import holds_v1_model, open_v1_folder
 
@@ -19,7 +20,6 @@ def open_model_folder(path: str | os.PathLike, configuration: str | None = None)
     if not path.exists():
         raise MedSegError(f"Model not found: {path}")
     if path.is_file() and path.suffix == ".zip":
-        from .registry import extract_zip_to_cache
         path = extract_zip_to_cache(path)
     if not _holds_v2_model(path) and holds_v1_model(path):
         return open_v1_folder(path, configuration)

@@ -5,7 +5,6 @@ then the manifest (fetched on first use unless offline). Every dead end says wha
 """
 from __future__ import annotations
 
-import hashlib
 import os
 import sys
 from dataclasses import dataclass
@@ -14,26 +13,17 @@ from typing import Callable, Optional
 
 from ..errors import MedSegError
 from . import cache
-from .download import Progress, sha256_of
-from .install import fetch_model, find_model_folders, get_entry, not_published_message
-from .manifest import Manifest, ModelEntry, load_manifest
+from .archive import extract_zip_to_cache
+from .download import Progress
+from .embedded import PACKAGE_DIR as _PACKAGE_DIR
+from .embedded import embedded_path, verify_embedded
+from .install import fetch_model, find_model_folders, get_entry, not_published_message, verify_model
+from .manifest import Manifest, load_manifest
 from .v1_install import find_v1_model_folders
-
-_PACKAGE_DIR = Path(__file__).resolve().parent.parent
-
-
-def embedded_path(entry: ModelEntry) -> Path:
-    """The embedded model's folder, after checking its files against the manifest's sizes and SHA-256."""
-    problems = verify_embedded(entry)
-    if problems:
-        raise MedSegError(f"The embedded model {entry.name!r} is damaged ({'; '.join(problems[:3])}); "
-                          "reinstall MedSeg.")
-    return _PACKAGE_DIR / entry.path
 
 
 def verify(name: str) -> list[str]:
     """Problems with an installed model, or with an embedded one that no install shadows."""
-    from .install import verify_model
     entry = load_manifest().get(name)
     if not cache.is_installed(name) and entry is not None and entry.source == "embedded":
         return [f"{name}: {p}" for p in verify_embedded(entry)]
@@ -45,21 +35,6 @@ def verifiable_names() -> list[str]:
     installed = cache.installed_names()
     embedded = [e.name for e in load_manifest().models.values() if e.source == "embedded"]
     return installed + [n for n in embedded if n not in installed]
-
-
-def verify_embedded(entry: ModelEntry) -> list[str]:
-    """Problems with an embedded model's files (empty when all match the manifest)."""
-    root = _PACKAGE_DIR / entry.path
-    if not root.is_dir():
-        return [f"{root} is missing from this installation"]
-    problems = []
-    for f in entry.files:
-        path = root / f.path
-        if not path.is_file():
-            problems.append(f"missing file {f.path}")
-        elif path.stat().st_size != f.size or sha256_of(path) != f.sha256:
-            problems.append(f"{f.path} differs from the manifest (size or SHA-256)")
-    return problems
 
 
 def resolve_model(name_or_path: str, offline: bool | None = None, *, manifest: Manifest | None = None,
@@ -120,18 +95,6 @@ def _resolve_name(name: str, offline, manifest, progress, notify) -> Path:
 def _single_model(root: Path) -> Path:
     folders = find_model_folders(root) or find_v1_model_folders(root)
     return folders[0] if len(folders) == 1 else root
-
-
-def extract_zip_to_cache(zip_path: Path) -> Path:
-    """Unpack a model zip into ``<cache>/extracted/`` once (keyed by path, size and time)."""
-    from .archive import safe_extract_zip
-
-    info = zip_path.stat()
-    key = hashlib.sha256(f"{zip_path.resolve()}:{info.st_size}:{info.st_mtime_ns}".encode()).hexdigest()[:16]
-    target = cache.cache_dir() / "extracted" / f"{zip_path.stem}-{key}"
-    if not target.is_dir():
-        safe_extract_zip(zip_path, target)
-    return target
 
 
 # --- listing ---------------------------------------------------------------------------------

@@ -112,7 +112,7 @@ def test_registry_imports_neither_torch_nor_requests():
 
 def test_example_entry_describes_the_embedded_example_model(monkeypatch):
     from chimerax.medseg.fileio import read_json
-    from chimerax.medseg.models.registry import embedded_path
+    from chimerax.medseg.models.embedded import embedded_path
     monkeypatch.delenv("MEDSEG_MANIFEST", raising=False)
     entry = load_manifest().models["example"]
     dataset = read_json(embedded_path(entry) / "dataset.json")
@@ -125,7 +125,7 @@ def test_embedded_model_files_are_checked_against_the_manifest(monkeypatch, tmp_
     import dataclasses
     import shutil
 
-    from chimerax.medseg.models.registry import embedded_path, verify_embedded
+    from chimerax.medseg.models.embedded import embedded_path, verify_embedded
     monkeypatch.delenv("MEDSEG_MANIFEST", raising=False)
     entry = load_manifest().models["example"]
     assert verify_embedded(entry) == [] and len(entry.files) >= 3
