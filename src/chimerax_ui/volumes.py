@@ -18,7 +18,7 @@ from scipy.ndimage import map_coordinates
 
 from ..errors import MedSegError
 from ..images import Image
-from ..models.labels import label_colors  # noqa: F401  (the colours every label volume gets)
+from ..images.colors import label_colors  # noqa: F401  (the colours every label volume gets)
 
 # --- ChimeraX grid <-> engine image ------------------------------------------------------------
 

@@ -87,8 +87,8 @@ def run_phantom(args: argparse.Namespace) -> int:
     check_int(args.cases, "--cases", 1, 100_000)
     check_int(args.test_cases, "--test-cases", 0, 100_000)
     check_int(args.id, "--id", 1, 999)
-    from .phantom import write_dataset
     from ..progress import ProgressBar
+    from .phantom import write_dataset
     bar = ProgressBar("phantoms")
     try:
         folder = write_dataset(_raw(args), args.id, args.cases, args.test_cases, args.seed, args.name, bar.update)

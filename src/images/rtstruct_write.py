@@ -17,7 +17,7 @@ import numpy as np
 from .. import __version__
 from ..errors import MedSegError
 from ..fileio import atomic_path
-from ..models.labels import label_colors
+from .colors import label_colors
 from .dicom_seg import _repaired
 from .dicom_volume import DicomSource, _directions
 from .mask_contours import mask_contours

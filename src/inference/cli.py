@@ -7,7 +7,7 @@ import warnings
 from pathlib import Path
 
 from ..errors import MedSegError
-from ..models.labels import label_colors
+from ..images.colors import label_colors
 from ..models.registry import resolve_model
 from ..progress import ProgressBar, detail
 from .jobs import OUTPUT_FORMATS, plan_jobs

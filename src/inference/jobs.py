@@ -10,9 +10,9 @@ import numpy as np
 from ..errors import MedSegError
 from ..fileio import atomic_path
 from ..images import Image, find_cases, read_case, write_label_image
+from ..images.colors import label_colors
 from ..images.nifti import NIFTI_SUFFIXES, check_nifti, check_regular_file, strip_nifti_suffix
 from ..images.rtstruct_write import write_rtstruct
-from ..models.labels import label_colors
 from .output_checks import check_outputs, parse_part
 
 __all__ = ["Job", "plan_jobs", "parse_part", "probabilities_path", "write_probabilities"]

@@ -11,6 +11,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Optional
 
+from ..cli_parser import did_you_mean
+from ..datasets.paths import DATASET_FOLDER, data_folder
 from ..errors import MedSegError
 from . import cache
 from .archive import extract_zip_to_cache
@@ -74,9 +76,13 @@ def _resolve_name(name: str, offline, manifest, progress, notify) -> Path:
     manifest = manifest or load_manifest()
     entry = manifest.get(name)
     if entry is None:
+        trained = trained_models(name)
+        if trained is not None:
+            return trained
         installed = ", ".join(cache.installed_names()) or "none"
+        hint = did_you_mean(name, [*cache.installed_names(), *manifest.names()])
         raise MedSegError(f"Unknown model {name!r}: not a folder or zip, not installed (installed: {installed}) and not "
-                          f"in the manifest (available: {', '.join(manifest.names())}). See `medseg models list`.")
+                          f"in the manifest (available: {', '.join(manifest.names())}).{hint} See `medseg models list`.")
     if entry.source == "embedded":
         return _single_model(embedded_path(entry))
     if entry.source == "none":
@@ -90,6 +96,25 @@ def _resolve_name(name: str, offline, manifest, progress, notify) -> Path:
     if notify is None:  # e.g. "no SHA-256 published; recorded on first download" must reach the user
         notify = lambda message: print(message, file=sys.stderr)  # noqa: E731
     return _single_model(fetch_model(name, manifest=manifest, progress=progress, notify=notify))
+
+
+def trained_models(name: str) -> Path | None:
+    """A dataset id (``990``) or name (``Dataset990_X``), as ``medseg plan``/``train`` take it: the one
+    model trained for it in the results folder. None when ``name`` is not a dataset's."""
+    results = data_folder("results")
+    if name.isdigit():
+        datasets = sorted(results.glob(f"Dataset{int(name):03d}_*"))
+    elif DATASET_FOLDER.match(name):
+        datasets = [results / name]
+    else:
+        return None
+    models = sorted(m for d in datasets if d.is_dir() for m in d.iterdir() if (m / "plans.json").is_file())
+    if len(models) == 1:
+        return models[0]
+    if not models:
+        raise MedSegError(f"No trained model for dataset {name} in {results} (train one with `medseg train {name}`).")
+    listing = ", ".join(str(m.relative_to(results)) for m in models)
+    raise MedSegError(f"Dataset {name} has several trained models ({listing}); give the one to use as a folder.")
 
 
 def _single_model(root: Path) -> Path:

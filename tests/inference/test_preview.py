@@ -47,7 +47,7 @@ def test_predict_preview_draws_each_structure_in_its_colour(tmp_path):
             "--device", "cpu", "--fast", "--folds", "0", "--quiet", "--preview", str(picture)]
     assert main(args) == 0 and out.is_file()
     pixels = (matplotlib.image.imread(str(picture))[..., :3] * 255).round().astype(int)
-    from chimerax.medseg.models.labels import label_colors
+    from chimerax.medseg.images.colors import label_colors
     from chimerax.medseg.models.model_folder import open_model_folder
     folder = open_model_folder(example_model_path())
     for value, rgba in label_colors(folder.labels.names, folder.dataset_json).items():

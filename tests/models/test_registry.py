@@ -98,3 +98,26 @@ def test_fold_all_is_used_only_when_asked_or_alone(tmp_path):
     assert model.select_folds(["all"]) == ["all"]
     shutil.rmtree(folder / "fold_0")
     assert open_model_folder(folder).select_folds(None) == ["all"]
+
+
+def test_a_dataset_id_or_name_finds_its_trained_model(tmp_path, monkeypatch):
+    """`-m 990` as `medseg plan 990` / `medseg train 990` take it: the model trained for that dataset."""
+    from chimerax.medseg.models.registry import resolve_model
+    monkeypatch.setenv("nnUNet_results", str(tmp_path))
+    model = tmp_path / "Dataset990_Phantoms" / "nnUNetTrainer__nnUNetPlans__3d_fullres"
+    model.mkdir(parents=True)
+    (model / "plans.json").write_text("{}")
+    assert resolve_model("990") == model and resolve_model("Dataset990_Phantoms") == model
+    second = model.with_name("nnUNetTrainer__nnUNetPlans__2d")
+    second.mkdir()
+    (second / "plans.json").write_text("{}")
+    with pytest.raises(MedSegError, match="several trained models"):
+        resolve_model("990")
+    with pytest.raises(MedSegError, match="No trained model for dataset 991"):
+        resolve_model("991")
+
+
+def test_a_misspelled_model_name_gets_the_close_match():
+    from chimerax.medseg.models.registry import resolve_model
+    with pytest.raises(MedSegError, match="Did you mean 'example'"):
+        resolve_model("exampel")
