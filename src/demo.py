@@ -18,7 +18,7 @@ def add_parser(subparsers) -> None:
 
 def describe_run(files, image, predictor, labels: np.ndarray, seconds: float, device) -> str:
     """A few lines a newcomer can read: the case, the model, the time, Dice against the truth."""
-    from .images import read_image
+    from .images import read_image  # loaded when the command runs (fast start-up)
     model = predictor.model
     lines = [f"case:   {files[0].parent.name} ({', '.join(f.name for f in files)}; "
              f"{' x '.join(map(str, image.shape))} voxels at {' x '.join(f'{s:g}' for s in image.spacing)} mm)",
@@ -27,7 +27,7 @@ def describe_run(files, image, predictor, labels: np.ndarray, seconds: float, de
              f"time:   {seconds:.1f} s on {device}"]
     truth_path = Path(files[0]).parent / "ground_truth.nii.gz"
     if truth_path.is_file():
-        from .evaluation.metrics import Region, case_metrics
+        from .evaluation.metrics import Region, case_metrics  # loaded when the command runs (fast start-up)
         truth = read_image(truth_path)
         members = model.labels.members()  # a region (whole tumour) is scored on every value it spans
         regions = [Region(name, members[value]) for value, name in predictor.label_names.items()]
@@ -37,9 +37,13 @@ def describe_run(files, image, predictor, labels: np.ndarray, seconds: float, de
 
 
 def run(args: argparse.Namespace) -> int:
-    from .images import read_case, write_label_image
-    from .inference.predictor import Predictor, example_case_paths, example_model_path
-    from .progress import ProgressBar
+    from .images import read_case, write_label_image  # loaded when the command runs (fast start-up)
+    from .inference.predictor import (  # loaded when the command runs (fast start-up)
+        Predictor,
+        example_case_paths,
+        example_model_path,
+    )
+    from .progress import ProgressBar  # loaded when the command runs (fast start-up)
 
     files = example_case_paths()
     start = time.perf_counter()

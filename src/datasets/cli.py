@@ -63,21 +63,21 @@ def _common(parser, default_name) -> None:
 
 
 def _raw(args):
-    from .paths import data_folder
+    from .paths import data_folder  # loaded when the command runs (fast start-up)
     return args.raw or data_folder("raw")
 
 
 def run_verify(args: argparse.Namespace) -> int:
     check_int(args.processes, "--processes", 1, 256)
-    from .paths import find_dataset
-    from .verify import verify_dataset
+    from .paths import find_dataset  # loaded when the command runs (fast start-up)
+    from .verify import verify_dataset  # loaded when the command runs (fast start-up)
     report = verify_dataset(find_dataset(args.dataset), args.processes)
     print(report.format())
     return 0 if report.ok else 1
 
 
 def run_brats(args: argparse.Namespace) -> int:
-    from .convert_brats import convert_brats
+    from .convert_brats import convert_brats  # loaded when the command runs (fast start-up)
     folder = convert_brats(args.source, _raw(args), args.id, args.name)
     print(f"Wrote {folder} (regions whole_tumor, tumor_core, enhancing_tumor). Next: medseg dataset verify {args.id}")
     return 0
@@ -87,8 +87,8 @@ def run_phantom(args: argparse.Namespace) -> int:
     check_int(args.cases, "--cases", 1, 100_000)
     check_int(args.test_cases, "--test-cases", 0, 100_000)
     check_int(args.id, "--id", 1, 999)
-    from ..progress import ProgressBar
-    from .phantom import write_dataset
+    from ..progress import ProgressBar  # loaded when the command runs (fast start-up)
+    from .phantom import write_dataset  # loaded when the command runs (fast start-up)
     bar = ProgressBar("phantoms")
     try:
         folder = write_dataset(_raw(args), args.id, args.cases, args.test_cases, args.seed, args.name, bar.update)
@@ -99,7 +99,7 @@ def run_phantom(args: argparse.Namespace) -> int:
 
 
 def run_cases(args: argparse.Namespace) -> int:
-    from .convert_cases import convert_cases
+    from .convert_cases import convert_cases  # loaded when the command runs (fast start-up)
     folder, notes = convert_cases(args.source, _raw(args), args.id, args.name, args.channel, args.label,
                                   args.overlap, args.allow_missing)
     for note in notes:
@@ -109,7 +109,7 @@ def run_cases(args: argparse.Namespace) -> int:
 
 
 def run_dicom(args: argparse.Namespace) -> int:
-    from .convert_dicom import convert_dicom_cases
+    from .convert_dicom import convert_dicom_cases  # loaded when the command runs (fast start-up)
     folder, notes = convert_dicom_cases(args.source, _raw(args), args.id, args.name, args.channel, args.label,
                                         args.overlap, args.allow_missing, args.annotator)
     for note in notes:

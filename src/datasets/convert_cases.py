@@ -21,6 +21,8 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import MedSegError
+from ..images import check_same_grid, read_image, write_image, write_label_image
+from ..images.dicom import read_dicom_series
 from .layout import create_dataset_folder, write_dataset_json
 
 GRID_ATOL = 1e-3
@@ -51,9 +53,7 @@ def _matches(folder: Path, pattern: str) -> list[Path]:
 
 def _load_channel(path: Path):
     """An ``Image`` from a NIfTI file or a DICOM series folder."""
-    from ..images import read_image
     if path.is_dir():
-        from ..images.dicom import read_dicom_series
         return read_dicom_series(path)
     return read_image(path)
 
@@ -61,7 +61,6 @@ def _load_channel(path: Path):
 def build_label_map(image, case_folder: Path, specs: list[LabelSpec], overlap: str = "later-wins",
                     allow_missing: bool = False) -> tuple[np.ndarray, list[str]]:
     """Label map (z, y, x) for one case, plus notes (overlaps resolved, labels missing)."""
-    from ..images import read_image
     labels = np.zeros(image.shape, dtype=np.uint8)
     notes = []
     for value, spec in enumerate(specs, start=1):
@@ -120,7 +119,6 @@ def convert_cases(source: str | os.PathLike, raw_root: str | os.PathLike, datase
 
 
 def _convert_one(case_dir: Path, target: Path, channel_specs, label_specs, overlap, allow_missing) -> list[str]:
-    from ..images import check_same_grid, write_image, write_label_image
     images = []
     for spec in channel_specs:
         found = [p for pattern in spec.patterns for p in _matches(case_dir, pattern)]

@@ -16,8 +16,14 @@ from typing import Callable
 
 import numpy as np
 
+from ..datasets.dataset_json import load_dataset
+from ..datasets.paths import find_dataset
 from ..errors import MedSegError
 from ..fileio import atomic_path, read_json, write_json
+from ..images import read_case, read_image, write_label_image
+from ..inference.export import probabilities_to_labels
+from ..inference.predictor import Predictor
+from ..models.labels import LabelScheme
 from .metrics import dataset_regions
 from .postprocessing_choice import choose_postprocessing as choose
 from .summary import SUMMARY, case_entry, json_safe, summarize_cases, write_summary
@@ -25,10 +31,8 @@ from .summary import SUMMARY, case_entry, json_safe, summarize_cases, write_summ
 
 def _raw_cases(setup) -> dict:
     """Raw training cases by name (the validation compares against the original label files)."""
-    from ..datasets.dataset_json import load_dataset
     raw = getattr(setup, "raw_dir", None)
     if raw is None:
-        from ..datasets.paths import find_dataset
         raw = find_dataset(setup.plans["dataset_name"])
     return {c.name: c for c in load_dataset(raw).training_cases()}
 
@@ -41,8 +45,6 @@ def validate_fold(model_dir: str | os.PathLike, fold: str, val_cases: Sequence[s
     Writes ``fold_k/validation/CASE.nii.gz`` (and ``CASE.npz`` probabilities when asked) and
     ``fold_k/validation/summary.json``; returns the summary.
     """
-    from ..images import read_case, read_image, write_label_image
-    from ..inference.predictor import Predictor
 
     model_dir = Path(model_dir)
     out = model_dir / f"fold_{fold}" / "validation"
@@ -142,9 +144,6 @@ def _ensemble_dice(model_dirs: Sequence[Path], folds: Sequence[str]) -> float | 
     """Mean foreground Dice of averaging the models' validation probabilities; None without them."""
     import torch
 
-    from ..images import read_image
-    from ..inference.export import probabilities_to_labels
-    from ..models.labels import LabelScheme
     folders = [crossval_folder(d, folds) for d in model_dirs]
     first = read_json(folders[0] / SUMMARY)["metric_per_case"]
     dataset_json = read_json(model_dirs[0] / "dataset.json")

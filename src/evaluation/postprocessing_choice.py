@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from ..fileio import write_json
+from ..images import read_image
 from ..inference.postprocessing import apply_postprocessing
 from .metrics import dataset_regions
 from .summary import SUMMARY, case_entry, json_safe, summarize_cases, write_summary
@@ -45,7 +46,6 @@ def choose_postprocessing(folder: str | os.PathLike, dataset_json: dict,
     Returns the accepted steps as (name, kwargs); also writes the postprocessed predictions'
     summary to ``postprocessed/summary.json`` for the record.
     """
-    from ..images import read_image
     regions = dataset_regions(dataset_json)
     items = [_item(r) for r in regions]
     cases = []

@@ -11,6 +11,7 @@ from .compare import compare_models
 from .evaluate import CONVENTIONS, Evaluation, evaluate_folders, regions_from_dataset_json
 from .hard_cases import find_hard_cases, splits_with_hard_cases_in_training
 from .metrics import METRIC_NAMES, parse_regions
+from .plots import _pyplot, plot_boxplots, plot_per_case
 from .stability import per_case_spread, stability_table, summarize_stability
 from .summary import (
     format_table,
@@ -36,7 +37,6 @@ def run(args: argparse.Namespace) -> int:
     regions = parse_regions(args.labels) if args.labels else (
         regions_from_dataset_json(args.dataset_json) if args.dataset_json else None)
     if args.plots:
-        from .plots import _pyplot
         _pyplot()  # fail before the work, not after it, when matplotlib is missing
     out = Path(args.output) if args.output else Path(args.pred_dir) / "evaluation"
     ev = evaluate_folders(args.pred_dir, args.ref_dirs, regions, other_pred_dir=args.compare, resample=args.resample,
@@ -131,7 +131,6 @@ def _stability(ev: Evaluation, out: Path, data: dict) -> str:
 
 
 def _plots(ev: Evaluation, out: Path, args) -> str:
-    from .plots import plot_boxplots, plot_per_case
     rows = ev.first_reference_rows()
     other = ev.first_reference_rows(other=True) if ev.other_rows is not None else None
     names = (Path(args.pred_dir).name or "A", Path(args.compare).name if args.compare else "B")

@@ -41,7 +41,7 @@ def add_parser(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from .dicom import format_series_list, list_dicom_series
+    from .dicom import format_series_list, list_dicom_series  # loaded when the command runs (fast start-up)
 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -99,8 +99,12 @@ def _describe_object(obj: LabelObject, infos) -> str:
 def _convert(args: argparse.Namespace, selector: str | None, target: Path, used: set,
              objects: list[LabelObject], targets: dict) -> tuple[list[Path], SeriesInfo]:
     """Convert one series and the label objects on it; a folder target gets files named after the series."""
-    from .dicom import list_dicom_series, read_dicom_volume, write_volume_nifti
-    from .dicom_discovery import select_series
+    from .dicom import (  # loaded when the command runs (fast start-up)
+        list_dicom_series,
+        read_dicom_volume,
+        write_volume_nifti,
+    )
+    from .dicom_discovery import select_series  # loaded when the command runs (fast start-up)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         info = select_series(list_dicom_series(args.folder), selector, Path(args.folder))

@@ -17,8 +17,10 @@ import numpy as np
 
 from ..errors import MedSegError
 from .dicom_discovery import DicomWarning, SeriesInfo, iter_files, read_header, scan_folder, select_series
+from .dicom_seg import write_segmentation
 from .dicom_volume import DicomSource, equalize_spacing, read_pixels, stack_geometry
 from .image import Image
+from .nifti import write_image
 
 __all__ = ["is_dicom_folder", "list_dicom_series", "read_dicom_series", "read_dicom_volume", "write_dicom_seg",
            "dicom_to_nifti", "write_volume_nifti", "format_series_list", "SeriesInfo", "DicomSource", "DicomWarning"]
@@ -134,7 +136,6 @@ def dicom_to_nifti(folder: str | os.PathLike, output: str | os.PathLike, series:
 
 def write_volume_nifti(image: Image, output: str | os.PathLike) -> Path:
     """Write a volume read from DICOM as NIfTI (int16 when the values allow, else float32)."""
-    from .nifti import write_image
     data = image.array[0]
     whole = np.array_equal(data, np.round(data))
     dtype = np.int16 if whole and data.min(initial=0) >= -32768 and data.max(initial=0) <= 32767 else np.float32
@@ -147,7 +148,6 @@ def write_dicom_seg(labels: np.ndarray, source, label_names: dict[int, str], pat
 
     ``source`` is the ``Image`` from ``read_dicom_series`` or its ``DicomSource``.
     """
-    from .dicom_seg import write_segmentation
     source = getattr(source, "dicom_source", source)
     if not isinstance(source, DicomSource):
         raise MedSegError("DICOM-SEG output needs a DICOM input: the image was not read from a DICOM series.")

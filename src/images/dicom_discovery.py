@@ -11,9 +11,9 @@ import os
 import warnings
 import zlib
 from collections import defaultdict
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable
 
 from ..errors import MedSegError, one_line
 

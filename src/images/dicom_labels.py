@@ -29,6 +29,7 @@ from ..fileio import atomic_path, write_json
 from .dicom_discovery import DicomWarning, SeriesInfo, iter_files
 from .dicom_seg import read_segment_masks
 from .dicom_volume import DicomSource
+from .nifti import write_label_image
 from .rtstruct_read import Roi, SliceGrid, rasterize_roi, read_rois
 
 LABEL_MODALITIES = ("RTSTRUCT", "SEG")
@@ -204,7 +205,6 @@ def _combine(masks: list[tuple], empty: list[str], file_name: str) -> LabelResul
 
 def write_label_result(result: LabelResult, obj: LabelObject, image, path: Path) -> tuple[Path, Path]:
     """The label NIfTI and its JSON sidecar (label value -> name), both written atomically."""
-    from .nifti import write_label_image
     sidecar = path.with_name(path.name.removesuffix(".nii.gz").removesuffix(".nii") + ".json")
     with atomic_path(sidecar) as tmp_sidecar:
         write_json(tmp_sidecar, sidecar_content(result, obj))

@@ -2,8 +2,8 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Sequence
 
 import numpy as np
 
@@ -28,6 +28,8 @@ class Image:
     affine: np.ndarray = field(default_factory=lambda: np.eye(4))
     header: object | None = None
     channel_names: list[str] | None = None
+    # the DicomSource of an image read from DICOM (images/dicom.py), for outputs that reference it
+    dicom_source: object | None = field(default=None, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         if self.array.ndim != 4:

@@ -17,8 +17,9 @@ ensemble's Gaussian-weighted average, up to float rounding (accumulated in float
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Callable, Sequence
+from typing import Any, Callable
 
 import torch
 

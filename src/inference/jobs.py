@@ -1,16 +1,18 @@
 """Turning ``medseg predict`` inputs into cases to read and outputs to write."""
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable
 
 import numpy as np
 
 from ..errors import MedSegError
 from ..fileio import atomic_path
-from ..images import Image, find_cases, read_case, write_label_image
+from ..images import Image, check_same_grid, find_cases, read_case, write_label_image
 from ..images.colors import label_colors
+from ..images.dicom import read_dicom_series, write_dicom_seg
 from ..images.nifti import NIFTI_SUFFIXES, check_nifti, check_regular_file, strip_nifti_suffix
 from ..images.rtstruct_write import write_rtstruct
 from .output_checks import check_outputs, parse_part
@@ -42,7 +44,6 @@ class Job:
         if self.output_format in DICOM_FORMATS and source is None:
             raise MedSegError(f"{self.output_format} output needs DICOM input (it must reference the source series).")
         if self.output_format == "dicom-seg":
-            from ..images.dicom import write_dicom_seg
             written = [write_dicom_seg(prediction.labels, source, predictor.label_names, self.output)]
         elif self.output_format == "rtstruct":
             written = [write_rtstruct(prediction.labels, source, predictor.label_names, self.output,
@@ -138,8 +139,6 @@ def _is_dicom_folder(folder: Path) -> bool:
 
 def _read_dicom(folder: Path, series: Sequence[str] | None) -> Image:
     """One series, or one series per channel (``--series T1 T2``), stacked on the first one's grid."""
-    from ..images import check_same_grid
-    from ..images.dicom import read_dicom_series
     if not series or len(series) == 1:
         return read_dicom_series(folder, series[0] if series else None)
     channels = [read_dicom_series(folder, s) for s in series]

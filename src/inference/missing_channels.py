@@ -7,7 +7,7 @@ normalisation, and the user is warned.
 """
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 from ..errors import MedSegError
 

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import argparse
 import re
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field, fields
-from typing import Any, Iterator, Sequence
+from typing import Any
 
 from ..errors import MedSegError
 
@@ -58,7 +59,7 @@ class PredictOptions:
     missing_channels: list[str] = field(default_factory=list, metadata=_option(
         "names", "channels the input lacks (only for models trained with channel dropout)"))
 
-    def validate(self) -> "PredictOptions":
+    def validate(self) -> PredictOptions:
         """Check every value; raises MedSegError naming the option. Returns self."""
         self.device = parse_device(self.device)
         if self.step is not None and not 0 < self.step <= 1:

@@ -4,9 +4,10 @@ from __future__ import annotations
 import os
 import time
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -69,14 +70,14 @@ class Predictor:
 
     @classmethod
     def from_folder(cls, model: str | os.PathLike, options: PredictOptions | None = None,
-                    **settings: Any) -> "Predictor":
+                    **settings: Any) -> Predictor:
         """A predictor for a model folder or zip; ``settings`` are :class:`PredictOptions` fields
         (``folds=[0], device="cpu", mirroring=False, ...``) when no ``options`` are given."""
         options = options or PredictOptions(**settings).validate()
         return cls.from_model(open_model_folder(model, options.configuration), options)
 
     @classmethod
-    def from_model(cls, folder: ModelFolder, options: PredictOptions) -> "Predictor":
+    def from_model(cls, folder: ModelFolder, options: PredictOptions) -> Predictor:
         """A predictor for an opened model folder: loads the chosen folds' checkpoints once."""
         chosen = folder.select_folds(options.folds)
         weights, axes, missing_ok = [], None, True

@@ -3,8 +3,9 @@ from __future__ import annotations
 
 import itertools
 import time
+from collections.abc import Sequence
 from functools import lru_cache
-from typing import Callable, Sequence
+from typing import Callable
 
 import numpy as np
 

@@ -48,8 +48,8 @@ def _size(size: int | None) -> str:
 
 
 def cmd_list(args: argparse.Namespace) -> int:
-    from .cache import cache_dir, is_offline
-    from .registry import model_statuses
+    from .cache import cache_dir, is_offline  # loaded when the command runs (fast start-up)
+    from .registry import model_statuses  # loaded when the command runs (fast start-up)
 
     rows = model_statuses()
     width = max([len(r.name) for r in rows] + [4])
@@ -61,8 +61,8 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 
 def cmd_fetch(args: argparse.Namespace) -> int:
-    from .install import fetch_model
-    from .registry import text_progress
+    from .install import fetch_model  # loaded when the command runs (fast start-up)
+    from .registry import text_progress  # loaded when the command runs (fast start-up)
 
     for name in args.names:
         path = fetch_model(name, progress=text_progress(f"Fetching {name}"), notify=_info,
@@ -72,7 +72,7 @@ def cmd_fetch(args: argparse.Namespace) -> int:
 
 
 def cmd_install(args: argparse.Namespace) -> int:
-    from .install import install_model
+    from .install import install_model  # loaded when the command runs (fast start-up)
 
     path = install_model(args.name, args.path, force=args.force, notify=_info)
     print(f"{args.name}: installed in {path}")
@@ -80,7 +80,7 @@ def cmd_install(args: argparse.Namespace) -> int:
 
 
 def cmd_remove(args: argparse.Namespace) -> int:
-    from .install import remove_model
+    from .install import remove_model  # loaded when the command runs (fast start-up)
 
     for name in args.names:
         remove_model(name, notify=_info)
@@ -89,7 +89,7 @@ def cmd_remove(args: argparse.Namespace) -> int:
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
-    from .registry import verifiable_names, verify
+    from .registry import verifiable_names, verify  # loaded when the command runs (fast start-up)
 
     names = args.names or verifiable_names()
     failed = 0

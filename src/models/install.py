@@ -20,7 +20,7 @@ from typing import Callable, Optional
 from ..errors import MedSegError
 from ..fileio import read_json, write_json
 from . import cache, v1_install
-from .archive import safe_extract_zip
+from .archive import DISK_FULL_ERRNOS, safe_extract_zip
 from .download import Progress, download_file, sha256_of
 from .embedded import embedded_path
 from .manifest import Manifest, ModelEntry, load_manifest
@@ -203,7 +203,6 @@ def _copy_folder(source: Path, dest: Path) -> None:
     try:
         shutil.copytree(source, dest)
     except OSError as exc:
-        from .archive import DISK_FULL_ERRNOS
         if exc.errno in DISK_FULL_ERRNOS or "No space left" in str(exc):
             raise MedSegError(f"No space left on the disk while installing {source}; nothing was installed.") from None
         raise
@@ -220,7 +219,6 @@ def find_model_folders(root: Path) -> list[Path]:
 
 def check_model_tree(root: Path) -> list[Path]:
     """Check an nnU-Net model tree: layout, JSON files, and that every checkpoint loads safely."""
-    from .checkpoint import load_checkpoint
 
     folders = find_model_folders(root)
     v1_folders = v1_install.find_v1_model_folders(root)
@@ -239,6 +237,7 @@ def check_model_tree(root: Path) -> list[Path]:
         checkpoints = sorted(folder.glob("fold_*/*.pth"))
         if not checkpoints:
             raise MedSegError(f"Model folder {folder.name} has no fold_*/checkpoint_*.pth file.")
+        from .checkpoint import load_checkpoint  # torch: only when a model is checked, not at `medseg` start-up
         for checkpoint in checkpoints:
             load_checkpoint(checkpoint)  # raises MedSegError for a pickle that would run code
     return folders

@@ -38,7 +38,7 @@ class LabelScheme:
         return dict(zip(self.regions_class_order, self.regions))
 
     @classmethod
-    def from_dataset_json(cls, dataset_json: dict) -> "LabelScheme":
+    def from_dataset_json(cls, dataset_json: dict) -> LabelScheme:
         labels = dataset_json.get("labels")
         if not isinstance(labels, dict) or not labels:
             raise MedSegError("dataset.json has no 'labels' mapping.")

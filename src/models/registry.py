@@ -14,6 +14,7 @@ from typing import Callable, Optional
 from ..cli_parser import did_you_mean
 from ..datasets.paths import DATASET_FOLDER, data_folder
 from ..errors import MedSegError
+from ..progress import ProgressBar
 from . import cache
 from .archive import extract_zip_to_cache
 from .download import Progress
@@ -162,7 +163,6 @@ def _folder_size(path: Path) -> int:
 
 def text_progress(label: str) -> Progress:
     """A ``progress(done, total)`` callback drawing the project's text bar on stderr."""
-    from ..progress import ProgressBar
 
     bar = ProgressBar(label, stream=sys.stderr)  # the current stderr, not the one at import time
     finished = []

@@ -11,7 +11,6 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..errors import MedSegError
-from .checkpoint import load_checkpoint, load_torch_file
 from .safe_pickle import load_data_pickle
 from .v1_folder import configuration_of, open_v1_folder
 
@@ -41,6 +40,7 @@ def check_v1_tree(root: Path, folders: list[Path]) -> list[Path]:
     if stray:
         raise MedSegError(f"nnU-Net v1 model {stray[0].relative_to(root)} has no plans.pkl beside its fold_* "
                           "folders; the model is incomplete. Nothing was installed.")
+    from .checkpoint import load_checkpoint, load_torch_file  # torch: only when a model is checked
     for folder in folders:
         runnable = configuration_of(folder) != "3d_cascade_fullres"  # published zips carry cascades along
         if runnable:

@@ -5,6 +5,8 @@ from typing import Any
 
 from ..errors import MedSegError
 from .bounds import check_arch_kwargs
+from .generic_unet import build_generic_unet
+from .unet import LayerOps, UNet
 
 _PLAIN = ("PlainConvUNet",)
 _RESIDUAL = ("ResidualEncoderUNet",)
@@ -35,7 +37,6 @@ def _resolve(name: str | None):
 
 def build_network(architecture: dict, input_channels: int, num_outputs: int, deep_supervision: bool = False):
     """Build from ``plans["configurations"][cfg]["architecture"]`` (network_class_name + arch_kwargs)."""
-    from .unet import LayerOps, UNet
 
     class_name = str(architecture.get("network_class_name", "")).rsplit(".", 1)[-1]
     if class_name not in _PLAIN + _RESIDUAL + _GENERIC:
@@ -52,7 +53,6 @@ def build_network(architecture: dict, input_channels: int, num_outputs: int, dee
                    kw.get("dropout_op_kwargs"), _resolve(kw.get("nonlin")), kw.get("nonlin_kwargs"),
                    bool(kw.get("nonlin_first", False)))
     if class_name in _GENERIC:
-        from .generic_unet import build_generic_unet
         return build_generic_unet(kw, input_channels, num_outputs, ops)
     check_arch_kwargs(architecture)
     n = int(kw["n_stages"])

@@ -13,7 +13,7 @@ heads exist in the weights; only the last is used at inference).
 """
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 from torch import nn
 
@@ -60,7 +60,7 @@ class GenericUNet(nn.Module):
         self.tu = nn.ModuleList(list(unet.decoder.transpconvs))
         self.seg_outputs = nn.ModuleList(list(unet.decoder.seg_layers))
 
-    def train(self, mode: bool = True) -> "GenericUNet":
+    def train(self, mode: bool = True) -> GenericUNet:
         super().train(mode)
         self.unet.train(mode)  # the UNet's own containers, which are not children here
         return self

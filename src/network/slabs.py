@@ -10,9 +10,10 @@ a copy. Results equal the whole-tensor convolution up to float rounding.
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterator
 from contextlib import contextmanager
 from math import prod
-from typing import Callable, Iterator
+from typing import Callable
 
 import torch
 from torch import nn

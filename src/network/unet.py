@@ -7,8 +7,8 @@ decoder keeps a reference to the encoder).
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from math import prod
-from typing import Sequence
 
 import torch
 from torch import nn
@@ -169,7 +169,7 @@ class PatchUpsample3d(_PatchUpsample, nn.ConvTranspose3d):
 class ConvNormAct(nn.Module):
     """conv -> (dropout) -> norm -> nonlinearity (or conv -> nonlin -> norm with nonlin_first)."""
 
-    def __init__(self, ops: "LayerOps", in_ch: int, out_ch: int, kernel: Sequence[int], stride: Sequence[int],
+    def __init__(self, ops: LayerOps, in_ch: int, out_ch: int, kernel: Sequence[int], stride: Sequence[int],
                  bias: bool, with_nonlin: bool = True, with_dropout: bool = True) -> None:
         super().__init__()
         self.conv = ops.conv(in_ch, out_ch, list(kernel), list(stride), padding=_same_padding(kernel), bias=bias)
@@ -238,7 +238,7 @@ class ConvNormAct(nn.Module):
 class ConvStack(nn.Module):
     """``n`` ConvNormAct blocks; only the first one strides."""
 
-    def __init__(self, ops: "LayerOps", n: int, in_ch: int, out_ch: int, kernel, stride, bias: bool) -> None:
+    def __init__(self, ops: LayerOps, n: int, in_ch: int, out_ch: int, kernel, stride, bias: bool) -> None:
         super().__init__()
         ones = [1] * len(kernel)
         self.convs = nn.Sequential(*[
@@ -255,7 +255,7 @@ class ConvStack(nn.Module):
 class BasicResidualBlock(nn.Module):
     """Two convs plus a skip path (average pool, then a 1x1 conv when the width changes)."""
 
-    def __init__(self, ops: "LayerOps", in_ch: int, out_ch: int, kernel, stride, bias: bool) -> None:
+    def __init__(self, ops: LayerOps, in_ch: int, out_ch: int, kernel, stride, bias: bool) -> None:
         super().__init__()
         ones = [1] * len(kernel)
         self.conv1 = ConvNormAct(ops, in_ch, out_ch, kernel, stride, bias)
@@ -276,7 +276,7 @@ class BasicResidualBlock(nn.Module):
 
 
 class ResidualStack(nn.Module):
-    def __init__(self, ops: "LayerOps", n: int, in_ch: int, out_ch: int, kernel, stride, bias: bool) -> None:
+    def __init__(self, ops: LayerOps, n: int, in_ch: int, out_ch: int, kernel, stride, bias: bool) -> None:
         super().__init__()
         ones = [1] * len(kernel)
         self.blocks = nn.Sequential(*[
@@ -290,7 +290,7 @@ class ResidualStack(nn.Module):
 class Encoder(nn.Module):
     """Returns the feature maps of every stage (the skips), the bottleneck last."""
 
-    def __init__(self, ops: "LayerOps", in_ch: int, features: Sequence[int], kernels, strides,
+    def __init__(self, ops: LayerOps, in_ch: int, features: Sequence[int], kernels, strides,
                  blocks_per_stage: Sequence[int], bias: bool, residual: bool) -> None:
         super().__init__()
         self.stem = None
@@ -322,7 +322,7 @@ class Encoder(nn.Module):
 class Decoder(nn.Module):
     """Transposed conv up, concatenate the skip, convs; a 1x1 segmentation head per stage."""
 
-    def __init__(self, ops: "LayerOps", encoder: Encoder, num_classes: int, convs_per_stage: Sequence[int],
+    def __init__(self, ops: LayerOps, encoder: Encoder, num_classes: int, convs_per_stage: Sequence[int],
                  bias: bool, deep_supervision: bool = False, stage_kernels: Sequence | None = None,
                  transpconv_bias: bool | None = None, head_bias: bool = True) -> None:
         """``stage_kernels``: per decoder stage (lowest resolution first); by default the skip's own stage's
@@ -387,7 +387,7 @@ def _merge_without_concat(stage: ConvStack, up: nn.Module, below: torch.Tensor, 
 class UNet(nn.Module):
     """PlainConvUNet (``residual=False``) or ResidualEncoderUNet (``residual=True``)."""
 
-    def __init__(self, ops: "LayerOps", input_channels: int, num_classes: int, features: Sequence[int],
+    def __init__(self, ops: LayerOps, input_channels: int, num_classes: int, features: Sequence[int],
                  kernels, strides, blocks_per_stage: Sequence[int], convs_per_stage_decoder: Sequence[int],
                  bias: bool, residual: bool, deep_supervision: bool = False, **decoder_options) -> None:
         super().__init__()

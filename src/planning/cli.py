@@ -37,8 +37,8 @@ def add_parser(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..progress import ProgressBar
-    from .run import plan_dataset
+    from ..progress import ProgressBar  # loaded when the command runs (fast start-up)
+    from .run import plan_dataset  # loaded when the command runs (fast start-up)
 
     if (args.plans_name or args.keep_source_normalization) and not args.plans_from:
         raise MedSegError("--plans-name and --keep-source-normalization go with --plans-from MODEL.")

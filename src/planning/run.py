@@ -9,6 +9,7 @@ from ..datasets.verify import verify_dataset
 from ..errors import MedSegError
 from ..fileio import atomic_path, read_json, write_json
 from ..option_ranges import check_float, check_int
+from ..preprocessing.to_disk import preprocess_dataset
 from .carry_plans import carried_plans, default_plans_name, source_plans
 from .fingerprint import FOREGROUND_SAMPLES_TOTAL, extract_fingerprint, fingerprint_path
 from .planner import plan_experiment
@@ -58,7 +59,6 @@ def plan_dataset(id_or_name: str, preset: str = "default", configurations: list[
         tmp.write_text(summary + "\n")
     results = {}
     if preprocess:
-        from ..preprocessing.to_disk import preprocess_dataset
         wanted = configurations or [c for c in ("2d", "3d_fullres", "3d_lowres") if c in plans["configurations"]]
         for name in wanted:
             results[name] = preprocess_dataset(dataset, plans, name, out, num_processes, progress)

@@ -6,8 +6,8 @@ map too, which goes through the same transpose, crop and (label-aware) resamplin
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import numpy as np
 
@@ -16,6 +16,7 @@ from ..memory import array_bytes, check_memory
 from .cropping import BBox, crop_labels, crop_to_nonzero
 from .normalization import normalize_channel
 from .resampling import compute_new_shape, resample_data, resample_volume, separate_z_axis
+from .segmentation import resample_segmentation
 
 
 @dataclass
@@ -76,7 +77,6 @@ def preprocess(array: np.ndarray, spacing: Sequence[float], plans: dict, config:
         data = normalize(data, mask, plans, config)
         data = resample_data(data, new_shape, spacing_t, target, **resample)
     if seg is not None:
-        from .segmentation import resample_segmentation
         kw = config.get("resampling_fn_seg_kwargs", {})
         seg = resample_segmentation(seg, new_shape, spacing_t, target, kw.get("order", 1), kw.get("order_z", 0),
                                     kw.get("force_separate_z"))

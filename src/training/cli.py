@@ -78,7 +78,7 @@ def add_parser(subparsers) -> None:
 def options_from_args(args: argparse.Namespace):
     """The run's options; a trainer variant's settings are applied here, with --epochs/--loss checked
     against it (the variant then names the model folder)."""
-    from .trainer import TrainingOptions
+    from .trainer import TrainingOptions  # loaded when the command runs (fast start-up)
     options = TrainingOptions(
         epochs=args.epochs or DEFAULT_EPOCHS, loss=args.loss or DEFAULT_LOSS, num_folds=args.num_folds,
         iterations_per_epoch=args.iterations, validation_iterations=args.val_iterations,
@@ -98,8 +98,8 @@ def custom_trainer(args: argparse.Namespace) -> str | None:
 
 
 def run_train(args: argparse.Namespace) -> int:
-    from ..errors import MedSegError
-    from .run import train
+    from ..errors import MedSegError  # loaded when the command runs (fast start-up)
+    from .run import train  # loaded when the command runs (fast start-up)
     if (args.epochs is not None and args.epochs < 1) or args.iterations < 1:
         raise MedSegError("--epochs and --iterations must be at least 1.")
     if args.num_folds is not None and args.num_folds < 2:
@@ -117,7 +117,10 @@ def run_train(args: argparse.Namespace) -> int:
 
 
 def run_crossval(args: argparse.Namespace) -> int:
-    from ..evaluation.crossval import choose_best_configuration, summarize_crossval
+    from ..evaluation.crossval import (  # loaded when the command runs (fast start-up)
+        choose_best_configuration,
+        summarize_crossval,
+    )
     for model in args.models:
         summary = summarize_crossval(model, args.folds)
         print(f"{model}: cross-validated mean foreground Dice {summary['foreground_mean']['Dice']:.4f}")

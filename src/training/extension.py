@@ -9,11 +9,11 @@ import sys
 from pathlib import Path
 
 from ..errors import MedSegError
+from .trainer import Trainer
 
 
 def load_trainer_class(spec: str):
     """The :class:`~chimerax.medseg.training.trainer.Trainer` subclass ``spec`` names."""
-    from .trainer import Trainer
     if spec in ("nnUNetTrainer", "Trainer", "default"):
         return Trainer
     where, sep, name = spec.rpartition(":")

@@ -9,7 +9,9 @@ from typing import Callable
 from ..datasets.dataset_json import load_dataset
 from ..datasets.paths import data_folder, find_dataset, preprocessed_folder
 from ..errors import MedSegError
+from ..evaluation.crossval import summarize_crossval
 from ..fileio import read_json
+from .distributed import distributed_from_env, finish_distributed
 from .extension import load_trainer_class
 from .outputs import check_existing_choice, refuse_existing
 from .trainer import Trainer, TrainingOptions, TrainingSetup
@@ -58,7 +60,6 @@ def train(dataset: str, configuration: str = "3d_fullres", folds=("0",), options
     custom class (``path/to/file.py:Class``). ``existing``: ``refuse``, ``continue`` or ``overwrite``
     a fold that already holds a model; every fold is checked before the first one starts.
     """
-    from .distributed import distributed_from_env, finish_distributed
     if not folds:
         raise MedSegError("Give at least one fold to train (0-4 or all).")
     trainer_class, options = resolve_trainer(trainer, options or TrainingOptions())
@@ -73,7 +74,6 @@ def train(dataset: str, configuration: str = "3d_fullres", folds=("0",), options
                                                                                 should_stop=should_stop))
         numeric = [str(f) for f in folds if str(f).isdigit()]
         if dist.is_main and len(numeric) > 1 and options.validate:
-            from ..evaluation.crossval import summarize_crossval
             summary = summarize_crossval(model_dirs[-1], numeric)
             (report or print)(f"Cross-validation over folds {', '.join(numeric)}: mean foreground Dice "
                               f"{summary['foreground_mean']['Dice']:.4f}")

@@ -15,16 +15,32 @@ from typing import Any, Callable
 
 import numpy as np
 
+from ..datasets.splits import fold_cases, load_patients
 from ..errors import Cancelled, MedSegError
+from ..evaluation.crossval import validate_fold
 from ..fileio import write_json
+from ..inference.device import select_device
+from ..models.checkpoint import load_checkpoint
 from ..models.labels import LabelScheme
 from ..models.model_folder import resolve_configuration
+from ..network.build import build_network
 from . import checkpoints as ckpt
 from .advisor import advise, check_loss
 from .augmentation import AugmentationSettings, Augmenter, default_settings
+from .data import PatchSampler, PreprocessedCases
+from .loader import BatchStream, augment_batch, make_loader
+from .losses import (
+    DeepSupervisionLoss,
+    deep_supervision_scales,
+    deep_supervision_weights,
+    downsample_targets,
+    labels_to_regions,
+    named_loss,
+)
 from .outputs import clear_fold, discard_stale_results, refuse_existing
 from .progress_log import TrainingLog, plot_progress
 from .schedule import poly_lr, set_lr
+from .transfer import read_pretrained, transfer_weights
 from .variants import DEFAULT_EPOCHS, DEFAULT_LOSS
 
 EMA_OLD_WEIGHT = 0.9   # the pseudo-Dice moving average nnU-Net uses to pick checkpoint_best
@@ -150,7 +166,6 @@ class Trainer:
 
     def build_network(self):
         """The U-Net of the plans with deep supervision and nnU-Net's He initialisation."""
-        from ..network.build import build_network
         config = self.setup.config
         net = build_network(config["architecture"], len(self.setup.dataset_json["channel_names"]),
                             self.labels.num_outputs, deep_supervision=True)
@@ -159,7 +174,6 @@ class Trainer:
 
     def build_loss(self):
         """``options.loss`` (nnU-Net's Dice + CE by default) on every deep supervision output."""
-        from .losses import DeepSupervisionLoss, deep_supervision_weights, named_loss
         batch_dice = bool(self.setup.config.get("batch_dice", False))
         loss = named_loss(self.options.loss, batch_dice, self.labels.is_region_based, self.ignore_label)
         return DeepSupervisionLoss(loss, deep_supervision_weights(len(self.deep_supervision_scales)))
@@ -199,7 +213,6 @@ class Trainer:
 
     @property
     def deep_supervision_scales(self) -> list[list[float]]:
-        from .losses import deep_supervision_scales
         return deep_supervision_scales(self.setup.config["architecture"]["arch_kwargs"]["strides"])
 
     @property
@@ -225,7 +238,6 @@ class Trainer:
         """
         import torch
 
-        from ..datasets.splits import fold_cases, load_patients
 
         o, s = self.options, self.setup
         self._check_run(existing)
@@ -238,7 +250,6 @@ class Trainer:
         transfer = self._transfer(network) if o.pretrained else None  # checked before anything is written
         self.loss = self.build_loss()
         patients = load_patients(o.patients_file) if o.patients_file else None
-        from .data import PreprocessedCases
         all_cases = PreprocessedCases(s.data_dir).names
         self.train_cases, self.val_cases = fold_cases(s.fold, all_cases, s.preprocessed_dir, o.splits_file,
                                                       patients, o.num_folds)
@@ -281,7 +292,6 @@ class Trainer:
     def _choose_device(self):
         import torch
 
-        from ..inference.device import select_device
         o = self.options
         device = select_device(o.device) if not self.dist.active or o.device != "auto" else _ddp_device(self.dist)
         if self.dist.active and device.type == "cuda":
@@ -307,7 +317,6 @@ class Trainer:
         return DistributedDataParallel(network, device_ids=[self.device.index] if self.device.type == "cuda" else None)
 
     def _validate_full_images(self) -> None:
-        from ..evaluation.crossval import validate_fold
         o, s = self.options, self.setup
         summary = validate_fold(s.model_dir, s.fold, self.val_cases, s.preprocessed_dir, s,
                                 device=str(self.device), save_probabilities=o.save_probabilities,
@@ -324,8 +333,6 @@ class Trainer:
             write_json(s.model_dir / "dataset_fingerprint.json", s.fingerprint)
 
     def _streams(self, start_epoch: int):
-        from .data import PatchSampler, PreprocessedCases
-        from .loader import BatchStream, make_loader
         o, s = self.options, self.setup
         augmenter = Augmenter(self.patch_size, self.augmentation_settings())
         self.augmenter = augmenter
@@ -369,12 +376,10 @@ class Trainer:
         data = data.to(self.device, non_blocking=True)
         seg = seg.to(self.device, non_blocking=True)
         if self.augment_on_device:
-            from .loader import augment_batch
             data, seg = augment_batch(self.augmenter, data, seg, step, self.local_indices(), self.options.seed)
         return data.float(), seg.clamp_min(0).to(torch.int16)
 
     def _targets(self, seg):
-        from .losses import downsample_targets, labels_to_regions
         targets = downsample_targets(seg, self.deep_supervision_scales)
         if self.labels.is_region_based:
             targets = [labels_to_regions(t, self.labels.regions, self.ignore_label) for t in targets]
@@ -516,13 +521,11 @@ class Trainer:
 
     def _transfer(self, network):
         """Load the pretrained weights by the rules of ``transfer.py`` (refusing before any output)."""
-        from .transfer import read_pretrained, transfer_weights
         o = self.options
         return transfer_weights(network, read_pretrained(o.pretrained), len(self.patch_size),
                                 self.setup.configuration, o.freeze_stages)
 
     def _continue_from_checkpoint(self) -> int:
-        from ..models.checkpoint import load_checkpoint
         path = self.setup.fold_dir / ckpt.LATEST
         if not path.is_file():
             path = self.setup.fold_dir / ckpt.FINAL

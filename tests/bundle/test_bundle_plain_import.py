@@ -13,6 +13,7 @@ SRC = Path(__file__).resolve().parents[2] / "src"
 
 def test_plain_import_needs_neither_chimerax_nor_torch():
     code = ("import sys, chimerax.medseg as m, chimerax.medseg.cli, chimerax.medseg.inference.options; "
+            "chimerax.medseg.cli.build_parser(); "  # every command's parser: `medseg --help` stays fast
             "heavy = sorted(k for k in sys.modules if k == 'torch' or k.startswith(('torch.', 'chimerax.core'))); "
             "print(m.__version__, heavy)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
