@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "tests" / "planning"))
-from synthetic import make_dataset  # noqa: E402
+from planning_helpers import make_dataset  # noqa: E402
 
 
 def main() -> None:

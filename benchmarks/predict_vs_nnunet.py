@@ -45,8 +45,8 @@ def make_model(root: Path, size: str) -> Path:
     """An nnU-Net model folder with nnU-Net's own network (seeded random weights) for a BraTS-like task."""
     import torch
     from nnunetv2.utilities.get_network_from_plans import get_network_from_plans
-    sys.path.insert(0, str(HERE.parent / "tests" / "engine"))
-    from tiny_models import _config  # the plans layout the tests use
+    sys.path.insert(0, str(HERE.parent / "tests" / "inference"))
+    from inference_helpers import _config  # the plans layout the tests use
 
     _, patch, stages = SIZES[size]
     arch = json.loads(json.dumps(BRATS_ARCH))

@@ -27,7 +27,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "tests" / "planning"))
-from synthetic import make_dataset  # noqa: E402
+from planning_helpers import make_dataset  # noqa: E402
 
 NNUNET_TRAIN = """
 import sys, json, time, torch

@@ -1,7 +1,7 @@
 """A headless ChimeraX session from the pip ``chimerax`` wheel (ChimeraX core 1.7.1).
 
 Real ChimeraX never needs this module: it builds its own session, so it is not part of the
-package. The tests (tests/chimerax) and the demo's picture (``scripts/render_example.py``) use it
+package. The tests (tests/chimerax_ui) and the demo's picture (``scripts/render_example.py``) use it
 to run the bundle's commands in a plain Python process, with no display; it sits in scripts/
 because the demo needs it. What the wheel lacks is supplied here:
 

@@ -31,7 +31,7 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests" / "images"))
-from test_dicom_factory import write_series  # noqa: E402  (the DICOM writer the tests use)
+from dicom_helpers import write_series  # noqa: E402  (the DICOM writer the tests use)
 
 from chimerax.medseg.cli import main as medseg  # noqa: E402
 from chimerax.medseg.datasets.layout import create_dataset_folder, write_dataset_json  # noqa: E402

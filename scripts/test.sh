@@ -3,7 +3,7 @@
 #  - .venv: torch 2.13.0 (CPU), MedSeg with its test extras and the real nnU-Net v2 (the oracle),
 #    numpy 2 / pydicom 3: everything but the ChimeraX tests.
 #  - .venv-chimerax: the ChimeraX 1.7 wheel with numpy 1.26 / pydicom 2 (scripts/setup_chimerax_env.sh):
-#    the tests in tests/chimerax, headless.
+#    the tests in tests/chimerax_ui, headless.
 #  - scripts/lint.sh: ruff and mypy over src/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -14,6 +14,6 @@ bash scripts/setup_chimerax_env.sh .venv-chimerax
 
 status=0
 bash scripts/lint.sh || status=$?
-"$VENV/bin/python" -m pytest -q -p no:cacheprovider tests --ignore=tests/chimerax "$@" || status=$?
-.venv-chimerax/bin/python -m pytest -q -p no:cacheprovider tests/chimerax "$@" || status=$?
+"$VENV/bin/python" -m pytest -q -p no:cacheprovider tests --ignore=tests/chimerax_ui "$@" || status=$?
+.venv-chimerax/bin/python -m pytest -q -p no:cacheprovider tests/chimerax_ui "$@" || status=$?
 exit $status

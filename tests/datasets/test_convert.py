@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "planning"))
-from synthetic import write_volume  # noqa: E402
+from planning_helpers import write_volume  # noqa: E402
 
 from chimerax.medseg.cli import main
 from chimerax.medseg.datasets.verify import verify_dataset

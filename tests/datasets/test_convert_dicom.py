@@ -10,7 +10,7 @@ import nibabel as nib
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "images"))
-from test_dicom_factory import make_volume, write_series  # noqa: E402
+from dicom_helpers import make_volume, write_series  # noqa: E402
 
 from chimerax.medseg.cli import main  # noqa: E402
 from chimerax.medseg.images.dicom import read_dicom_volume, write_dicom_seg  # noqa: E402

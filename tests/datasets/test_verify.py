@@ -9,7 +9,7 @@ import nibabel as nib
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "planning"))
-from synthetic import affine_for, make_dataset, write_volume  # noqa: E402
+from planning_helpers import affine_for, make_dataset, write_volume  # noqa: E402
 
 from chimerax.medseg.cli import main
 from chimerax.medseg.datasets.verify import verify_dataset

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from evaluation_fixtures import CT_FAST, CT_FULL, DICOM_CROP, load
+from evaluation_helpers import CT_FAST, CT_FULL, DICOM_CROP, load
 
 
 @pytest.fixture(scope="session")

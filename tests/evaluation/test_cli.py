@@ -11,7 +11,7 @@ import SimpleITK as sitk
 from scipy import stats
 
 from chimerax.medseg.cli import main
-from evaluation_fixtures import perturb, save
+from evaluation_helpers import perturb, save
 
 
 @pytest.fixture(scope="module")

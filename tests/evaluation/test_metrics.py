@@ -14,7 +14,7 @@ from chimerax.medseg.evaluation.casefiles import resample_labels
 from chimerax.medseg.evaluation.metrics import (Region, case_metrics, grid_diagonal_mm, label_values, parse_regions,
                                                 regions_from_values)
 
-from evaluation_fixtures import perturb
+from evaluation_helpers import perturb
 
 sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(1)  # many tiny filters: threads only contend on 2 cores
 

@@ -2,9 +2,9 @@
 from pathlib import Path
 
 import pytest
-from hostile_helpers import Hung  # (importing it also puts the engine/images/models helpers on the path)
+from hostile_helpers import Hung  # (importing it also puts the inference/images/models helpers on the path)
 from registry_helpers import cache  # noqa: F401 (the isolated model cache fixture)
-from tiny_models import make_model, write_case
+from inference_helpers import make_model, write_case
 
 
 @pytest.fixture(scope="session")

@@ -8,7 +8,7 @@ import nibabel as nib
 import numpy as np
 
 TESTS = Path(__file__).resolve().parent.parent
-for sub in ("engine", "images", "models"):  # the tiny models, DICOM factory and HTTP server beside them
+for sub in ("inference", "images", "models"):  # the tiny models, DICOM factory and HTTP server beside them
     if str(TESTS / sub) not in sys.path:
         sys.path.insert(0, str(TESTS / sub))
 

@@ -24,7 +24,7 @@ import pytest
 from hostile_helpers import Hung, run_cli
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from test_dicom_factory import make_volume, write_series
+from dicom_helpers import make_volume, write_series
 
 from chimerax.medseg.errors import MedSegError
 from chimerax.medseg.images import Image, read_image
@@ -182,7 +182,7 @@ def test_fuzz_label_schemes(labels, order):
 
 @pytest.fixture(scope="module")
 def model_folder(tmp_path_factory) -> Path:
-    from tiny_models import make_model
+    from inference_helpers import make_model
     return make_model(tmp_path_factory.mktemp("fuzz_model"), {"background": 0, "a": 1})
 
 
@@ -256,7 +256,7 @@ def predict_case(tmp_path_factory) -> bytes:
 
 @pytest.fixture(scope="module")
 def one_channel_model(tmp_path_factory) -> Path:
-    from tiny_models import make_model
+    from inference_helpers import make_model
     folder = make_model(tmp_path_factory.mktemp("m1"), {"background": 0, "a": 1})
     # a one-channel variant of the tiny model: drop the second channel from dataset.json and plans
     dataset = json.loads((folder / "dataset.json").read_text())

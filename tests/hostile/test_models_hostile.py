@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from hostile_helpers import assert_one_error_line, files_under, run_cli
 from registry_helpers import tiny_model_folder
-from tiny_models import make_model
+from inference_helpers import make_model
 
 from chimerax.medseg.errors import MedSegError
 from chimerax.medseg.models.archive import safe_extract_zip

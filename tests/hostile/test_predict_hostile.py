@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 from hostile_helpers import assert_one_error_line, files_under, run_cli
-from tiny_models import write_case
+from inference_helpers import write_case
 
 from chimerax.medseg.inference.export import probabilities_to_labels
 from chimerax.medseg.models.labels import LabelScheme
@@ -44,7 +44,7 @@ def test_output_folder_equal_to_the_input_folder_is_refused(tiny_model, tmp_path
 
 
 def test_output_inside_a_dicom_input_folder_is_refused(tiny_model, tmp_path, capsys):
-    from test_dicom_factory import make_volume, write_series
+    from dicom_helpers import make_volume, write_series
     folder = tmp_path / "dicom"
     write_series(folder, make_volume((4, 8, 8)))
     code, _, err = _predict(capsys, tiny_model, "-i", folder, "-o", folder / "seg.nii.gz")
@@ -97,7 +97,7 @@ def test_fifo_given_as_input_is_refused(tiny_model, tmp_path, capsys):
 
 
 def test_fifo_in_a_dicom_folder_does_not_hang(tmp_path, capsys):
-    from test_dicom_factory import make_volume, write_series
+    from dicom_helpers import make_volume, write_series
     folder = tmp_path / "dicom"
     write_series(folder, make_volume((3, 6, 6)))
     os.mkfifo(folder / "zz_pipe")

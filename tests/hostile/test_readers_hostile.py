@@ -8,7 +8,7 @@ import numpy as np
 import pydicom
 import pytest
 from hostile_helpers import assert_one_error_line, run_cli, write_nifti
-from test_dicom_factory import make_volume, write_series
+from dicom_helpers import make_volume, write_series
 
 from chimerax.medseg.errors import MedSegError
 from chimerax.medseg.images import read_image

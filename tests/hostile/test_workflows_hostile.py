@@ -16,7 +16,7 @@ from chimerax.medseg.inference.predictor import Predictor
 from chimerax.medseg.memory import available_memory, check_memory
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "planning"))
-from synthetic import make_dataset  # noqa: E402
+from planning_helpers import make_dataset  # noqa: E402
 
 
 def test_tiny_image_with_1500_mm_voxels_is_refused_before_resampling(tiny_model):

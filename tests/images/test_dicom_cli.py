@@ -8,7 +8,7 @@ import nibabel as nib
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))  # the series factory beside this file
-from test_dicom_factory import (make_volume, oblique_orientation, run_dcm2niix, totalseg_ct_dir,  # noqa: E402
+from dicom_helpers import (make_volume, oblique_orientation, run_dcm2niix, totalseg_ct_dir,  # noqa: E402
                                 write_phantom_study, write_series)
 
 from chimerax.medseg.cli import main  # noqa: E402

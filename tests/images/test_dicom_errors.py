@@ -9,7 +9,7 @@ import pydicom
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))  # the series factory beside this file
-from test_dicom_factory import make_volume, write_series  # noqa: E402
+from dicom_helpers import make_volume, write_series  # noqa: E402
 
 from chimerax.medseg.cli import main  # noqa: E402
 from chimerax.medseg.errors import MedSegError  # noqa: E402

@@ -12,7 +12,7 @@ import pydicom
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))  # the series factory beside this file
-from test_dicom_factory import (make_volume, oblique_orientation, run_dcm2niix, totalseg_ct_dir,  # noqa: E402
+from dicom_helpers import (make_volume, oblique_orientation, run_dcm2niix, totalseg_ct_dir,  # noqa: E402
                                 transcode, write_enhanced_mr, write_series)
 
 from chimerax.medseg.errors import MedSegError  # noqa: E402

@@ -10,7 +10,7 @@ import pydicom
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))  # the series factory beside this file
-from test_dicom_factory import (make_volume, oblique_orientation, totalseg_ct_dir, write_enhanced_mr,  # noqa: E402
+from dicom_helpers import (make_volume, oblique_orientation, totalseg_ct_dir, write_enhanced_mr,  # noqa: E402
                                 write_series)
 
 from chimerax.medseg.errors import MedSegError  # noqa: E402

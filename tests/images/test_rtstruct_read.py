@@ -12,7 +12,7 @@ import pydicom
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
-from rtstruct_fixtures import dice, identified_ct, known_masks, rtutils_rtstruct  # noqa: E402
+from rtstruct_helpers import dice, identified_ct, known_masks, rtutils_rtstruct  # noqa: E402
 
 from chimerax.medseg.errors import MedSegError  # noqa: E402
 from chimerax.medseg.images.dicom import list_dicom_series, read_dicom_volume  # noqa: E402

@@ -10,8 +10,8 @@ import pydicom
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
-from rtstruct_fixtures import dice, identified_ct, known_masks, to_rtutils  # noqa: E402
-from test_dicom_factory import make_volume, oblique_orientation, write_series  # noqa: E402
+from rtstruct_helpers import dice, identified_ct, known_masks, to_rtutils  # noqa: E402
+from dicom_helpers import make_volume, oblique_orientation, write_series  # noqa: E402
 
 from chimerax.medseg.errors import MedSegError  # noqa: E402
 from chimerax.medseg.images.dicom import read_dicom_volume, write_dicom_seg  # noqa: E402

@@ -200,7 +200,7 @@ def zip_bytes(members: dict[str, bytes]) -> bytes:
     return buffer.getvalue()
 
 
-# Fixtures shared by tests/models and tests/chimerax/test_models.py (import them by name).
+# Fixtures shared by tests/models and tests/chimerax_ui/test_models.py (import them by name).
 @pytest.fixture
 def cache(tmp_path, monkeypatch):
     """An empty per-test cache; online mode; fast retries."""

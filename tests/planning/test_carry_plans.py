@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
-from synthetic import make_dataset, run_nnunet  # noqa: E402
+from planning_helpers import make_dataset, run_nnunet  # noqa: E402
 
 from chimerax.medseg.cli import main
 from chimerax.medseg.planning.run import plan_dataset

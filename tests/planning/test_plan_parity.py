@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
-from synthetic import make_dataset, run_nnunet  # noqa: E402
+from planning_helpers import make_dataset, run_nnunet  # noqa: E402
 
 from chimerax.medseg.datasets.dataset_json import load_dataset
 from chimerax.medseg.datasets.dataset_json import read_training_case

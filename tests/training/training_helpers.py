@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "planning"))
-from synthetic import make_dataset  # noqa: E402
+from planning_helpers import make_dataset  # noqa: E402
 
 TINY_FEATURES = [4, 8, 16]
 

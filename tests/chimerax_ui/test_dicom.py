@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "images"))  # the DICOM series factory
-from test_dicom_factory import (make_volume, oblique_orientation, totalseg_ct_dir, write_phantom_study,  # noqa: E402
+from dicom_helpers import (make_volume, oblique_orientation, totalseg_ct_dir, write_phantom_study,  # noqa: E402
                                 write_series)
 
 

@@ -12,7 +12,7 @@ from chimerax.medseg.errors import MedSegError
 from chimerax.medseg.images import read_case
 from chimerax.medseg.inference.predictor import Predictor
 
-from tiny_models import write_case
+from inference_helpers import write_case
 
 
 def _predict(*args) -> int:

@@ -1,9 +1,9 @@
-"""Fixtures: tiny real models (see tiny_models.py) and a test case."""
+"""Fixtures: tiny real models (see inference_helpers.py) and a test case."""
 from pathlib import Path
 
 import pytest
 
-from tiny_models import make_model, write_case
+from inference_helpers import make_model, write_case
 
 
 @pytest.fixture(scope="session")

@@ -1,13 +1,13 @@
 """Harness for tests that run the bundle inside real, headless ChimeraX (the PyPI wheel).
 
 Run from the ChimeraX venv (made by scripts/setup_chimerax_env.sh):
-    .venv-chimerax/bin/python -m pytest tests/chimerax
+    .venv-chimerax/bin/python -m pytest tests/chimerax_ui
 
 Fixtures: ``session`` (one headless ChimeraX session for the whole run, emptied before each
 test; ``session.capture_log`` captures log and status messages), ``run`` (run a command
 text, return its result), ``log`` (the capture log, cleared per test), ``add_volume``
 (numpy (z, y, x) array -> volume with origin/step in (x, y, z) and an optional 3x3 rotation),
-``example_model`` / ``example_case``. See tests/chimerax/README.md.
+``example_model`` / ``example_case``. See tests/chimerax_ui/README.md.
 """
 from __future__ import annotations
 
@@ -21,8 +21,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "scripts"))
 import chimerax_headless  # noqa: E402
 
 if not chimerax_headless.chimerax_available():
-    raise pytest.UsageError("tests/chimerax need the ChimeraX wheel: run `bash scripts/setup_chimerax_env.sh` "
-                            "and then `.venv-chimerax/bin/python -m pytest tests/chimerax`.")
+    raise pytest.UsageError("tests/chimerax_ui need the ChimeraX wheel: run `bash scripts/setup_chimerax_env.sh` "
+                            "and then `.venv-chimerax/bin/python -m pytest tests/chimerax_ui`.")
 # The wheel's chimerax/__init__.py is broken: the package object is made without running it,
 # before anything imports chimerax.* (chimerax.medseg included).
 chimerax_headless.import_chimerax_package()

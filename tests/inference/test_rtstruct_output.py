@@ -11,7 +11,7 @@ import pydicom
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "images"))
-from test_dicom_factory import write_phantom_study  # noqa: E402
+from dicom_helpers import write_phantom_study  # noqa: E402
 
 from chimerax.medseg.errors import MedSegError  # noqa: E402
 from chimerax.medseg.images.dicom import read_dicom_volume  # noqa: E402

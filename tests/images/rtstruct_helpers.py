@@ -12,7 +12,7 @@ import pydicom
 from pydicom.uid import generate_uid
 
 sys.path.insert(0, str(Path(__file__).parent))
-from test_dicom_factory import totalseg_ct_dir  # noqa: E402
+from dicom_helpers import totalseg_ct_dir  # noqa: E402
 
 STUDY_UID = generate_uid(entropy_srcs=["medseg-tests", "study"])
 SERIES_UID = generate_uid(entropy_srcs=["medseg-tests", "series"])
