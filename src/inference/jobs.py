@@ -12,7 +12,7 @@ from ..errors import MedSegError
 from ..fileio import atomic_path
 from ..images import Image, check_same_grid, find_cases, read_case, write_label_image
 from ..images.colors import label_colors
-from ..images.dicom import read_dicom_series, write_dicom_seg
+from ..images.dicom import is_dicom_folder, read_dicom_series, write_dicom_seg
 from ..images.nifti import NIFTI_SUFFIXES, check_nifti, check_regular_file, strip_nifti_suffix
 from ..images.rtstruct_write import write_rtstruct
 from .output_checks import check_outputs, parse_part
@@ -104,7 +104,7 @@ def plan_jobs(inputs: Sequence[str], output: str, part: str = "1/1", output_form
 
 def _folder_jobs(folder: Path, out: Path, output_format: str) -> tuple[list[Job], list[Path]]:
     suffix = ".dcm" if output_format in DICOM_FORMATS else ".nii.gz"
-    if _is_dicom_folder(folder):
+    if is_dicom_folder(folder):
         target = out if out.name.endswith((suffix, ".nii")) else out / f"{folder.name}{suffix}"
         return [Job(folder.name, lambda series, f=folder: _read_dicom(f, series), target, output_format)], []
     cases = find_cases(folder)
@@ -127,14 +127,6 @@ def _files_job(paths: list[Path], out: Path, output_format: str) -> Job:
         name = name[:-5]
     target = out if out.name.endswith((suffix, ".nii")) else out / f"{name}{suffix}"
     return Job(name, lambda series: read_case(paths), target, output_format, [Path(p) for p in paths])
-
-
-def _is_dicom_folder(folder: Path) -> bool:
-    try:
-        from ..images.dicom import is_dicom_folder
-    except ImportError:
-        return False
-    return is_dicom_folder(folder)
 
 
 def _read_dicom(folder: Path, series: Sequence[str] | None) -> Image:

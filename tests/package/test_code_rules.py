@@ -31,3 +31,19 @@ def test_every_attribute_a_class_sets_is_set_in_its_init():
                     late += [f"{path.relative_to(SRC)}:{line} {cls.name}.{name} (first set in {method.name})"
                              for name, line in _self_stores(method).items() if name not in initial | declared]
     assert late == []
+
+
+def test_our_modules_are_imported_at_the_top_unless_a_comment_says_why():
+    """A function-level import of our own modules hides a dependency; each one left states its reason
+    (a comment on its line or the line above: start-up time, torch, ChimeraX only)."""
+    unexplained = []
+    for path in sorted(SRC.rglob("*.py")):
+        lines = path.read_text().splitlines()
+        for function in (n for n in ast.walk(ast.parse("\n".join(lines))) if isinstance(n, ast.FunctionDef)):
+            for node in ast.walk(function):
+                if isinstance(node, ast.ImportFrom) and node.level:
+                    here = " ".join(lines[node.lineno - 1:node.end_lineno])
+                    above = lines[node.lineno - 2].strip() if node.lineno > 1 else ""
+                    if "#" not in here and not above.startswith("#"):
+                        unexplained.append(f"{path.relative_to(SRC)}:{node.lineno}: {here.strip()}")
+    assert unexplained == []
