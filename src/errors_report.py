@@ -74,15 +74,15 @@ def save_traceback(exc: BaseException) -> Path | None:
         return None
 
 
-def _one_line_warning(message, category, filename, lineno, file=None, line=None) -> None:  # noqa: ARG001
-    """Warnings as ``medseg: warning: ...``, not Python's file:line report."""
-    text = " ".join(str(message).split())
-    print(f"medseg: warning: {text}", file=file or sys.stderr)
+def _one_line_warning(message, category, filename, lineno, line=None) -> str:  # noqa: ARG001
+    """Warnings as ``medseg: warning: ...``, not Python's file:line report (only how they print:
+    code that records warnings still sees them)."""
+    return f"medseg: warning: {' '.join(str(message).split())}\n"
 
 
 def run_reporting(func: Callable[[], int | None]) -> int:
     """Run one command; turn every failure into one line on stderr and an exit status."""
-    warnings.showwarning = _one_line_warning
+    warnings.formatwarning = _one_line_warning
     try:
         return int(func() or 0)
     except BrokenPipeError:  # the reader went away (`medseg models list | head -1`): stop quietly

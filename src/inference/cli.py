@@ -55,19 +55,19 @@ def run(args: argparse.Namespace) -> int:
     good = [job for job in jobs if job.name not in skipped]
     for number, job in enumerate(good, 1):
         start = time.perf_counter()
-        try:
+        bar = ProgressBar(f"[{number}/{len(good)}] {job.name}")
+        try:  # a case the model cannot take (channels, geometry) is skipped in a cohort, refused alone
             image = job.read(args.series)
-            predictor.check_image(image)
+            prediction = predictor.predict(image, save_probabilities=args.save_probabilities,
+                                           progress=bar.update, missing_channels=options.missing_channels)
         except MedSegError as exc:
             if len(jobs) == 1:
                 raise
             skipped[job.name] = str(exc)
-            warnings.warn(f"skipped case {job.name}: {exc}")
+            warnings.warn(f"skipped case {job.name}: {exc}", stacklevel=1)
             continue
-        bar = ProgressBar(f"[{number}/{len(good)}] {job.name}")
-        prediction = predictor.predict(image, save_probabilities=args.save_probabilities,
-                                       progress=bar.update, missing_channels=options.missing_channels)
-        bar.close()
+        finally:
+            bar.close()
         detail(f"{job.name}: " + ", ".join(f"{k} {v:.1f} s" for k, v in prediction.timings.items()))
         written = job.write(prediction, image, predictor)
         if args.preview:
@@ -92,7 +92,7 @@ def _check_cases(jobs: list) -> dict[str, str]:
             if len(jobs) == 1:
                 raise
             bad[job.name] = str(exc)
-            warnings.warn(f"skipping case {job.name}: {exc}")
+            warnings.warn(f"skipping case {job.name}: {exc}", stacklevel=1)
     return bad
 
 
