@@ -252,7 +252,8 @@ def scan_folder(folder: str | os.PathLike) -> list[SeriesInfo]:
                       DicomWarning, stacklevel=2)
     if no_geometry:
         warnings.warn(f"Skipped {len(no_geometry)} DICOM image(s) without patient geometry (position/orientation/"
-                      f"pixel spacing), e.g. {no_geometry[0]}; they cannot form a 3D volume.", DicomWarning, stacklevel=2)
+                      f"pixel spacing), e.g. {no_geometry[0]}; they cannot form a 3D volume.",
+                      DicomWarning, stacklevel=2)
     infos = []
     for uid, frames in by_series.items():
         infos.extend(_split_series(uid, frames, series_meta[uid]))

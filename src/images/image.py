@@ -69,4 +69,5 @@ def check_same_grid(images: Sequence[Image], names: Sequence[str], atol: float =
                               f"but {name} has {image.shape}. Resample them onto one grid first.")
         if not np.allclose(image.affine, first.affine, atol=atol):
             raise MedSegError(f"Channels are on different grids: {names[0]} and {name} have different "
-                              "orientation/origin/spacing (affines differ). Register or resample them onto one grid first.")
+                              "orientation/origin/spacing (affines differ). "
+                              "Register or resample them onto one grid first.")

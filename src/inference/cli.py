@@ -62,7 +62,7 @@ def run(args: argparse.Namespace) -> int:
             if len(jobs) == 1:
                 raise
             skipped[job.name] = str(exc)
-            warnings.warn(f"skipped case {job.name}: {exc}")
+            warnings.warn(f"skipped case {job.name}: {exc}", stacklevel=1)
             continue
         bar = ProgressBar(f"[{number}/{len(good)}] {job.name}")
         prediction = predictor.predict(image, save_probabilities=args.save_probabilities,
@@ -92,7 +92,7 @@ def _check_cases(jobs: list) -> dict[str, str]:
             if len(jobs) == 1:
                 raise
             bad[job.name] = str(exc)
-            warnings.warn(f"skipping case {job.name}: {exc}")
+            warnings.warn(f"skipping case {job.name}: {exc}", stacklevel=1)
     return bad
 
 

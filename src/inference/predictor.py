@@ -165,14 +165,15 @@ class Predictor:
         if unknown:
             raise MedSegError(f"Unknown channel(s) {', '.join(unknown)}; the model's channels are "
                               f"{', '.join(self.channel_names)}.")
-        warnings.warn(check_missing_channels(list(names), self.allows_missing_channels))
+        warnings.warn(check_missing_channels(list(names), self.allows_missing_channels), stacklevel=1)
         return [self.channel_names.index(n) for n in names]
 
     def _with_zero_channels(self, image: Image, missing: list[int]) -> Image:
         present = [c for c in range(len(self.channel_names)) if c not in missing]
         if image.num_channels != len(present):
             raise MedSegError(f"With {len(missing)} channel(s) missing the model needs {len(present)} input "
-                              f"channel(s) ({', '.join(self.channel_names[c] for c in present)}); got {image.num_channels}.")
+                              f"channel(s) ({', '.join(self.channel_names[c] for c in present)}); "
+                              f"got {image.num_channels}.")
         array = np.zeros((len(self.channel_names), *image.shape), dtype=np.float32)
         array[present] = image.array
         return Image(array, image.spacing, image.affine, image.header)

@@ -137,7 +137,8 @@ def parse_entry(raw: Any, where: str) -> ModelEntry:
     for key in ("task", "modality", "configuration", "licence", "citation"):
         _require(isinstance(raw[key], str) and raw[key].strip(), where, f"'{key}' must be a non-empty string")
     _require(raw["source"] in SOURCES, where, f"'source' must be one of {', '.join(SOURCES)}")
-    _require(_is_str_list(raw["channel_names"]) and raw["channel_names"], where, "'channel_names' must be a non-empty list of strings")
+    _require(_is_str_list(raw["channel_names"]) and raw["channel_names"], where,
+             "'channel_names' must be a non-empty list of strings")
     _require(isinstance(raw["folds"], list) and raw["folds"] and all(_is_fold(f) for f in raw["folds"]),
              where, "'folds' must be a non-empty list of fold numbers or \"all\"")
     labels = _check_labels(raw["labels"], where)

@@ -178,7 +178,7 @@ def upsample_conv_sum(conv: nn.Module, up: nn.Module, below: torch.Tensor, skip:
     """``conv(cat(up(below), skip))`` for nnU-Net's decoder, slab by slab: the first conv is split by
     input channels, each slab upsamples only the rows of ``below`` it reads (once: neighbouring slabs
     share rows), and the result replaces ``skip`` (the decoder's own copy) when the widths agree."""
-    depth, step, split = skip.shape[2], up.stride[0], up.out_channels
+    depth, split = skip.shape[2], up.out_channels
     w_up, w_skip = conv.weight[:, :split], conv.weight[:, split:]
 
     upsampled = _UpsampledRows(up, below)
