@@ -14,6 +14,7 @@ from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal, overload
 
 from ..errors import MedSegError, one_line
 
@@ -115,7 +116,14 @@ def iter_files(folder: Path) -> Iterable[Path]:
             yield path
 
 
+@overload
+def _floats(value, n: Literal[2]) -> tuple[float, float] | None: ...
+@overload
+def _floats(value, n: Literal[3]) -> tuple[float, float, float] | None: ...
+@overload
+def _floats(value, n: int) -> tuple[float, ...] | None: ...
 def _floats(value, n: int) -> tuple[float, ...] | None:
+    """``n`` floats from a DICOM multi-value, or None if it is not that."""
     try:
         out = tuple(float(v) for v in value)
     except (TypeError, ValueError):

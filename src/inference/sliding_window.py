@@ -158,6 +158,8 @@ class SlidingWindow:
             out = self._activate(self._forward(x))
             out = torch.flip(out, dims) if dims else out
             total = out if total is None else total + out
+        if total is None:
+            raise ValueError("no mirror combinations to predict with (not even the unmirrored input)")
         return total / len(combos)
 
     def _activate(self, out):

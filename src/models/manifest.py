@@ -164,7 +164,8 @@ def parse_entry(raw: Any, where: str) -> ModelEntry:
         labels=labels, configuration=raw["configuration"], folds=[str(f) for f in raw["folds"]],
         licence=raw["licence"], citation=raw["citation"], source=source, files=files,
         trainer=raw.get("trainer", ""), plans=raw.get("plans", ""),
-        regions_class_order=list(order) if is_regions else None, instructions=raw.get("instructions", ""),
+        regions_class_order=list(order) if is_regions and isinstance(order, list) else None,
+        instructions=raw.get("instructions", ""),
         path=raw.get("path", ""), homepage=raw.get("homepage", ""),
         output_label_values=_output_label_values(raw.get("output_label_values"), where))
 

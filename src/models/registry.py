@@ -167,7 +167,7 @@ def text_progress(label: str) -> Progress:
     """A ``progress(done, total)`` callback drawing the project's text bar on stderr."""
 
     bar = ProgressBar(label, stream=sys.stderr)  # the current stderr, not the one at import time
-    finished = []
+    finished: list[bool] = []
 
     def report(done: int, total: int | None) -> None:
         if finished:
