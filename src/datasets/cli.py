@@ -26,7 +26,8 @@ def add_parser(subparsers) -> None:
         m = kinds.add_parser(kind, help=f"case folders with {what} and several mask files -> one label map")
         _common(m, None)
         m.add_argument("--channel", action="append", required=True, metavar="NAME=PATTERN",
-                       help="an input channel and the file/folder pattern that finds it in each case (repeat, in order)")
+                       help="an input channel and the file/folder pattern that finds it in each case "
+                            "(repeat, in order)")
         m.add_argument("--label", action="append", required=True, metavar="NAME=PATTERN[,PATTERN]",
                        help="a label (values 1, 2, ... in the order given) and the mask files united into it; "
                             "masks matching no label are ignored")

@@ -70,7 +70,8 @@ def verify_dataset(folder: str | os.PathLike, num_processes: int = 1) -> Report:
         return report
     cases = _check_layout(dataset, report)
     report.num_cases = len(cases)
-    jobs = [(name, images, label, dataset.num_channels, sorted(dataset.label_values())) for name, images, label in cases]
+    jobs = [(name, images, label, dataset.num_channels, sorted(dataset.label_values()))
+            for name, images, label in cases]
     if num_processes > 1 and len(jobs) > 1:
         with ProcessPoolExecutor(num_processes) as pool:
             results = list(pool.map(_check_case_job, jobs))

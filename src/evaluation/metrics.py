@@ -189,7 +189,8 @@ def _union_box(boxes: list, shape: Sequence[int], margin: int = 1) -> tuple[slic
     boxes = [b for b in boxes if b is not None]
     if not boxes:
         return None
-    return tuple(slice(max(min(b[d].start for b in boxes) - margin, 0), min(max(b[d].stop for b in boxes) + margin, shape[d]))
+    return tuple(slice(max(min(b[d].start for b in boxes) - margin, 0),
+                       min(max(b[d].stop for b in boxes) + margin, shape[d]))
                  for d in range(len(shape)))
 
 

@@ -27,7 +27,8 @@ def _parse_color(value) -> tuple[int, int, int, int] | None:
         return None
     if len(parts) == 3:
         parts.append(255)
-    return tuple(max(0, min(255, p)) for p in parts)
+    r, g, b, a = (max(0, min(255, p)) for p in parts)  # 3 or 4 parts, an alpha appended to 3
+    return (r, g, b, a)
 
 
 def label_colors(label_names: dict[int, str], dataset_json: dict | None = None) -> dict[int, tuple[int, int, int, int]]:

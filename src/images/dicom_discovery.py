@@ -14,6 +14,7 @@ from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal, overload
 
 from ..errors import MedSegError, one_line
 
@@ -115,7 +116,14 @@ def iter_files(folder: Path) -> Iterable[Path]:
             yield path
 
 
+@overload
+def _floats(value, n: Literal[2]) -> tuple[float, float] | None: ...
+@overload
+def _floats(value, n: Literal[3]) -> tuple[float, float, float] | None: ...
+@overload
+def _floats(value, n: int) -> tuple[float, ...] | None: ...
 def _floats(value, n: int) -> tuple[float, ...] | None:
+    """``n`` floats from a DICOM multi-value, or None if it is not that."""
     try:
         out = tuple(float(v) for v in value)
     except (TypeError, ValueError):
@@ -252,7 +260,8 @@ def scan_folder(folder: str | os.PathLike) -> list[SeriesInfo]:
                       DicomWarning, stacklevel=2)
     if no_geometry:
         warnings.warn(f"Skipped {len(no_geometry)} DICOM image(s) without patient geometry (position/orientation/"
-                      f"pixel spacing), e.g. {no_geometry[0]}; they cannot form a 3D volume.", DicomWarning, stacklevel=2)
+                      f"pixel spacing), e.g. {no_geometry[0]}; they cannot form a 3D volume.",
+                      DicomWarning, stacklevel=2)
     infos = []
     for uid, frames in by_series.items():
         infos.extend(_split_series(uid, frames, series_meta[uid]))

@@ -75,7 +75,8 @@ def check_consistent(info: SeriesInfo) -> None:
                           "its images cannot form one volume. Export the series again or choose another.")
     if first.mosaic:
         raise MedSegError(f"DICOM series {info.number} ({info.description}) holds Siemens mosaic images (many slices "
-                          "tiled in one image), which MedSeg does not unpack. Convert it with dcm2niix and use the NIfTI.")
+                          "tiled in one image), which MedSeg does not unpack. "
+                          "Convert it with dcm2niix and use the NIfTI.")
     if first.samples_per_pixel != 1:
         raise MedSegError(f"DICOM series {info.number} ({info.description}) holds colour images "
                           f"({first.samples_per_pixel} samples per pixel); only greyscale volumes can be segmented.")

@@ -4,6 +4,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any, cast
 
 import numpy as np
 
@@ -26,7 +27,7 @@ class Image:
     array: np.ndarray
     spacing: tuple[float, float, float]
     affine: np.ndarray = field(default_factory=lambda: np.eye(4))
-    header: object | None = None
+    header: Any = None  # a nibabel header, or None (nibabel is not imported here)
     channel_names: list[str] | None = None
     # the DicomSource of an image read from DICOM (images/dicom.py), for outputs that reference it
     dicom_source: object | None = field(default=None, compare=False, repr=False)
@@ -34,7 +35,7 @@ class Image:
     def __post_init__(self) -> None:
         if self.array.ndim != 4:
             raise MedSegError(f"An image must have 4 dimensions (channels, z, y, x); got shape {self.array.shape}.")
-        self.spacing = tuple(float(s) for s in self.spacing)
+        self.spacing = cast("tuple[float, float, float]", tuple(float(s) for s in self.spacing))
         if not all(math.isfinite(s) and s > 0 for s in self.spacing):
             # NaN spacing would otherwise surface far away (e.g. as "channels on different grids")
             raise MedSegError(f"The image's voxel spacing {self.spacing} (z, y, x) is not finite and positive; "
@@ -69,4 +70,5 @@ def check_same_grid(images: Sequence[Image], names: Sequence[str], atol: float =
                               f"but {name} has {image.shape}. Resample them onto one grid first.")
         if not np.allclose(image.affine, first.affine, atol=atol):
             raise MedSegError(f"Channels are on different grids: {names[0]} and {name} have different "
-                              "orientation/origin/spacing (affines differ). Register or resample them onto one grid first.")
+                              "orientation/origin/spacing (affines differ). "
+                              "Register or resample them onto one grid first.")

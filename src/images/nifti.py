@@ -58,7 +58,8 @@ def read_image(path: str | os.PathLike) -> Image:
                           "or a 4D volume whose last axis holds channels.")
     array = np.ascontiguousarray(data.transpose(3, 2, 1, 0), dtype=np.float32)
     zooms = tuple(nii.header.get_zooms()[:3]) + (1.0,) * max(0, 3 - len(nii.header.get_zooms()))
-    spacing = tuple(float(z) for z in reversed(zooms[:3]))
+    x, y, z = (float(zoom) for zoom in zooms[:3])  # zooms has at least 3 entries
+    spacing = (z, y, x)
     return Image(array, spacing, nii.affine, nii.header)
 
 

@@ -33,6 +33,7 @@ def probabilities_to_labels(probabilities, labels: LabelScheme) -> np.ndarray:
     if not labels.is_region_based:
         return channel_values(labels)[probabilities.argmax(0).numpy()]
     out = np.zeros(probabilities.shape[1:], dtype=dtype)
+    assert labels.regions_class_order is not None, "a region scheme has a class order"
     for channel, value in enumerate(labels.regions_class_order):
         out[(probabilities[channel] > 0.5).numpy()] = value
     return out

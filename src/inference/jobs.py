@@ -1,6 +1,7 @@
 """Turning ``medseg predict`` inputs into cases to read and outputs to write."""
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -106,11 +107,11 @@ def _folder_jobs(folder: Path, out: Path, output_format: str) -> tuple[list[Job]
     suffix = ".dcm" if output_format in DICOM_FORMATS else ".nii.gz"
     if is_dicom_folder(folder):
         target = out if out.name.endswith((suffix, ".nii")) else out / f"{folder.name}{suffix}"
-        return [Job(folder.name, lambda series, f=folder: _read_dicom(f, series), target, output_format)], []
+        return [Job(folder.name, functools.partial(_read_dicom, folder), target, output_format)], []
     cases = find_cases(folder)
     if out.name.endswith(NIFTI_SUFFIXES):
         raise MedSegError(f"The input {folder} is a folder of cases, so the output must be a folder, not {out}.")
-    jobs = [Job(c, lambda series, files=cases[c]: read_case(files), out / f"{c}{suffix}", output_format,
+    jobs = [Job(c, _case_reader(cases[c]), out / f"{c}{suffix}", output_format,
                 [Path(f) for f in cases[c]])
             for c in sorted(cases)]
     return jobs, [f for files in cases.values() for f in files]
@@ -127,6 +128,11 @@ def _files_job(paths: list[Path], out: Path, output_format: str) -> Job:
         name = name[:-5]
     target = out if out.name.endswith((suffix, ".nii")) else out / f"{name}{suffix}"
     return Job(name, lambda series: read_case(paths), target, output_format, [Path(p) for p in paths])
+
+
+def _case_reader(files: Sequence[Path]) -> Callable[[Sequence[str] | None], Image]:
+    """A Job reader for one case's NIfTI files (a DICOM series choice does not apply to them)."""
+    return lambda series: read_case(files)
 
 
 def _read_dicom(folder: Path, series: Sequence[str] | None) -> Image:

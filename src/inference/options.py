@@ -69,7 +69,8 @@ class PredictOptions:
             if not self.folds:
                 raise MedSegError("folds: name at least one fold (e.g. 0), or leave it out for all.")
         if not 0 < self.adaptive_threshold < 1:
-            raise MedSegError(f"adaptive threshold must be in (0, 1) (a probability margin); got {self.adaptive_threshold}.")
+            raise MedSegError("adaptive threshold must be in (0, 1) (a probability margin); "
+                              f"got {self.adaptive_threshold}.")
         if not self.checkpoint or "/" in self.checkpoint or "\\" in self.checkpoint:
             raise MedSegError(f"checkpoint must be a file name inside each fold folder; got {self.checkpoint!r}.")
         self.missing_channels = list(self.missing_channels or [])

@@ -49,7 +49,8 @@ def load_postprocessing(path: str | Path) -> list[tuple[str, dict]]:
     names, kwargs = spec.get("postprocessing_fns", []), spec.get("postprocessing_kwargs", [])
     unknown = [n for n in names if n not in _KNOWN]
     if unknown or len(names) != len(kwargs):
-        raise MedSegError(f"{path} lists postprocessing steps MedSeg does not know: {', '.join(unknown) or 'malformed'}.")
+        raise MedSegError(f"{path} lists postprocessing steps MedSeg does not know: "
+                          f"{', '.join(unknown) or 'malformed'}.")
     return list(zip(names, kwargs))
 
 

@@ -165,14 +165,15 @@ class Predictor:
         if unknown:
             raise MedSegError(f"Unknown channel(s) {', '.join(unknown)}; the model's channels are "
                               f"{', '.join(self.channel_names)}.")
-        warnings.warn(check_missing_channels(list(names), self.allows_missing_channels))
+        warnings.warn(check_missing_channels(list(names), self.allows_missing_channels), stacklevel=1)
         return [self.channel_names.index(n) for n in names]
 
     def _with_zero_channels(self, image: Image, missing: list[int]) -> Image:
         present = [c for c in range(len(self.channel_names)) if c not in missing]
         if image.num_channels != len(present):
             raise MedSegError(f"With {len(missing)} channel(s) missing the model needs {len(present)} input "
-                              f"channel(s) ({', '.join(self.channel_names[c] for c in present)}); got {image.num_channels}.")
+                              f"channel(s) ({', '.join(self.channel_names[c] for c in present)}); "
+                              f"got {image.num_channels}.")
         array = np.zeros((len(self.channel_names), *image.shape), dtype=np.float32)
         array[present] = image.array
         return Image(array, image.spacing, image.affine, image.header)
@@ -191,7 +192,7 @@ class Predictor:
         n = len(self.fold_weights)
         adaptive = self.adaptive_threshold is not None and n * len(mirror_combinations(window.mirror_axes)) > 1
         with torch.inference_mode(), reusing_buffers():  # every pass, every fold asks for the same feature maps
-            if adaptive:
+            if adaptive and self.adaptive_threshold is not None:  # adaptive implies a threshold
                 total, passes = adaptive_logits(window, data, self.fold_weights,
                                                 lambda weights: _load_weights(net, weights, self.model.path),
                                                 self.adaptive_threshold, self.is_region_based, progress, should_stop)
@@ -200,7 +201,10 @@ class Predictor:
                     _load_weights(net, weights, self.model.path)
                     logits = window(data, progress, should_stop, done=0.02 + 0.95 * i / n, share=0.95 / n)
                     total = logits if total is None else total.add_(logits)
-                total = total / n if n > 1 else total
+        if total is None:
+            raise MedSegError("The predictor has no folds' weights to run.")
+        if not adaptive and n > 1:
+            total = total / n
         if timings is not None:
             timings["forward"] = window.forward_seconds
         return total, passes

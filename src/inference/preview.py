@@ -11,7 +11,7 @@ never hidden by an outer one.
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -57,7 +57,7 @@ def to_ras(array_zyx: np.ndarray, affine: np.ndarray) -> tuple[np.ndarray, np.nd
     return ras, spacing
 
 
-def write_preview(image: Image, labels: np.ndarray, label_names: dict[int, str], colors: dict[int, Sequence[int]],
+def write_preview(image: Image, labels: np.ndarray, label_names: dict[int, str], colors: Mapping[int, Sequence[int]],
                   path: str | os.PathLike, members: dict[int, tuple[int, ...]] | None = None,
                   render_3d: str | os.PathLike | None = None, title: str = "") -> Path:
     """Write the picture for ``labels`` (z, y, x) on ``image``'s grid to ``path`` (PNG); returns it."""
@@ -97,7 +97,7 @@ def _centre(foreground: np.ndarray) -> list[int]:
     return [s // 2 for s in foreground.shape]
 
 
-def _slice_panel(ax: Any, view: str, gray: np.ndarray, masks: dict, colors: dict, spacing: np.ndarray,
+def _slice_panel(ax: Any, view: str, gray: np.ndarray, masks: dict, colors: Mapping, spacing: np.ndarray,
                  axis: int, h: int, v: int, index: int | None) -> None:
     """One slice (or, with ``index`` None, the maximum projection along ``axis``): rows along axis
     ``v`` (bottom = index 0), columns along ``h``; the R-L axis is shown with the patient's right on
@@ -126,7 +126,7 @@ def _slice_panel(ax: Any, view: str, gray: np.ndarray, masks: dict, colors: dict
                 ha="center", va="center")
 
 
-def _outlines(ax: Any, planes: dict[int, np.ndarray], colors: dict, **placement: Any) -> None:
+def _outlines(ax: Any, planes: dict[int, np.ndarray], colors: Mapping, **placement: Any) -> None:
     """A light fill and an outline per structure; larger structures first and with wider lines, so a
     region sharing its border with an inner one (tumour core around the enhancing rim) still shows."""
     ordered = [v for v in sorted(planes, key=lambda val: -int(planes[val].sum())) if planes[v].any()]

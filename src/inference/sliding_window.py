@@ -96,7 +96,8 @@ class SlidingWindow:
         is_2d = len(self.tile_size) == len(shape) - 1
         plane = shape[1:] if is_2d else shape
         starts = tile_starts(plane, self.tile_size, self.step)
-        boxes = [tuple(slice(s, s + t) for s, t in zip(corner, self.tile_size)) for corner in itertools.product(*starts)]
+        boxes = [tuple(slice(s, s + t) for s, t in zip(corner, self.tile_size))
+                 for corner in itertools.product(*starts)]
         if is_2d:
             return [(z,) + box for z in range(shape[0]) for box in boxes]
         return boxes
@@ -157,6 +158,8 @@ class SlidingWindow:
             out = self._activate(self._forward(x))
             out = torch.flip(out, dims) if dims else out
             total = out if total is None else total + out
+        if total is None:
+            raise ValueError("no mirror combinations to predict with (not even the unmirrored input)")
         return total / len(combos)
 
     def _activate(self, out):

@@ -94,7 +94,8 @@ def _is_link_or_special(info: zipfile.ZipInfo) -> bool:
     return kind not in (0, stat.S_IFREG, stat.S_IFDIR)
 
 
-def check_zip_members(zf: zipfile.ZipFile, max_total_bytes: int | None = None) -> list[tuple[zipfile.ZipInfo, PurePosixPath]]:
+def check_zip_members(zf: zipfile.ZipFile,
+                      max_total_bytes: int | None = None) -> list[tuple[zipfile.ZipInfo, PurePosixPath]]:
     """Validate every member before anything is written; return (member, relative path) pairs."""
     limit = _max_total_bytes() if max_total_bytes is None else max_total_bytes
     infos = zf.infolist()
@@ -121,7 +122,8 @@ def check_zip_members(zf: zipfile.ZipFile, max_total_bytes: int | None = None) -
             raise MedSegError(f"Refusing archive: it would unpack to more than {limit / 1024**3:.0f} GB "
                               "(a zip bomb?). Set MEDSEG_MAX_UNZIPPED_BYTES to allow larger models.")
         if info.file_size > _RATIO_MIN_SIZE and info.file_size > MAX_RATIO * max(info.compress_size, 1):
-            raise MedSegError(f"Refusing archive member {info.filename!r}: it expands {info.file_size // max(info.compress_size, 1)}"
+            raise MedSegError(f"Refusing archive member {info.filename!r}: it expands "
+                              f"{info.file_size // max(info.compress_size, 1)}"
                               " times (a zip bomb?).")
         checked.append((info, rel))
     _check_total_ratio(total, compressed)
@@ -184,7 +186,8 @@ def _extract_members(zf: zipfile.ZipFile, members, staging: Path) -> None:
         target = staging.joinpath(*rel.parts)
         # Belt and braces: after joining, the path must still be inside the staging folder.
         if not target.resolve().is_relative_to(root):
-            raise MedSegError(f"Refusing archive member {info.filename!r}: it would be written outside the target folder.")
+            raise MedSegError(f"Refusing archive member {info.filename!r}: "
+                              "it would be written outside the target folder.")
         if info.is_dir():
             target.mkdir(parents=True, exist_ok=True)
             continue
@@ -196,7 +199,8 @@ def _extract_members(zf: zipfile.ZipFile, members, staging: Path) -> None:
         except OSError as exc:
             if exc.errno in DISK_FULL_ERRNOS:
                 raise MedSegError(f"No space left on the disk while unpacking {info.filename}; nothing was "
-                                  "installed. Free some space (or set MEDSEG_CACHE_DIR to a bigger disk) and retry.") from exc
+                                  "installed. Free some space (or set MEDSEG_CACHE_DIR to a bigger disk) "
+                                  "and retry.") from exc
             raise
         except (zipfile.BadZipFile, EOFError, NotImplementedError, RuntimeError, ValueError, zlib.error) as exc:
             # RuntimeError: encrypted; NotImplementedError: an unknown method; ValueError: a bad header

@@ -10,7 +10,8 @@ from ..errors import MedSegError
 def add_parser(subparsers) -> None:
     parser = subparsers.add_parser("models", help="list, fetch, install, remove or verify models",
                                    description="Manage the models in the per-user cache "
-                                               "(MEDSEG_CACHE_DIR overrides its place; MEDSEG_OFFLINE=1 forbids downloads).")
+                                               "(MEDSEG_CACHE_DIR overrides its place; "
+                                               "MEDSEG_OFFLINE=1 forbids downloads).")
     verbs = parser.add_subparsers(dest="models_command", metavar="ACTION")
     parser.set_defaults(func=lambda args: (parser.print_help(), 2)[1])
 

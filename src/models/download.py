@@ -86,7 +86,8 @@ def download_file(url: str, dest: str | os.PathLike, *, sha256: str | None = Non
                     requests.exceptions.MissingSchema) as exc:
                 raise MedSegError(f"Downloading {url} failed: it leads to an address that is not http(s) "
                                   f"({_failure_reason(exc)}); nothing was downloaded.") from None
-            except (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError, _Retry) as exc:
+            except (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError,
+                    _Retry) as exc:
                 failures = 0 if _part_size(part) > before else failures + 1
                 if failures > max_retries:
                     raise MedSegError(_gave_up_message(url, exc, part, max_retries)) from None

@@ -15,7 +15,7 @@ import stat
 import tempfile
 import zipfile
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Callable
 
 from ..errors import MedSegError
 from ..fileio import read_json, write_json
@@ -29,7 +29,7 @@ Notify = Callable[[str], None]
 RECORDED_HASHES = "recorded_sha256.json"
 
 
-def _say(notify: Optional[Notify], message: str) -> None:
+def _say(notify: Notify | None, message: str) -> None:
     if notify:
         notify(message)
 
@@ -108,7 +108,8 @@ def remove_model(name: str, notify: Notify | None = None) -> None:
         for part in cache.downloads_dir().glob(f"{name}--*"):
             part.unlink(missing_ok=True)
         if not target.exists():
-            raise MedSegError(f"Model {name!r} is not installed (installed: {', '.join(cache.installed_names()) or 'none'}).")
+            raise MedSegError(f"Model {name!r} is not installed "
+                              f"(installed: {', '.join(cache.installed_names()) or 'none'}).")
         trash = Path(tempfile.mkdtemp(prefix=f".{name}.trash-", dir=target.parent))
         os.replace(target, trash / name)  # disappears at once; deleting the files may take a while
         shutil.rmtree(trash, ignore_errors=True)

@@ -35,6 +35,7 @@ class LabelScheme:
         the region spans (BraTS whole tumour: 1, 2, 3), as metrics and volumes count it."""
         if self.regions is None:
             return {value: (value,) for value in self.names}
+        assert self.regions_class_order is not None, "a region scheme has a class order"
         return dict(zip(self.regions_class_order, self.regions))
 
     @classmethod

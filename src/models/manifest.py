@@ -137,7 +137,8 @@ def parse_entry(raw: Any, where: str) -> ModelEntry:
     for key in ("task", "modality", "configuration", "licence", "citation"):
         _require(isinstance(raw[key], str) and raw[key].strip(), where, f"'{key}' must be a non-empty string")
     _require(raw["source"] in SOURCES, where, f"'source' must be one of {', '.join(SOURCES)}")
-    _require(_is_str_list(raw["channel_names"]) and raw["channel_names"], where, "'channel_names' must be a non-empty list of strings")
+    _require(_is_str_list(raw["channel_names"]) and raw["channel_names"], where,
+             "'channel_names' must be a non-empty list of strings")
     _require(isinstance(raw["folds"], list) and raw["folds"] and all(_is_fold(f) for f in raw["folds"]),
              where, "'folds' must be a non-empty list of fold numbers or \"all\"")
     labels = _check_labels(raw["labels"], where)
@@ -163,7 +164,8 @@ def parse_entry(raw: Any, where: str) -> ModelEntry:
         labels=labels, configuration=raw["configuration"], folds=[str(f) for f in raw["folds"]],
         licence=raw["licence"], citation=raw["citation"], source=source, files=files,
         trainer=raw.get("trainer", ""), plans=raw.get("plans", ""),
-        regions_class_order=list(order) if is_regions else None, instructions=raw.get("instructions", ""),
+        regions_class_order=list(order) if is_regions and isinstance(order, list) else None,
+        instructions=raw.get("instructions", ""),
         path=raw.get("path", ""), homepage=raw.get("homepage", ""),
         output_label_values=_output_label_values(raw.get("output_label_values"), where))
 

@@ -9,7 +9,7 @@ import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Callable
 
 from ..cli_parser import did_you_mean
 from ..datasets.paths import DATASET_FOLDER, data_folder
@@ -41,7 +41,7 @@ def verifiable_names() -> list[str]:
 
 
 def resolve_model(name_or_path: str, offline: bool | None = None, *, manifest: Manifest | None = None,
-                  progress: Progress | None = None, notify: Optional[Callable[[str], None]] = None) -> Path:
+                  progress: Progress | None = None, notify: Callable[[str], None] | None = None) -> Path:
     """The nnU-Net model folder for a path or a model name.
 
     A folder is returned as is; a ``.zip`` is unpacked safely into the cache (once) and the
@@ -82,8 +82,9 @@ def _resolve_name(name: str, offline, manifest, progress, notify) -> Path:
             return trained
         installed = ", ".join(cache.installed_names()) or "none"
         hint = did_you_mean(name, [*cache.installed_names(), *manifest.names()])
-        raise MedSegError(f"Unknown model {name!r}: not a folder or zip, not installed (installed: {installed}) and not "
-                          f"in the manifest (available: {', '.join(manifest.names())}).{hint} See `medseg models list`.")
+        raise MedSegError(f"Unknown model {name!r}: not a folder or zip, not installed (installed: {installed}) "
+                          f"and not in the manifest (available: {', '.join(manifest.names())}).{hint} "
+                          "See `medseg models list`.")
     if entry.source == "embedded":
         return _single_model(embedded_path(entry))
     if entry.source == "none":
@@ -140,7 +141,8 @@ def model_statuses(manifest: Manifest | None = None) -> list[ModelStatus]:
     rows = []
     for entry in manifest.models.values():
         if cache.is_installed(entry.name):
-            rows.append(ModelStatus(entry.name, "installed", entry.task, entry.total_size, cache.installed_path(entry.name)))
+            rows.append(ModelStatus(entry.name, "installed", entry.task, entry.total_size,
+                                    cache.installed_path(entry.name)))
         elif entry.source == "embedded":
             rows.append(ModelStatus(entry.name, "embedded", entry.task, entry.total_size, _PACKAGE_DIR / entry.path))
         elif entry.source == "none":
@@ -165,7 +167,7 @@ def text_progress(label: str) -> Progress:
     """A ``progress(done, total)`` callback drawing the project's text bar on stderr."""
 
     bar = ProgressBar(label, stream=sys.stderr)  # the current stderr, not the one at import time
-    finished = []
+    finished: list[bool] = []
 
     def report(done: int, total: int | None) -> None:
         if finished:

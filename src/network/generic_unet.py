@@ -14,6 +14,7 @@ heads exist in the weights; only the last is used at inference).
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import cast
 
 from torch import nn
 
@@ -42,21 +43,24 @@ class _V1Stack(nn.Module):
 
 def _split_stack(stack: ConvStack) -> nn.Sequential:
     """The bottleneck / a decoder stage: v1 builds it as (n - 1 convs, 1 conv)."""
-    convs = list(stack.convs)
+    convs = stack.blocks()
     return nn.Sequential(_V1Stack(convs[:-1]), _V1Stack(convs[-1:]))
 
 
 class GenericUNet(nn.Module):
     """A :class:`UNet` whose state dict uses v1's Generic_UNet keys; forward is the UNet's."""
 
+    unet: UNet  # set with object.__setattr__ in __init__ (not a child module)
+
     def __init__(self, unet: UNet) -> None:
         super().__init__()
         # not registered as a child: its layers are registered below under v1's names instead
         object.__setattr__(self, "unet", unet)
-        stages = [stage[0] for stage in unet.encoder.stages]  # each encoder stage is Sequential(ConvStack)
-        self.conv_blocks_context = nn.ModuleList([_V1Stack(list(s.convs)) for s in stages[:-1]] +
+        # each encoder stage is Sequential(ConvStack)
+        stages = [cast(ConvStack, cast(nn.Sequential, stage)[0]) for stage in unet.encoder.stages]
+        self.conv_blocks_context = nn.ModuleList([_V1Stack(s.blocks()) for s in stages[:-1]] +
                                                  [_split_stack(stages[-1])])
-        self.conv_blocks_localization = nn.ModuleList([_split_stack(s) for s in unet.decoder.stages])
+        self.conv_blocks_localization = nn.ModuleList([_split_stack(cast(ConvStack, s)) for s in unet.decoder.stages])
         self.tu = nn.ModuleList(list(unet.decoder.transpconvs))
         self.seg_outputs = nn.ModuleList(list(unet.decoder.seg_layers))
 

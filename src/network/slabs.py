@@ -13,10 +13,15 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from math import prod
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import torch
 from torch import nn
+
+if TYPE_CHECKING:
+    from torch.nn.modules.conv import _ConvNd  # nn.Conv2d's and nn.Conv3d's base (and unet's FastConvs')
+
+    from .unet import _PatchUpsample
 
 # Tensors above this size are convolved in slabs of about SLAB_BYTES (module attributes so tests
 # can force every path with tiny tensors).
@@ -91,18 +96,18 @@ def large(x: torch.Tensor) -> bool:
     return x.ndim >= 4 and x.element_size() * x.numel() > SLAB_MIN_BYTES
 
 
-def slabbable(conv: nn.Module) -> bool:
+def slabbable(conv: _ConvNd) -> bool:
     return all(d == 1 for d in conv.dilation) and getattr(conv, "padding_mode", "zeros") == "zeros" \
         and not isinstance(conv.padding, str)
 
 
-def same_rows(conv: nn.Module) -> bool:
+def same_rows(conv: _ConvNd) -> bool:
     """Output rows map one to one onto input rows (stride 1, 'same' padding, no groups)."""
     return (all(s == 1 for s in conv.stride) and slabbable(conv) and conv.groups == 1
-            and all(2 * p + 1 == k for p, k in zip(conv.padding, conv.kernel_size)))
+            and all(2 * p + 1 == k for p, k in zip(_pads(conv), conv.kernel_size)))
 
 
-def same_shape(conv: nn.Module, channels: int) -> bool:
+def same_shape(conv: _ConvNd, channels: int) -> bool:
     """Like ``same_rows``, and the widths agree: the output can replace the input."""
     return conv.in_channels == conv.out_channels == channels and same_rows(conv)
 
@@ -114,28 +119,35 @@ def slabs(row_bytes: int, depth: int, halo: int, size: int | None = None) -> lis
     return [(z0, min(z0 + rows, depth)) for z0 in range(0, depth, rows)]
 
 
-def row_bytes(conv: nn.Module, x: torch.Tensor) -> int:
+def row_bytes(conv: _ConvNd, x: torch.Tensor) -> int:
     """Bytes of input and output that one output row of ``conv`` over ``x`` touches."""
     out = output_shape(conv, x)
     rows_in = x.element_size() * prod(x.shape[:2]) * conv.stride[0] * prod(x.shape[3:])
     return rows_in + x.element_size() * prod(out[:2] + out[3:])
 
 
-def worth_slabbing(conv: nn.Module, x: torch.Tensor) -> bool:
+def worth_slabbing(conv: _ConvNd, x: torch.Tensor) -> bool:
     """The conv can go slab-wise and its input or output is large."""
     return slabbable(conv) and (large(x) or x.element_size() * prod(output_shape(conv, x)) > SLAB_MIN_BYTES)
 
 
-def output_shape(conv: nn.Module, x: torch.Tensor) -> tuple[int, ...]:
-    spatial = [(n + 2 * p - k) // s + 1 for n, p, k, s in zip(x.shape[2:], conv.padding, conv.kernel_size,
+def _pads(conv: _ConvNd) -> tuple[int, ...]:
+    """The conv's padding in voxels: convs go slab-wise only without 'same'/'valid' (see slabbable)."""
+    if isinstance(conv.padding, str):
+        raise ValueError(f"a conv padded {conv.padding!r} cannot go slab by slab")
+    return conv.padding
+
+
+def output_shape(conv: _ConvNd, x: torch.Tensor) -> tuple[int, ...]:
+    spatial = [(n + 2 * p - k) // s + 1 for n, p, k, s in zip(x.shape[2:], _pads(conv), conv.kernel_size,
                                                             conv.stride)]
     return (x.shape[0], conv.out_channels, *spatial)
 
 
-def conv_rows(conv: nn.Module, rows: Rows, depth: int, z0: int, z1: int, weight: torch.Tensor,
+def conv_rows(conv: _ConvNd, rows: Rows, depth: int, z0: int, z1: int, weight: torch.Tensor,
               bias: torch.Tensor | None) -> torch.Tensor:
     """Output rows z0..z1 of ``conv`` over an input of ``depth`` rows that ``rows`` hands out."""
-    stride, pad, kernel = conv.stride[0], conv.padding[0], conv.kernel_size[0]
+    stride, pad, kernel = conv.stride[0], _pads(conv)[0], conv.kernel_size[0]
     first, last = z0 * stride - pad, (z1 - 1) * stride - pad + kernel   # rows read, zero padding outside
     lo, hi = max(first, 0), min(last, depth)
     part = rows(lo, hi)
@@ -143,15 +155,15 @@ def conv_rows(conv: nn.Module, rows: Rows, depth: int, z0: int, z1: int, weight:
         part = nn.functional.pad(part, [0, 0] * (part.ndim - 3) + [lo - first, last - hi])
     # a slab of a channels-last batch of one is already contiguous: no copy
     part = part.contiguous(memory_format=memory_format(part))
-    return torch.ops.aten.mkldnn_convolution(part, weight, bias, [0, *conv.padding[1:]],
+    return torch.ops.aten.mkldnn_convolution(part, weight, bias, [0, *_pads(conv)[1:]],
                                              conv.stride, conv.dilation, conv.groups)
 
 
-def conv_slabs(conv: nn.Module, x: torch.Tensor, on_slab: OnSlab | None = None,
+def conv_slabs(conv: _ConvNd, x: torch.Tensor, on_slab: OnSlab | None = None,
                in_place: bool = False) -> torch.Tensor:
     """``conv(x)`` one slab of output rows at a time, into a new tensor or, ``in_place``, over ``x``
     (requires ``same_shape(conv, x.shape[1])``)."""
-    target, halo = (x, conv.padding[0]) if in_place else (new_buffer(x, output_shape(conv, x)), 0)
+    target, halo = (x, _pads(conv)[0]) if in_place else (new_buffer(x, output_shape(conv, x)), 0)
     return write_slabs(target, halo, lambda z0, z1: conv_rows(
         conv, lambda lo, hi: x[:, :, lo:hi], x.shape[2], z0, z1, conv.weight, conv.bias), row_bytes(conv, x), on_slab)
 
@@ -161,7 +173,7 @@ def write_slabs(target: torch.Tensor, halo: int, compute: Callable[[int, int], t
     """``target[:, :, z0:z1] = compute(z0, z1)`` slab by slab, where ``compute`` may still read
     ``target``'s rows z0 - halo .. z1 + halo: each result waits one slab before it is written
     (the kernel's reach is at most one slab), so ``target`` can be the input being replaced."""
-    pending = None
+    pending: tuple[int, int, torch.Tensor] | None = None
     for z0, z1 in slabs(bytes_per_row, target.shape[2], halo):
         out = compute(z0, z1)
         if on_slab is not None:
@@ -169,16 +181,17 @@ def write_slabs(target: torch.Tensor, halo: int, compute: Callable[[int, int], t
         if pending is not None:
             target[:, :, pending[0]:pending[1]] = pending[2]
         pending = (z0, z1, out)
-    target[:, :, pending[0]:pending[1]] = pending[2]
+    if pending is not None:  # None only for a target without rows
+        target[:, :, pending[0]:pending[1]] = pending[2]
     return target
 
 
-def upsample_conv_sum(conv: nn.Module, up: nn.Module, below: torch.Tensor, skip: torch.Tensor,
+def upsample_conv_sum(conv: _ConvNd, up: _PatchUpsample, below: torch.Tensor, skip: torch.Tensor,
                       on_slab: OnSlab | None = None) -> torch.Tensor:
     """``conv(cat(up(below), skip))`` for nnU-Net's decoder, slab by slab: the first conv is split by
     input channels, each slab upsamples only the rows of ``below`` it reads (once: neighbouring slabs
     share rows), and the result replaces ``skip`` (the decoder's own copy) when the widths agree."""
-    depth, step, split = skip.shape[2], up.stride[0], up.out_channels
+    depth, split = skip.shape[2], up.out_channels
     w_up, w_skip = conv.weight[:, :split], conv.weight[:, split:]
 
     upsampled = _UpsampledRows(up, below)
@@ -189,7 +202,7 @@ def upsample_conv_sum(conv: nn.Module, up: nn.Module, below: torch.Tensor, skip:
         return out
 
     if conv.out_channels == skip.shape[1]:
-        target, halo = skip, conv.padding[0]
+        target, halo = skip, _pads(conv)[0]
     else:
         target, halo = new_buffer(skip, (skip.shape[0], conv.out_channels) + tuple(skip.shape[2:])), 0
     return write_slabs(target, halo, compute, 2 * row_bytes(conv, skip), on_slab)  # upsampled rows + skip's
@@ -199,9 +212,10 @@ class _UpsampledRows:
     """Rows lo..hi of ``up(below)`` for slabs that move forward: each row of ``below`` is upsampled
     once, and the rows the last slab shares with the next one are kept."""
 
-    def __init__(self, up: nn.Module, below: torch.Tensor) -> None:
+    def __init__(self, up: _PatchUpsample, below: torch.Tensor) -> None:
         self.up, self.below, self.step = up, below, up.stride[0]
-        self.first, self.rows = 0, None   # the kept upsampled rows start at row first * step of below's
+        self.first: int = 0   # the kept upsampled rows start at row first * step of below's
+        self.rows: torch.Tensor | None = None
 
     def __call__(self, lo: int, hi: int) -> torch.Tensor:
         step, below = self.step, self.below
@@ -210,7 +224,7 @@ class _UpsampledRows:
         if self.rows is not None and self.first <= first:
             kept = min(max(self.first + self.rows.shape[2] // step - first, 0), last - first)
         out = self.up.empty_output(below[:, :, first:last])
-        if kept:
+        if kept and self.rows is not None:  # kept > 0 only with rows kept
             start = (first - self.first) * step
             out[:, :, :kept * step] = self.rows[:, :, start:start + kept * step]
         if first + kept < last:

@@ -9,11 +9,18 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from math import prod
+from typing import TYPE_CHECKING, cast
 
 import torch
 from torch import nn
 
 from . import slabs
+
+if TYPE_CHECKING:  # the classes the mixins below are mixed into, so their attributes and super() type-check
+    from torch.nn.modules.conv import _ConvNd as _ConvBase
+    from torch.nn.modules.conv import _ConvTransposeNd as _ConvTransposeBase
+else:
+    _ConvBase = _ConvTransposeBase = object
 
 
 def _same_padding(kernel: Sequence[int]) -> list[int]:
@@ -56,7 +63,7 @@ class ChannelStats:
 
     def add(self, rows: torch.Tensor) -> None:
         dims = tuple(range(2, rows.ndim))
-        if self.sums is None:
+        if self.sums is None or self.squares is None:  # the first rows (both are set together)
             self.sums = torch.zeros(rows.shape[:2], dtype=torch.float64, device=rows.device)
             self.squares = torch.zeros_like(self.sums)
         for part in row_chunks(rows):
@@ -69,6 +76,8 @@ class ChannelStats:
         """Mean and biased variance of ``y``, all of whose rows were added, shaped (b, c, 1, ..., 1).
         Channels whose mean dwarfs their spread would lose digits to cancellation; those are
         recomputed exactly."""
+        if self.sums is None or self.squares is None:
+            raise ValueError("ChannelStats.mean_var before any rows were added")
         n = y[0, 0].numel()
         mean = self.sums / n
         var = (self.squares / n - mean * mean).clamp_min(0)
@@ -91,7 +100,7 @@ def channel_mean_var(y: torch.Tensor, stats: ChannelStats | None = None) -> tupl
     return stats.mean_var(y)
 
 
-class _FastConv:
+class _FastConv(_ConvBase):
     """Convolution that always takes oneDNN on the CPU at inference.
 
     PyTorch sends batch-1 inputs with few channels or small spatial extent to a slower
@@ -117,7 +126,7 @@ class FastConv3d(_FastConv, nn.Conv3d):
     pass
 
 
-class _PatchUpsample:
+class _PatchUpsample(_ConvTransposeBase):
     """Transposed convolution whose kernel equals its stride (nnU-Net's decoder upsampling).
 
     The output patches do not overlap, so it is one matrix product plus a reshuffle; at
@@ -129,9 +138,10 @@ class _PatchUpsample:
         """Kernel equal to stride, no padding: each input voxel makes its own output patch."""
         return list(self.kernel_size) == list(self.stride) and not any(self.padding)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if not (_cpu_inference(x) and self.patchwise):
-            return super().forward(x)
+    def forward(self, x: torch.Tensor, output_size: list[int] | None = None) -> torch.Tensor:
+        """``output_size``: as for PyTorch's transposed convs (which then do the work)."""
+        if output_size is not None or not (_cpu_inference(x) and self.patchwise):
+            return super().forward(x, output_size)
         return self.upsample_into(x, self.empty_output(x))
 
     def empty_output(self, x: torch.Tensor) -> torch.Tensor:
@@ -172,7 +182,9 @@ class ConvNormAct(nn.Module):
     def __init__(self, ops: LayerOps, in_ch: int, out_ch: int, kernel: Sequence[int], stride: Sequence[int],
                  bias: bool, with_nonlin: bool = True, with_dropout: bool = True) -> None:
         super().__init__()
-        self.conv = ops.conv(in_ch, out_ch, list(kernel), list(stride), padding=_same_padding(kernel), bias=bias)
+        # torch's stubs want exactly dim ints (or one int); any sequence works, stored as a tuple
+        self.conv = ops.conv(in_ch, out_ch, list(kernel), list(stride),  # type: ignore[arg-type]
+                             padding=_same_padding(kernel), bias=bias)  # type: ignore[arg-type]
         layers: list[nn.Module] = [self.conv]
         if with_dropout and ops.dropout is not None:
             self.dropout = ops.dropout(**ops.dropout_kwargs)
@@ -190,14 +202,15 @@ class ConvNormAct(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if _cpu_inference(x) and self._fusable():
             stats = self.new_stats()
-            return self.norm_act_in_place(self.conv(x, stats and stats.add), stats)
+            return self.norm_act_in_place(self.conv(x, stats.add if stats is not None else None), stats)
         return self.all_modules(x)
 
     def forward_in_place(self, x: torch.Tensor) -> torch.Tensor:
         """Like ``forward`` but may overwrite ``x`` (the caller no longer needs it)."""
         if _cpu_inference(x) and self._fusable() and slabs.same_shape(self.conv, x.shape[1]) and slabs.large(x):
             stats = self.new_stats()
-            return self.norm_act_in_place(slabs.conv_slabs(self.conv, x, stats and stats.add, in_place=True), stats)
+            on_slab = stats.add if stats is not None else None
+            return self.norm_act_in_place(slabs.conv_slabs(self.conv, x, on_slab, in_place=True), stats)
         return self.forward(x)
 
     def _fusable(self) -> bool:
@@ -245,9 +258,14 @@ class ConvStack(nn.Module):
             ConvNormAct(ops, in_ch if i == 0 else out_ch, out_ch, kernel, stride if i == 0 else ones, bias)
             for i in range(n)])
 
+    def blocks(self) -> list[ConvNormAct]:
+        """The ConvNormAct blocks (nn.Sequential hands them out typed as plain Modules)."""
+        return cast("list[ConvNormAct]", list(self.convs))
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.convs[0](x)
-        for block in self.convs[1:]:
+        blocks = self.blocks()
+        x = blocks[0](x)
+        for block in blocks[1:]:
             x = block.forward_in_place(x)  # x is this stack's own intermediate
         return x
 
@@ -264,7 +282,7 @@ class BasicResidualBlock(nn.Module):
         strided = any(s != 1 for s in stride)
         skip: list[nn.Module] = []
         if strided:
-            skip.append(ops.avg_pool(list(stride), list(stride)))
+            skip.append(ops.avg_pool(list(stride), list(stride)))  # type: ignore[arg-type]  # as for the convs
         if in_ch != out_ch:
             skip.append(ConvNormAct(ops, in_ch, out_ch, ones, ones, False, with_nonlin=False, with_dropout=False))
         self.skip = nn.Sequential(*skip) if skip else nn.Identity()
@@ -297,7 +315,7 @@ class Encoder(nn.Module):
         if residual:
             self.stem = ConvStack(ops, 1, in_ch, features[0], kernels[0], [1] * len(kernels[0]), bias)
             in_ch = features[0]
-        stages = []
+        stages: list[nn.Module] = []
         for feat, kernel, stride, n in zip(features, kernels, strides, blocks_per_stage):
             if residual:
                 stages.append(ResidualStack(ops, n, in_ch, feat, kernel, stride, bias))
@@ -337,7 +355,8 @@ class Decoder(nn.Module):
         stages, ups, heads = [], [], []
         for s in range(1, len(feats)):
             below, skip = feats[-s], feats[-(s + 1)]
-            ups.append(ops.transposed_conv(below, skip, strides[-s], strides[-s], bias=up_bias))
+            ups.append(ops.transposed_conv(below, skip, strides[-s], strides[-s],  # type: ignore[arg-type]
+                                           bias=up_bias))  # strides are lists: as for the convs
             stages.append(ConvStack(ops, convs_per_stage[s - 1], 2 * skip, skip, kernels[s - 1],
                                     [1] * len(kernels[0]), bias))
             heads.append(ops.conv(skip, num_classes, 1, 1, 0, bias=head_bias))
@@ -350,6 +369,7 @@ class Decoder(nn.Module):
         outputs = []
         last = len(self.stages) - 1
         for s, (up, stage) in enumerate(zip(self.transpconvs, self.stages)):
+            up, stage = cast(_PatchUpsample, up), cast(ConvStack, stage)  # nn.ModuleList items are plain Modules
             skip = skips.pop()  # dropped from the list so it is freed as soon as it is used
             if _cpu_inference(x) and isinstance(stage.convs[0], ConvNormAct) and stage.convs[0]._fusable():
                 x = _merge_without_concat(stage, up, x, skip)
@@ -365,21 +385,22 @@ class Decoder(nn.Module):
         return outputs[::-1]  # highest resolution first, as nnU-Net's loss expects
 
 
-def _merge_without_concat(stage: ConvStack, up: nn.Module, below: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
+def _merge_without_concat(stage: ConvStack, up: _PatchUpsample, below: torch.Tensor,
+                          skip: torch.Tensor) -> torch.Tensor:
     """``stage(cat(up(below), skip))`` without the concatenated tensor: the first conv is split
     by input channels (conv(cat(a, b)) = conv_a(a) + conv_b(b)), which saves the largest buffer.
     At high resolution the upsampled tensor is made one slab at a time, never whole."""
-    first = stage.convs[0]
+    first, *rest = stage.blocks()
     conv, split = first.conv, up.out_channels
     stats = first.new_stats()
     if slabs.large(skip) and getattr(up, "patchwise", False) and slabs.same_rows(conv):
-        y = slabs.upsample_conv_sum(conv, up, below, skip, stats and stats.add)
+        y = slabs.upsample_conv_sum(conv, up, below, skip, stats.add if stats is not None else None)
     else:
         args = (conv.padding, conv.stride, conv.dilation, conv.groups)
         y = torch.ops.aten.mkldnn_convolution(up(below), conv.weight[:, :split], conv.bias, *args)
         y += torch.ops.aten.mkldnn_convolution(skip, conv.weight[:, split:], None, *args)
     y = first.norm_act_in_place(y, stats)
-    for block in stage.convs[1:]:
+    for block in rest:
         y = block.forward_in_place(y)
     return y
 
