@@ -16,7 +16,7 @@ from ..errors import MedSegError
 from ..models.cache import cache_dir, is_offline
 from ..models.install import fetch_model, install_model, remove_model
 from ..models.manifest import load_manifest
-from ..models.registry import model_statuses, verifiable_names, verify
+from ..models.registry import format_size, model_statuses, verifiable_names, verify
 from .errors import user_errors
 from .tasks import BackgroundTask
 
@@ -52,7 +52,7 @@ def segment_models(session: Any) -> list:
         entry = manifest.get(status.name)
         labels = entry.label_names() if entry else []
         shown = ", ".join(labels[:6]) + (f", ... ({len(labels)} labels)" if len(labels) > 6 else "")
-        size = "" if status.size is None else f"{status.size / 1e6:.0f} MB"
+        size = format_size(status.size)
         cells = [status.name, status.status, ", ".join(entry.channel_names) if entry else "", shown,
                  entry.licence if entry else "", size, status.task]
         rows.append("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in cells) + "</tr>")

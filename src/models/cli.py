@@ -43,20 +43,15 @@ def _info(message: str) -> None:
     print(message, file=sys.stderr)
 
 
-def _size(size: int | None) -> str:
-    """MB, or 'unknown' for a download whose size its publisher does not state (recorded on first fetch)."""
-    return "unknown" if size is None else f"{size / 1e6:.1f} MB" if size < 1e7 else f"{size / 1e6:.0f} MB"
-
-
 def cmd_list(args: argparse.Namespace) -> int:
     from .cache import cache_dir, is_offline  # loaded when the command runs (fast start-up)
-    from .registry import model_statuses  # loaded when the command runs (fast start-up)
+    from .registry import format_size, model_statuses  # loaded when the command runs (fast start-up)
 
     rows = model_statuses()
     width = max([len(r.name) for r in rows] + [4])
     print(f"{'NAME':<{width}}  {'STATUS':<17}  {'SIZE':>8}  TASK")
     for row in rows:
-        print(f"{row.name:<{width}}  {row.status:<17}  {_size(row.size):>8}  {row.task}")
+        print(f"{row.name:<{width}}  {row.status:<17}  {format_size(row.size):>8}  {row.task}")
     print(f"\ncache: {cache_dir()}" + ("  (offline mode)" if is_offline() else ""))
     return 0
 

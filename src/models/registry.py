@@ -100,6 +100,11 @@ def _resolve_name(name: str, offline, manifest, progress, notify) -> Path:
     return _single_model(fetch_model(name, manifest=manifest, progress=progress, notify=notify))
 
 
+def format_size(size: int | None) -> str:
+    """MB, or 'unknown' for a download whose size its publisher does not state (recorded on first fetch)."""
+    return "unknown" if size is None else f"{size / 1e6:.1f} MB" if size < 1e7 else f"{size / 1e6:.0f} MB"
+
+
 def trained_models(name: str) -> Path | None:
     """A dataset id (``990``) or name (``Dataset990_X``), as ``medseg plan``/``train`` take it: the one
     model trained for it in the results folder. None when ``name`` is not a dataset's."""

@@ -29,7 +29,7 @@ def test_segment_models_lists_the_manifest(cache, run, log):
     names = run("segment models")
     assert {"example", "brats", "totalseg_total_3mm"} <= set(names)
     text = log.text()
-    assert "not published" in text and "available" in text and "Apache-2.0" in text
+    assert "embedded" in text and "available" in text and "Apache-2.0" in text and "4.9 MB" in text
 
 
 def test_segment_fetch_reports_progress_and_installs(cache, server, tmp_path, monkeypatch, run, log):
