@@ -13,7 +13,7 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from math import prod
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING, Callable, Protocol
 
 import torch
 from torch import nn
@@ -21,7 +21,6 @@ from torch import nn
 if TYPE_CHECKING:
     from torch.nn.modules.conv import _ConvNd  # nn.Conv2d's and nn.Conv3d's base (and unet's FastConvs')
 
-    from .unet import _PatchUpsample
 
 # Tensors above this size are convolved in slabs of about SLAB_BYTES (module attributes so tests
 # can force every path with tiny tensors).
@@ -186,7 +185,18 @@ def write_slabs(target: torch.Tensor, halo: int, compute: Callable[[int, int], t
     return target
 
 
-def upsample_conv_sum(conv: _ConvNd, up: _PatchUpsample, below: torch.Tensor, skip: torch.Tensor,
+class PatchUpsampler(Protocol):
+    """What the slab code needs of unet's patch-wise transposed convolution (kernel = stride)."""
+
+    out_channels: int
+    stride: tuple[int, ...]
+
+    def empty_output(self, x: torch.Tensor) -> torch.Tensor: ...
+
+    def upsample_into(self, x: torch.Tensor, out: torch.Tensor) -> torch.Tensor: ...
+
+
+def upsample_conv_sum(conv: _ConvNd, up: PatchUpsampler, below: torch.Tensor, skip: torch.Tensor,
                       on_slab: OnSlab | None = None) -> torch.Tensor:
     """``conv(cat(up(below), skip))`` for nnU-Net's decoder, slab by slab: the first conv is split by
     input channels, each slab upsamples only the rows of ``below`` it reads (once: neighbouring slabs
@@ -212,7 +222,7 @@ class _UpsampledRows:
     """Rows lo..hi of ``up(below)`` for slabs that move forward: each row of ``below`` is upsampled
     once, and the rows the last slab shares with the next one are kept."""
 
-    def __init__(self, up: _PatchUpsample, below: torch.Tensor) -> None:
+    def __init__(self, up: PatchUpsampler, below: torch.Tensor) -> None:
         self.up, self.below, self.step = up, below, up.stride[0]
         self.first: int = 0   # the kept upsampled rows start at row first * step of below's
         self.rows: torch.Tensor | None = None
