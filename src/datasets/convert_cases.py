@@ -78,15 +78,21 @@ def build_label_map(image, case_folder: Path, specs: list[LabelSpec], overlap: s
                 raise MedSegError(f"Case {case_folder.name}: mask {path.name} (shape {mask_image.shape}) is not on the "
                                   f"image grid (shape {image.shape}); resample it onto the image first.")
             mask |= mask_image.array[0] > 0
-        clash = mask & (labels > 0)
-        if clash.any():
-            if overlap == "error":
-                raise MedSegError(f"Case {case_folder.name}: {spec.name} overlaps label(s) "
-                                  f"{sorted(set(labels[clash].tolist()))} in {int(clash.sum())} voxels.")
-            notes.append(f"{case_folder.name}: {int(clash.sum())} voxels where {spec.name} overlaps an earlier label "
-                         f"were given to {spec.name}")
-        labels[mask] = value
+        paint(labels, mask, value, spec.name, case_folder.name, overlap, notes)
     return labels, notes
+
+
+def paint(labels: np.ndarray, mask: np.ndarray, value: int, name: str, case: str, overlap: str,
+          notes: list[str]) -> None:
+    """Write ``mask`` into ``labels`` as ``value``; where it covers earlier labels, ``overlap`` decides:
+    "error" refuses, "later-wins" gives the voxels to this label and says how many."""
+    clash = mask & (labels > 0)
+    if clash.any():
+        if overlap == "error":
+            raise MedSegError(f"Case {case}: {name} overlaps label(s) {sorted(set(labels[clash].tolist()))} in "
+                              f"{int(clash.sum())} voxels.")
+        notes.append(f"{case}: {int(clash.sum())} voxels where {name} overlaps an earlier label were given to {name}")
+    labels[mask] = value
 
 
 def convert_cases(source: str | os.PathLike, raw_root: str | os.PathLike, dataset_id: int, name: str,

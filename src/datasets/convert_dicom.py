@@ -32,7 +32,7 @@ from ..images.dicom_labels import LabelObject, find_label_objects, label_map, re
 from ..images.dicom_volume import DicomSource
 from ..images.image import Image, check_same_grid
 from ..images.nifti import read_image, write_image, write_label_image
-from .convert_cases import GRID_ATOL, LabelSpec, _matches, parse_label_specs
+from .convert_cases import GRID_ATOL, LabelSpec, _matches, paint, parse_label_specs
 from .layout import create_dataset_folder, write_dataset_json
 
 ANNOTATOR_FOLDER = "annotators"
@@ -175,14 +175,7 @@ def _label_map(case_dir: Path, first: Channel, objects: list[LabelObject], specs
                                   f"(patterns {', '.join(patterns)}). Pass --allow-missing to treat it as empty.")
             notes.append(f"{case_dir.name}{who}: no {spec.name} (empty)")
             continue
-        clash = mask & (labels > 0)
-        if clash.any():
-            if overlap == "error":
-                raise MedSegError(f"Case {case_dir.name}{who}: {spec.name} overlaps label(s) "
-                                  f"{sorted(set(labels[clash].tolist()))} in {int(clash.sum())} voxels.")
-            notes.append(f"{case_dir.name}{who}: {int(clash.sum())} voxels where {spec.name} overlaps an earlier "
-                         f"label were given to {spec.name}")
-        labels[mask] = value
+        paint(labels, mask, value, spec.name, f"{case_dir.name}{who}", overlap, notes)
     return labels, notes
 
 
