@@ -32,7 +32,6 @@ def add_parser(subparsers) -> None:
     p.add_argument("--keep-source-normalization", action="store_true",
                    help="with --plans-from: also carry over the source's intensity normalization and statistics "
                         "(nnU-Net's behaviour; default: this dataset's own)")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
 
 
@@ -44,7 +43,7 @@ def run(args: argparse.Namespace) -> int:
         raise MedSegError("--plans-name and --keep-source-normalization go with --plans-from MODEL.")
     if args.plans_from and args.preset != "default":
         raise MedSegError("--preset plans a network; --plans-from carries one over. Give one of them.")
-    bar = None if args.quiet else ProgressBar("plan")
+    bar = ProgressBar("plan")  # silent with --quiet
     try:
         result = plan_dataset(args.dataset, args.preset, args.configurations, args.processes,
                               preprocess=not args.no_preprocess, verify=not args.no_verify, output=args.output,
