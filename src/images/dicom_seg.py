@@ -93,21 +93,27 @@ def _descriptions(hd, values: list[int], label_names: dict[int, str], algorithm:
     return out
 
 
-def write_segmentation(labels: np.ndarray, source: DicomSource, label_names: dict[int, str], path: Path,
-                       algorithm: str = "MedSeg nnU-Net", series_description: str = "MedSeg segmentation") -> Path:
-    """Write ``labels`` (z, y, x) on the grid read from ``source`` as one DICOM-SEG file."""
+def values_to_write(labels: np.ndarray, source: DicomSource, label_names: dict[int, str], what: str) -> list[int]:
+    """The label values a DICOM output (``what``: DICOM-SEG, RT-STRUCT) will hold, after the checks both
+    need: the grid is the source's own slices, the shape fits, no negative values, something to write."""
     if source.resampled:
-        raise MedSegError(f"Cannot write DICOM-SEG: the volume was interpolated onto an even grid "
+        raise MedSegError(f"Cannot write {what}: the volume was interpolated onto an even grid "
                           f"({source.resampled}), so its voxels are not the source slices. Write NIfTI output instead.")
     expected = (len(source.frames), source.frames[0].rows, source.frames[0].columns)
     if labels.shape != expected:
         raise MedSegError(f"Label map shape {labels.shape} does not match the DICOM volume {expected} (z, y, x).")
     if labels.min(initial=0) < 0:
-        raise MedSegError("Label maps written as DICOM-SEG must not hold negative values.")
-    values = [int(v) for v in np.unique(labels) if v != 0]
-    values = sorted(set(values) | {int(v) for v in label_names if int(v) != 0})
+        raise MedSegError(f"Label maps written as {what} must not hold negative values.")
+    values = sorted({int(v) for v in np.unique(labels) if v != 0} | {int(v) for v in label_names if int(v) != 0})
     if not values:
         raise MedSegError("No labels to write: the label map is empty and no label names were given.")
+    return values
+
+
+def write_segmentation(labels: np.ndarray, source: DicomSource, label_names: dict[int, str], path: Path,
+                       algorithm: str = "MedSeg nnU-Net", series_description: str = "MedSeg segmentation") -> Path:
+    """Write ``labels`` (z, y, x) on the grid read from ``source`` as one DICOM-SEG file."""
+    values = values_to_write(labels, source, label_names, "DICOM-SEG")
     hd = _highdicom()
     datasets, planes = _source_planes(labels, source)
     segment_of = np.zeros(max(values) + 1, np.uint16)

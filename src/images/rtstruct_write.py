@@ -18,7 +18,7 @@ from .. import __version__
 from ..errors import MedSegError
 from ..fileio import atomic_path
 from .colors import label_colors
-from .dicom_seg import _repaired
+from .dicom_seg import _repaired, values_to_write
 from .dicom_volume import DicomSource, _directions
 from .mask_contours import mask_contours
 
@@ -35,7 +35,7 @@ def write_rtstruct(labels: np.ndarray, source, label_names: dict[int, str], path
     source = getattr(source, "dicom_source", source)
     if not isinstance(source, DicomSource):
         raise MedSegError("RT-STRUCT output needs a DICOM input: the image was not read from a DICOM series.")
-    values = _check(labels, source, label_names)
+    values = values_to_write(labels, source, label_names, "RT-STRUCT")
     import pydicom  # lazily, as everywhere in images/: `import chimerax.medseg` stays light
     first = source.frames[0]
     blanked: set = set()
@@ -57,21 +57,6 @@ def write_rtstruct(labels: np.ndarray, source, label_names: dict[int, str], path
     with atomic_path(path) as tmp:
         ds.save_as(str(tmp), **_save_options())
     return path
-
-
-def _check(labels: np.ndarray, source: DicomSource, label_names: dict[int, str]) -> list[int]:
-    if source.resampled:
-        raise MedSegError(f"Cannot write RT-STRUCT: the volume was interpolated onto an even grid "
-                          f"({source.resampled}), so its slices are not the source images. Write NIfTI output instead.")
-    expected = (len(source.frames), source.frames[0].rows, source.frames[0].columns)
-    if labels.shape != expected:
-        raise MedSegError(f"Label map shape {labels.shape} does not match the DICOM volume {expected} (z, y, x).")
-    if labels.min(initial=0) < 0:
-        raise MedSegError("Label maps written as RT-STRUCT must not hold negative values.")
-    values = sorted({int(v) for v in np.unique(labels) if v != 0} | {int(v) for v in label_names if int(v) != 0})
-    if not values:
-        raise MedSegError("No labels to write: the label map is empty and no label names were given.")
-    return values
 
 
 def _pydicom_major() -> int:
