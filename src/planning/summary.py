@@ -5,7 +5,8 @@ from .planner import PlanningNotes
 
 
 def summarize_plans(plans: dict, notes: PlanningNotes, fingerprint: dict) -> str:
-    lines = [f"Plans {plans['plans_name']} for {plans['dataset_name']} ({plans.get('experiment_planner_used', 'carried over')})", ""]
+    planner = plans.get("experiment_planner_used", "carried over")  # plans carried from a model may lack it
+    lines = [f"Plans {plans['plans_name']} for {plans['dataset_name']} ({planner})", ""]
     n = len(fingerprint["spacings"])
     lines.append(f"Dataset: {n} training cases; median shape after cropping to the non-zero region "
                  f"{tuple(plans['original_median_shape_after_transp'])} (transposed axes), cropping kept "
