@@ -8,7 +8,6 @@ from pathlib import Path
 
 from ..errors import MedSegError
 from ..images.colors import label_colors
-from ..models.registry import resolve_model
 from ..progress import ProgressBar, detail
 from .jobs import OUTPUT_FORMATS, plan_jobs
 from .options import add_arguments, from_namespace
@@ -19,7 +18,6 @@ def add_parser(subparsers) -> None:
     p = subparsers.add_parser("predict", help="segment images with a model",
                               description="Segment one case (file(s) or a DICOM folder) or a folder of cases "
                                           "(nnU-Net naming: CASE_0000.nii.gz, CASE_0001.nii.gz, ...).")
-    p.add_argument("-m", "--model", required=True, help="model name, model folder or model zip")
     p.add_argument("-i", "--input", required=True, nargs="+",
                    help="a folder of cases, a DICOM folder, or the channel files of one case in order")
     p.add_argument("-o", "--output", required=True, help="output folder (or file name for a single case)")
@@ -40,7 +38,7 @@ def add_parser(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from .predictor import Predictor  # imports torch: only when predicting, not for `medseg --help`
+    from .ensemble import make_predictor  # imports torch: only when predicting, not for `medseg --help`
 
     options = from_namespace(args)
     if options.adaptive and args.save_probabilities:
@@ -50,7 +48,7 @@ def run(args: argparse.Namespace) -> int:
                      save_probabilities=args.save_probabilities, allow_output_inside_input=args.output_inside_input)
     if args.preview:
         check_matplotlib()  # before the work, not after it
-    predictor = Predictor.from_folder(resolve_model(args.model), options)
+    predictor = make_predictor(options)  # one model, or an ensemble (-m A -m B)
     skipped = _check_cases(jobs)
     good = [job for job in jobs if job.name not in skipped]
     for number, job in enumerate(good, 1):

@@ -26,7 +26,7 @@ ADAPTIVE_THRESHOLD = 0.5  # inference/adaptive.py: a voxel is uncertain below th
 
 
 def _option(kind: str, help: str, flag: str | None = None) -> dict[str, Any]:
-    """Field metadata: ``kind`` is one of names, device, flag, no-flag, number, text, path-or-flag."""
+    """Field metadata: ``kind`` is one of models, names, device, flag, no-flag, number, text, path-or-flag."""
     return {"kind": kind, "help": help, "flag": flag}
 
 
@@ -34,6 +34,9 @@ def _option(kind: str, help: str, flag: str | None = None) -> dict[str, Any]:
 class PredictOptions:
     """The settings of one prediction run (``None`` = the model's or the mode's default)."""
 
+    models: list[str] = field(default_factory=list, metadata=_option(
+        "models", "model name, model folder or model zip; repeat it (-m A -m B) to average the probabilities of "
+                  "several configurations of one dataset, as nnUNetv2_ensemble does", "--model"))
     folds: list[str] | None = field(default=None, metadata=_option(
         "names", "folds to ensemble (default: every numbered fold of the model)"))
     device: str = field(default="auto", metadata=_option(
@@ -74,6 +77,11 @@ class PredictOptions:
         if not self.checkpoint or "/" in self.checkpoint or "\\" in self.checkpoint:
             raise MedSegError(f"checkpoint must be a file name inside each fold folder; got {self.checkpoint!r}.")
         self.missing_channels = list(self.missing_channels or [])
+        self.models = [str(m).strip() for m in self.models or []]
+        repeated = sorted({m for m in self.models if self.models.count(m) > 1})
+        if repeated:
+            raise MedSegError(f"Model {repeated[0]} is given more than once; an ensemble needs different models "
+                              "(e.g. the 2d and 3d_fullres configurations of one dataset).")
         return self
 
     @property
@@ -109,7 +117,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     for name, meta in option_fields():
         flag, kind, help_text = cli_flag(name, meta), meta["kind"], meta["help"]
         default = getattr(defaults, name)
-        if kind == "names":
+        if kind == "models":  # the model(s) themselves: required, -m repeated for an ensemble
+            parser.add_argument("-m", flag, dest=name, action="append", required=True, metavar="MODEL",
+                                help=help_text)
+        elif kind == "names":
             parser.add_argument(flag, dest=name, nargs="+", default=default, metavar="NAME", help=help_text)
         elif kind == "flag":
             parser.add_argument(flag, dest=name, action="store_true", help=help_text)
@@ -134,8 +145,11 @@ def from_mapping(values: dict[str, Any]) -> PredictOptions:
     """Options from any mapping of field names (others ignored; ``None`` for a list = default), validated."""
     known = {name for name, _ in option_fields()}
     given = {k: v for k, v in values.items() if k in known}
-    if given.get("missing_channels") is None:
-        given.pop("missing_channels", None)
+    for name in ("missing_channels", "models"):
+        if given.get(name) is None:
+            given.pop(name, None)
+    if isinstance(given.get("models"), str):  # one model
+        given["models"] = [given["models"]]
     if isinstance(given.get("folds"), Sequence) and not isinstance(given["folds"], str):
         given["folds"] = list(given["folds"])
     return PredictOptions(**given).validate()
