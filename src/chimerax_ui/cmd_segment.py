@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +19,7 @@ from chimerax.map import MapsArg
 
 from ..errors import MedSegError
 from ..images import Image
+from ..inference.ensemble_members import check_ensemble, open_members
 from ..inference.options import PredictOptions, from_mapping, option_fields
 from ..models.model_folder import ModelFolder, open_model_folder
 from ..models.registry import resolve_model
@@ -37,15 +38,16 @@ from .volumes import (
 )
 
 # How each kind of prediction option is typed in ChimeraX (see inference/options.py).
-_ARGS = {"names": ListOf(StringArg), "device": StringArg, "flag": BoolArg, "no-flag": BoolArg,
-         "number": FloatArg, "text": StringArg, "path-or-flag": StringArg}
+_ARGS = {"models": ListOf(StringArg), "names": ListOf(StringArg), "device": StringArg, "flag": BoolArg,
+         "no-flag": BoolArg, "number": FloatArg, "text": StringArg, "path-or-flag": StringArg}
 _DISPLAY_KEYWORDS = [("surfaces", BoolArg), ("smooth", BoolArg), ("name", StringArg), ("wait", BoolArg),
                      ("save", SaveFileNameArg), ("format", EnumOf(FORMATS))]
 
 
 def register_commands(logger: Any) -> None:
-    keywords = [(name, _ARGS[meta["kind"]]) for name, meta in option_fields()]
-    register("segment", CmdDesc(required=[("model", StringArg), ("volumes", MapsArg)],
+    # the model(s) are the first argument (`segment A,B #1`: an ensemble), every other option a keyword
+    keywords = [(name, _ARGS[meta["kind"]]) for name, meta in option_fields() if meta["kind"] != "models"]
+    register("segment", CmdDesc(required=[("model", _ARGS["models"]), ("volumes", MapsArg)],
                                 keyword=keywords + _DISPLAY_KEYWORDS,
                                 synopsis="Segment medical image volumes with an nnU-Net model"), segment, logger=logger)
     register("segment stop", CmdDesc(synopsis="Stop running segmentations; nothing is added"), segment_stop,
@@ -56,7 +58,7 @@ def register_commands(logger: Any) -> None:
 class Request:
     """Everything one segmentation needs, checked on the main thread before the work starts."""
 
-    folder: ModelFolder
+    folder: ModelFolder          # the (first) model
     options: PredictOptions
     model_title: str
     volumes: list
@@ -68,20 +70,23 @@ class Request:
     smooth: bool = False
     save: str | None = None     # write the labels here once shown (segment save)
     format: str | None = None
+    ensemble: list[ModelFolder] = field(default_factory=list)  # every member, when several models are given
 
 
 @user_errors
-def segment(session: Any, model: str, volumes: Sequence, surfaces: bool = True, smooth: bool = False,
+def segment(session: Any, model: Sequence[str] | str, volumes: Sequence, surfaces: bool = True, smooth: bool = False,
             name: str | None = None, wait: bool | None = None, save: str | None = None,
             format: str | None = None, **options: Any) -> SegmentJob:
     """Start segmenting ``volumes`` (one per model channel); returns the running job.
 
+    ``model`` is one model or several of one dataset (``A,B``), whose probabilities are averaged.
     ``options`` are the prediction options (folds, device, fast, mirroring, step, ...).
     ``wait`` (default: true without a GUI, false in the GUI) blocks until the labels are shown.
     ``save FILE [format F]`` also writes the labels once they are shown (as ``segment save``).
     """
-    request = prepare(session, model, list(volumes), from_mapping(_postprocess_value(options)),
-                      surfaces, smooth, name)
+    models = [model] if isinstance(model, str) else list(model)
+    settings = from_mapping(dict(_postprocess_value(options), models=models))
+    request = prepare(session, models, list(volumes), settings, surfaces, smooth, name)
     if save:
         request.save, request.format = save, output_format(save, format)  # a bad name fails now, not after
     job = SegmentJob(session, request)
@@ -97,22 +102,28 @@ def _postprocess_value(options: dict[str, Any]) -> dict[str, Any]:
     return options
 
 
-def prepare(session: Any, model: str, volumes: list, options: PredictOptions, surfaces: bool = True,
-            smooth: bool = False, name: str | None = None) -> Request:
-    """Check everything and open the model once; raises MedSegError for any mistake."""
+def prepare(session: Any, model: str | Sequence[str], volumes: list, options: PredictOptions,
+            surfaces: bool = True, smooth: bool = False, name: str | None = None) -> Request:
+    """Check everything and open the model(s) once; raises MedSegError for any mistake."""
     if not volumes:
         raise MedSegError("No volume given: name the open image volume(s) to segment, e.g. `segment MODEL #1`.")
-    folder = _open_model(model, options.configuration)
+    models = [model] if isinstance(model, str) else list(model)
+    ensemble = _open_members(models, options.configuration) if len(models) > 1 else []
+    folder = ensemble[0] if ensemble else _open_model(models[0], options.configuration)
+    model = " + ".join(models)
     volumes = _order_volumes(session, volumes, folder.channel_names, model)
     require_torch()
     from ..inference.device import select_device  # imports torch: not at command registration
     options.device = str(select_device(options.device))  # an unusable device is reported now, resolved once
-    folder.select_folds(options.folds)
+    if ensemble:
+        check_ensemble(ensemble, options)  # folds, postprocessing and options, before the work starts
+    else:
+        folder.select_folds(options.folds)
     label_names = folder.labels.names
-    model_title = Path(model).name if ("/" in model or "\\" in model) else model
+    model_title = " + ".join(Path(m).name if ("/" in m or "\\" in m) else m for m in models)
     return Request(folder, options, model_title, volumes, label_names, folder.labels.members(),
                    label_colors(label_names, folder.dataset_json), name or f"{volumes[0].name} {model_title} labels",
-                   surfaces, smooth)
+                   surfaces, smooth, ensemble=ensemble)
 
 
 def _open_model(model: str, configuration: str | None) -> ModelFolder:
@@ -122,6 +133,14 @@ def _open_model(model: str, configuration: str | None) -> ModelFolder:
     except MedSegError as exc:
         raise MedSegError(f"{exc} List models with `segment models`.") from None
     return open_model_folder(path, configuration)
+
+
+def _open_members(models: list[str], configuration: str | None) -> list[ModelFolder]:
+    """Every member of an ensemble, checked against the others; never downloads."""
+    try:
+        return open_members(models, configuration, offline=True)
+    except MedSegError as exc:
+        raise MedSegError(f"{exc} List models with `segment models`.") from None
 
 
 def _order_volumes(session: Any, volumes: list, channel_names: list[str], model: str) -> list:
@@ -240,15 +259,20 @@ _CACHE_LOCK = threading.Lock()
 
 def _predictor_key(r: Request) -> tuple:
     o = r.options
-    return (str(r.folder.path), r.folder.configuration_name, tuple(o.folds or ()), o.device, o.effective_step,
+    return (tuple(str(f.path) for f in r.ensemble or [r.folder]), r.folder.configuration_name,
+            tuple(o.folds or ()), o.device, o.effective_step,
             o.effective_mirroring, o.checkpoint, str(o.postprocess))
 
 
 def _take_predictor(r: Request) -> Any:
+    from ..inference.ensemble import EnsemblePredictor  # imports torch: only in the worker, when first segmenting
     from ..inference.predictor import Predictor  # imports torch: only in the worker, when first segmenting
     with _CACHE_LOCK:
         cached = _PREDICTOR_CACHE.pop(_predictor_key(r), None)
-    return cached if cached is not None else Predictor.from_model(r.folder, r.options)
+    if cached is not None:
+        return cached
+    return EnsemblePredictor.from_models(r.ensemble, r.options) if r.ensemble else Predictor.from_model(r.folder,
+                                                                                                          r.options)
 
 
 def _give_back_predictor(r: Request, predictor: Any) -> None:

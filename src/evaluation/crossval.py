@@ -11,6 +11,7 @@ import math
 import os
 import shutil
 from collections.abc import Sequence
+from itertools import combinations
 from pathlib import Path
 from typing import Callable
 
@@ -21,6 +22,7 @@ from ..datasets.paths import find_dataset
 from ..errors import MedSegError
 from ..fileio import atomic_path, read_json, write_json
 from ..images import read_case, read_image, write_label_image
+from ..inference.ensemble_layout import INFERENCE_INFORMATION, ensemble_folder
 from ..inference.export import probabilities_to_labels
 from ..inference.predictor import Predictor
 from ..models.labels import LabelScheme
@@ -120,42 +122,90 @@ def summarize_crossval(model_dir: str | os.PathLike, folds: Sequence[str] | None
 def choose_best_configuration(model_dirs: Sequence[str | os.PathLike], folds: Sequence[str],
                               output: str | os.PathLike | None = None) -> dict:
     """Compare configurations (and ensembles of two, where validation probabilities were saved) by
-    the cross-validated mean foreground Dice; write and return the choice."""
-    from itertools import combinations
+    the cross-validated mean foreground Dice; write and return the choice.
+
+    Each ensemble's cross-validation is written as nnU-Net's find_best_configuration writes it:
+    ``<dataset results>/ensembles/ensemble___A___B___<folds>/`` with the averaged labels, summary.json
+    and postprocessing.json (which ``medseg predict -m A -m B --postprocess`` applies); the choice
+    also goes to ``inference_information.json`` beside the model folders, in nnU-Net's layout.
+    """
     candidates = []
     for d in model_dirs:
         summary = read_json(crossval_folder(Path(d), folds) / SUMMARY)
-        candidates.append({"models": [str(d)], "foreground_dice": summary["foreground_mean"]["Dice"]})
+        candidates.append({"models": [str(d)], "foreground_dice": summary["foreground_mean"]["Dice"],
+                           "folder": str(crossval_folder(Path(d), folds))})
     for a, b in combinations(model_dirs, 2):
-        dice = _ensemble_dice([Path(a), Path(b)], folds)
-        if dice is not None:
-            candidates.append({"models": [str(a), str(b)], "foreground_dice": dice})
+        folder = evaluate_ensemble([Path(a), Path(b)], folds)
+        if folder is not None:
+            dice = read_json(folder / SUMMARY)["foreground_mean"]["Dice"]
+            candidates.append({"models": [str(a), str(b)], "foreground_dice": dice, "folder": str(folder)})
     valid = [c for c in candidates if c["foreground_dice"] is not None and not math.isnan(c["foreground_dice"])]
     if not valid:
         raise MedSegError("No configuration has a usable cross-validation result to compare.")
-    best = max(valid, key=lambda c: c["foreground_dice"])
+    best = max(valid, key=lambda c: c["foreground_dice"])  # the first on a tie: a single configuration
     result = {"best": best, "candidates": candidates, "folds": list(folds)}
     target = Path(output) if output else Path(model_dirs[0]).parent / "best_configuration.json"
     write_json(target, json_safe(result))
+    write_json(Path(model_dirs[0]).parent / INFERENCE_INFORMATION, json_safe(inference_information(result)))
     return result
 
 
-def _ensemble_dice(model_dirs: Sequence[Path], folds: Sequence[str]) -> float | None:
-    """Mean foreground Dice of averaging the models' validation probabilities; None without them."""
-    import torch
+def evaluate_ensemble(model_dirs: Sequence[Path], folds: Sequence[str]) -> Path | None:
+    """Average the models' validation probabilities (as nnUNetv2_ensemble), write the labels, their
+    summary and the postprocessing chosen on them into the ensemble's folder; None without probabilities."""
+    import torch  # the probabilities' argmax; torch loads only when ensembles are compared
 
-    folders = [crossval_folder(d, folds) for d in model_dirs]
-    first = read_json(folders[0] / SUMMARY)["metric_per_case"]
+    sources = [crossval_folder(d, folds) for d in model_dirs]
+    first = read_json(sources[0] / SUMMARY)["metric_per_case"]
+    names = [Path(e["prediction_file"]).name.split(".")[0] for e in first]
+    if not all((f / f"{name}.npz").is_file() for f in sources for name in names):
+        return None
     dataset_json = read_json(model_dirs[0] / "dataset.json")
     scheme, regions = LabelScheme.from_dataset_json(dataset_json), dataset_regions(dataset_json)
-    entries = []
-    for entry in first:
-        name = Path(entry["prediction_file"]).name.split(".")[0]
-        files = [f / f"{name}.npz" for f in folders]
-        if not all(f.is_file() for f in files):
-            return None
-        mean = sum(np.load(f)["probabilities"].astype(np.float32) for f in files) / len(files)
+    out = ensemble_folder(model_dirs, folds)
+    entries, pairs = [], []
+    for name, entry in zip(names, first):
+        mean = sum(np.load(f / f"{name}.npz")["probabilities"].astype(np.float32) for f in sources) / len(sources)
         labels = probabilities_to_labels(torch.from_numpy(mean), scheme)
         ref = read_image(entry["reference_file"])
-        entries.append(case_entry(labels, ref.array[0].astype(np.int16), ref.spacing, regions))
-    return summarize_cases(entries, regions)["foreground_mean"]["Dice"]
+        written = write_label_image(labels, ref, out / Path(entry["prediction_file"]).name)
+        entries.append(case_entry(labels, ref.array[0].astype(np.int16), ref.spacing, regions, str(written),
+                                  entry["reference_file"]))
+        pairs.append((str(written), entry["reference_file"]))
+    write_summary(out / SUMMARY, summarize_cases(entries, regions))
+    for name in ("dataset.json", "plans.json"):  # as nnU-Net copies them: the label handling for the ensemble
+        if (model_dirs[0] / name).is_file():
+            shutil.copyfile(model_dirs[0] / name, out / name)
+    choose(out, dataset_json, pairs)
+    return out
+
+
+def inference_information(result: dict) -> dict:
+    """The choice in nnU-Net's ``inference_information.json`` layout (the postprocessing file is our JSON;
+    nnU-Net names its pickle there, which MedSeg never reads)."""
+    best, folds = result["best"], result["folds"]
+    folder = Path(best["folder"])
+    after = folder / "postprocessed" / SUMMARY
+    return {
+        "folds": folds,
+        "dataset_name_or_id": Path(best["models"][0]).parent.name,
+        "considered_models": [_identifier(Path(c["models"][0])) for c in result["candidates"]
+                              if len(c["models"]) == 1],
+        "ensembling_allowed": True,
+        "all_results": {Path(c["folder"]).name if len(c["models"]) > 1 else Path(c["models"][0]).name:
+                        c["foreground_dice"] for c in result["candidates"]},
+        "best_model_or_ensemble": {
+            "result_on_crossval_pre_pp": best["foreground_dice"],
+            "result_on_crossval_post_pp": read_json(after)["foreground_mean"]["Dice"] if after.is_file() else None,
+            "postprocessing_file": str(folder / "postprocessing.json"),
+            "some_plans_file": str(Path(best["models"][0]) / "plans.json"),
+            "selected_model_or_models": [_identifier(Path(m)) for m in best["models"]],
+        },
+    }
+
+
+def _identifier(model_dir: Path) -> dict:
+    """trainer, plans and configuration from a folder named <Trainer>__<Plans>__<configuration>."""
+    parts = model_dir.name.split("__")
+    trainer, plans, configuration = parts if len(parts) == 3 else ("", "", model_dir.name)
+    return {"configuration": configuration, "trainer": trainer, "plans_identifier": plans}
