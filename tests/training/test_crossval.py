@@ -4,9 +4,11 @@ from pathlib import Path
 
 import nibabel as nib
 import numpy as np
+import pytest
 
 from chimerax.medseg.evaluation.crossval import choose_best_configuration
 from chimerax.medseg.evaluation.postprocessing_choice import choose_postprocessing
+from chimerax.medseg.inference.ensemble_layout import find_ensemble_postprocessing
 from chimerax.medseg.inference.postprocessing import apply_postprocessing, load_postprocessing
 from chimerax.medseg.training.run import train
 from chimerax.medseg.training.trainer import TrainingOptions
@@ -97,3 +99,38 @@ def test_best_configuration_or_ensemble(tmp_path):
     assert result["best"]["models"] == [str(a), str(b)]
     assert result["best"]["foreground_dice"] > max(singles.values())
     assert json.loads((tmp_path / "best.json").read_text())["best"]["models"] == [str(a), str(b)]
+
+
+def test_the_ensembles_crossvalidation_is_written_as_nnunet_writes_it(tmp_path):
+    """ensembles/ensemble___A___B___0/ with the averaged labels, their summary and their own postprocessing,
+    and inference_information.json naming the members; `medseg predict -m A -m B --postprocess` finds it."""
+    ref = _reference()
+    onehot = np.stack([ref == k for k in range(3)]).astype(np.float32)
+    onehot[:, 10:12, 13:15, 13:15] = [[[[0.0]]], [[[1.0]]], [[[0.0]]]]  # both models see a false island
+    refs = [_write(tmp_path / "ref" / f"c{i}.nii.gz", ref) for i in range(2)]
+    rng = np.random.default_rng(1)
+    probs_a = [onehot + 0.5 * rng.normal(0, 1, onehot.shape) for _ in refs]
+    probs_b = [onehot + 0.5 * rng.normal(0, 1, onehot.shape) for _ in refs]
+    a = _fake_model(tmp_path, "A__p__3d_fullres", probs_a, refs)
+    b = _fake_model(tmp_path, "B__p__2d", probs_b, refs)
+    result = choose_best_configuration([a, b], ["0"], tmp_path / "best.json")
+    folder = tmp_path / "ensembles" / "ensemble___A__p__3d_fullres___B__p__2d___0"
+    for i, (pa, pb) in enumerate(zip(probs_a, probs_b)):
+        mean = (pa.astype(np.float16).astype(np.float32) + pb.astype(np.float16).astype(np.float32)) / 2
+        written = nib.load(str(folder / f"c{i}.nii.gz")).get_fdata().transpose(2, 1, 0)
+        np.testing.assert_array_equal(written, mean.argmax(0))
+    summary = json.loads((folder / "summary.json").read_text())
+    ensemble = [c for c in result["candidates"] if len(c["models"]) == 2][0]
+    assert summary["foreground_mean"]["Dice"] == pytest.approx(ensemble["foreground_dice"])
+    steps = load_postprocessing(folder / "postprocessing.json")
+    assert steps, "the island is in both models, so removing it must help the ensemble"
+    assert find_ensemble_postprocessing([b, a], ["0"]) == folder / "postprocessing.json"
+    info = json.loads((tmp_path / "inference_information.json").read_text())
+    best = info["best_model_or_ensemble"]
+    assert result["best"]["models"] == [str(a), str(b)]  # independent errors: averaging wins
+    assert best["selected_model_or_models"] == [
+        {"configuration": "3d_fullres", "trainer": "A", "plans_identifier": "p"},
+        {"configuration": "2d", "trainer": "B", "plans_identifier": "p"}]
+    assert best["postprocessing_file"] == str(folder / "postprocessing.json")
+    assert best["result_on_crossval_post_pp"] > best["result_on_crossval_pre_pp"]
+    assert set(info["all_results"]) == {"A__p__3d_fullres", "B__p__2d", folder.name}
