@@ -46,7 +46,7 @@ def test_cuda_is_refused_unless_this_machine_has_that_gpu():
 def _parse(argv: list[str]) -> PredictOptions:
     parser = argparse.ArgumentParser()
     add_arguments(parser)
-    return from_namespace(parser.parse_args(argv))
+    return from_namespace(parser.parse_args(["-m", "A", *argv]))
 
 
 def test_command_line_options_map_onto_the_one_declaration():
@@ -55,6 +55,7 @@ def test_command_line_options_map_onto_the_one_declaration():
     assert (o.folds, o.device, o.mirroring, o.step, o.postprocess, o.missing_channels) == (
         ["0", "2"], "cuda:1", False, 0.6, True, ["T2"])
     assert _parse(["--no-tta"]).mirroring is False  # nnU-Net's word, an alias
+    assert (o.models, _parse(["-m", "B", "--model", "C"]).models) == (["A"], ["A", "B", "C"])  # -m repeated
     defaults = _parse([])
     assert (defaults.effective_step, defaults.effective_mirroring, defaults.folds) == (0.5, True, None)
     fast = _parse(["--fast"])
@@ -64,7 +65,8 @@ def test_command_line_options_map_onto_the_one_declaration():
 
 @pytest.mark.parametrize("argv, message", [(["--step", "0"], "step must be in"), (["--step", "1.5"], "step must be in"),
                                            (["--device", "tpu"], "Unknown device"),
-                                           (["--checkpoint", "../x.pth"], "checkpoint must be a file name")])
+                                           (["--checkpoint", "../x.pth"], "checkpoint must be a file name"),
+                                           (["-m", "A"], "given more than once")])
 def test_bad_values_are_refused_by_the_one_check(argv, message):
     with pytest.raises(MedSegError, match=message):
         _parse(argv)
