@@ -22,6 +22,7 @@ def _open_case(session):
 @pytest.fixture(scope="module")
 def cli_labels(tmp_path_factory):
     import nibabel as nib
+
     from chimerax.medseg.cli import main
     out = tmp_path_factory.mktemp("predict") / "typical.nii.gz"
     assert main(["predict", "-m", str(MODELS[0]), "-m", str(MODELS[1]), "-i", *map(str, CASE), "-o", str(out),
