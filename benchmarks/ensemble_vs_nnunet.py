@@ -86,7 +86,7 @@ def main() -> None:
         for model in MODELS:
             theirs.append(measure([str(BIN / "nnUNetv2_predict_from_modelfolder"), "-i", str(root / "in"),
                                    "-o", str(root / model.name), "-m", str(model), "-f", "0", "--save_probabilities",
-                                   "--disable_tta", "-device", "cpu", "-npp", "0", "-nps", "0",
+                                   "--disable_tta", "-device", "cpu", "-npp", "1", "-nps", "1",
                                    "--disable_progress_bar"]))
         theirs.append(measure([str(BIN / "nnUNetv2_ensemble"), "-i", *(str(root / m.name) for m in MODELS),
                                "-o", str(root / "ensemble"), "-np", "1"]))

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
+from ..datasets.paths import DATASET_FOLDER, data_folder
 from ..errors import MedSegError
 from ..models import cache
 from ..models.manifest import load_manifest
@@ -57,25 +58,48 @@ def _describe(folder: ModelFolder) -> str:
 
 def open_members(models: Sequence[str], configuration: str | None = None,
                  offline: bool | None = None) -> list[ModelFolder]:
-    """Every member opened and checked; nothing is fetched until every other member is known to exist."""
+    """Every member opened and checked; nothing is fetched until every other member is known to exist.
+
+    A member is a model name, folder or zip, or ``MODEL:CONFIGURATION`` for one configuration of a
+    model that holds several (a dataset's results folder by id or name, ``901:2d``, or a zip)."""
+    specs = [split_configuration(text) for text in models]
     paths: dict[int, Path] = {}
-    fetch_later = [i for i, text in enumerate(models) if not offline and _fetchable(text)]
-    for i, text in enumerate(models):
+    fetch_later = [i for i, (model, _) in enumerate(specs) if not offline and _fetchable(model)]
+    for i, (model, config) in enumerate(specs):
         if i not in fetch_later:
             try:
-                paths[i] = resolve_model(text, offline=True)
+                paths[i] = _locate(model, config, offline=True)
             except MedSegError as exc:
-                raise MedSegError(f"Ensemble member {text}: {exc}") from None
+                raise MedSegError(f"Ensemble member {models[i]}: {exc}") from None
     for i in fetch_later:
-        paths[i] = resolve_model(models[i], offline=offline)
+        paths[i] = resolve_model(specs[i][0], offline=offline)
     folders = []
     for i, text in enumerate(models):
         try:
-            folders.append(open_model_folder(paths[i], configuration))
+            folders.append(open_model_folder(paths[i], specs[i][1] or configuration))
         except MedSegError as exc:
             raise MedSegError(f"Ensemble member {text}: {exc}") from None
     check_members(folders, models)
     return folders
+
+
+def split_configuration(text: str) -> tuple[str, str | None]:
+    """``MODEL:CONFIGURATION`` -> (MODEL, CONFIGURATION); anything else (an existing path, C:\\...) as is."""
+    model, _, configuration = text.rpartition(":")
+    if not model or not configuration or Path(text).exists() or any(c in configuration for c in "/\\"):
+        return text, None
+    return model, configuration
+
+
+def _locate(model: str, configuration: str | None, offline: bool | None) -> Path:
+    """With a configuration, a dataset's results folder for its id or name (its configurations sit side
+    by side there); else what the registry finds for a name, folder or zip."""
+    if configuration and (model.isdigit() or DATASET_FOLDER.match(model)):
+        results = data_folder("results")
+        found = sorted(results.glob(f"Dataset{int(model):03d}_*")) if model.isdigit() else [results / model]
+        if found and found[0].is_dir():
+            return found[0]
+    return resolve_model(model, offline=offline)
 
 
 def _fetchable(text: str) -> bool:

@@ -168,3 +168,17 @@ def test_a_missing_member_or_an_impossible_option_is_one_error(tmp_path, capsys,
 
 def test_the_same_model_twice_is_refused(tmp_path, capsys):
     _refused(capsys, [MODELS[0], MODELS[0]], tmp_path / "out", "given more than once")
+
+
+def test_members_named_as_configurations_of_one_trained_dataset(ours, tmp_path, monkeypatch):
+    """`-m 901:3d_fullres -m Dataset901_ParityPhantom:2d`: the configurations in nnU-Net's results folder."""
+    _results_folder(tmp_path)
+    monkeypatch.setenv("nnUNet_results", str(tmp_path))
+    labels = _labels(_predict(["901:3d_fullres", "Dataset901_ParityPhantom:2d"], tmp_path / "named.nii.gz"))
+    np.testing.assert_array_equal(labels, _labels(ours))
+
+
+def test_a_configuration_the_dataset_lacks_is_one_error(tmp_path, capsys, monkeypatch):
+    _results_folder(tmp_path)
+    monkeypatch.setenv("nnUNet_results", str(tmp_path))
+    _refused(capsys, ["901:3d_fullres", "901:3d_lowres"], tmp_path / "out", "Ensemble member 901:3d_lowres")
