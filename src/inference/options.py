@@ -36,7 +36,8 @@ class PredictOptions:
 
     models: list[str] = field(default_factory=list, metadata=_option(
         "models", "model name, model folder or model zip; repeat it (-m A -m B) to average the probabilities of "
-                  "several configurations of one dataset, as nnUNetv2_ensemble does", "--model"))
+                  "several configurations of one dataset, as nnUNetv2_ensemble does (a member may be "
+                  "MODEL:CONFIGURATION, e.g. 901:2d for a dataset trained here)", "--model"))
     folds: list[str] | None = field(default=None, metadata=_option(
         "names", "folds to ensemble (default: every numbered fold of the model)"))
     device: str = field(default="auto", metadata=_option(

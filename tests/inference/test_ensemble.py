@@ -11,6 +11,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 import torch
+from inference_helpers import make_model
 from nnunetv2.ensembling.ensemble import merge_files
 from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
 from nnunetv2.postprocessing.remove_connected_components import remove_all_but_largest_component_from_segmentation
@@ -182,3 +183,33 @@ def test_a_configuration_the_dataset_lacks_is_one_error(tmp_path, capsys, monkey
     _results_folder(tmp_path)
     monkeypatch.setenv("nnUNet_results", str(tmp_path))
     _refused(capsys, ["901:3d_fullres", "901:3d_lowres"], tmp_path / "out", "Ensemble member 901:3d_lowres")
+
+
+def test_region_models_average_sigmoids_as_nnunet_does(tmp_path, case_files):
+    """Two region models of one dataset (seeds 0 and 3): sigmoids averaged, then regions in their class order."""
+    labels = {"background": 0, "whole": [1, 2], "core": [2]}
+    members = [make_model(tmp_path / f"seed{seed}", labels, regions_class_order=[1, 2], seed=seed) for seed in (0, 3)]
+    folders = []
+    for i, model in enumerate(members):
+        predictor = nnUNetPredictor(tile_step_size=0.5, use_mirroring=False, device=torch.device("cpu"),
+                                    verbose=False, allow_tqdm=False)
+        predictor.initialize_from_trained_model_folder(str(model), use_folds=(0,),
+                                                       checkpoint_name="checkpoint_final.pth")
+        folders.append(tmp_path / f"nnunet{i}")
+        folders[-1].mkdir()
+        predictor.predict_from_files_sequential([[str(f) for f in case_files]], str(folders[-1]),
+                                                save_probabilities=True)
+    plans = PlansManager(str(folders[0] / "plans.json"))
+    (tmp_path / "ensemble").mkdir()
+    merge_files([str(f / "case.npz") for f in folders], str(tmp_path / "ensemble" / "case"), ".nii.gz",
+                plans.image_reader_writer_class(), plans.get_label_manager(json.loads((folders[0] / "dataset.json")
+                                                                                     .read_text())))
+    theirs = _labels(tmp_path / "ensemble" / "case.nii.gz")
+    args = ["predict", "--quiet", "--device", "cpu", "--no-mirroring", "-m", str(members[0]), "-m", str(members[1])]
+    assert main([*args, "-i", *map(str, case_files), "-o", str(tmp_path / "ours.nii.gz")]) == 0
+    ours = _labels(tmp_path / "ours.nii.gz")
+    for value in (1, 2):
+        assert (theirs == value).sum() > 20, "nnU-Net's ensemble must find every region for the test to mean much"
+        assert _dice(ours == value, theirs == value) >= 0.99
+    alone = [_dice(_labels(f / "case.nii.gz") > 0, theirs > 0) for f in folders]
+    assert min(alone) < 0.97, f"the members must disagree for the test to see both averaged (Dice {alone})"
