@@ -23,8 +23,10 @@ from ..errors import MedSegError
 from ..fileio import atomic_path, read_json, write_json
 from ..images import read_case, read_image, write_label_image
 from ..inference.ensemble_layout import INFERENCE_INFORMATION, ensemble_folder
+from ..inference.ensemble_members import check_members
 from ..inference.export import probabilities_to_labels
 from ..inference.predictor import Predictor
+from ..models.description import ModelFolder
 from ..models.labels import LabelScheme
 from .metrics import dataset_regions
 from .postprocessing_choice import choose_postprocessing as choose
@@ -129,6 +131,7 @@ def choose_best_configuration(model_dirs: Sequence[str | os.PathLike], folds: Se
     and postprocessing.json (which ``medseg predict -m A -m B --postprocess`` applies); the choice
     also goes to ``inference_information.json`` beside the model folders, in nnU-Net's layout.
     """
+    check_same_dataset(model_dirs)
     candidates = []
     for d in model_dirs:
         summary = read_json(crossval_folder(Path(d), folds) / SUMMARY)
@@ -150,10 +153,20 @@ def choose_best_configuration(model_dirs: Sequence[str | os.PathLike], folds: Se
     return result
 
 
+def check_same_dataset(model_dirs: Sequence[str | os.PathLike]) -> None:
+    """Configurations compared (and ensembled) must be of one dataset: same dataset, channels and labels."""
+    folders = []
+    for d in model_dirs:
+        plans = Path(d) / "plans.json"
+        folders.append(ModelFolder(Path(d), read_json(Path(d) / "dataset.json"),
+                                   read_json(plans) if plans.is_file() else {}, Path(d).name))
+    check_members(folders, [str(d) for d in model_dirs])
+
+
 def evaluate_ensemble(model_dirs: Sequence[Path], folds: Sequence[str]) -> Path | None:
     """Average the models' validation probabilities (as nnUNetv2_ensemble), write the labels, their
     summary and the postprocessing chosen on them into the ensemble's folder; None without probabilities."""
-    import torch  # the probabilities' argmax; torch loads only when ensembles are compared
+    import torch
 
     sources = [crossval_folder(d, folds) for d in model_dirs]
     first = read_json(sources[0] / SUMMARY)["metric_per_case"]

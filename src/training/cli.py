@@ -118,9 +118,12 @@ def run_train(args: argparse.Namespace) -> int:
 
 def run_crossval(args: argparse.Namespace) -> int:
     from ..evaluation.crossval import (  # loaded when the command runs (fast start-up)
+        check_same_dataset,
         choose_best_configuration,
         summarize_crossval,
     )
+    if len(args.models) > 1:
+        check_same_dataset(args.models)  # before any summary is written
     for model in args.models:
         summary = summarize_crossval(model, args.folds)
         print(f"{model}: cross-validated mean foreground Dice {summary['foreground_mean']['Dice']:.4f}")

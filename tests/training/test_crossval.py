@@ -6,6 +6,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 
+from chimerax.medseg.cli import main
 from chimerax.medseg.evaluation.crossval import choose_best_configuration
 from chimerax.medseg.evaluation.postprocessing_choice import choose_postprocessing
 from chimerax.medseg.inference.ensemble_layout import find_ensemble_postprocessing
@@ -134,3 +135,18 @@ def test_the_ensembles_crossvalidation_is_written_as_nnunet_writes_it(tmp_path):
     assert best["postprocessing_file"] == str(folder / "postprocessing.json")
     assert best["result_on_crossval_post_pp"] > best["result_on_crossval_pre_pp"]
     assert set(info["all_results"]) == {"A__p__3d_fullres", "B__p__2d", folder.name}
+
+
+def test_crossval_of_configurations_with_different_labels_is_one_error(tmp_path, capsys):
+    ref = _reference()
+    refs = [_write(tmp_path / "ref" / "c0.nii.gz", ref)]
+    onehot = np.stack([ref == k for k in range(3)]).astype(np.float32)
+    a = _fake_model(tmp_path, "A__p__3d_fullres", [onehot], refs)
+    b = _fake_model(tmp_path, "B__p__2d", [onehot], refs)
+    (b / "dataset.json").write_text(json.dumps({**DATASET, "labels": {"background": 0, "lesion": 1, "organ": 2}}))
+    before = (a / "crossval_results_folds_0" / "summary.json").read_text()
+    assert main(["crossval", str(a), str(b), "-f", "0"]) == 1
+    err = capsys.readouterr().err
+    assert "predict different labels" in err and "Traceback" not in err
+    assert (a / "crossval_results_folds_0" / "summary.json").read_text() == before  # nothing was redone
+    assert not (tmp_path / "ensembles").exists() and not (tmp_path / "inference_information.json").exists()
