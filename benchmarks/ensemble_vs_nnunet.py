@@ -12,7 +12,7 @@ largest of its three commands, its time their sum. Prints times, peaks, the byte
 between its steps, their ratios and the labels' per-class Dice. Nothing here asserts a time.
 
 Usage (the test environment .venv has nnunetv2):
-    OMP_NUM_THREADS=1 python benchmarks/ensemble_vs_nnunet.py [--scale 4]
+    OMP_NUM_THREADS=1 python benchmarks/ensemble_vs_nnunet.py [--scale 4] [--ours-only]
 """
 from __future__ import annotations
 
@@ -70,6 +70,7 @@ def dice_per_label(a: np.ndarray, b: np.ndarray) -> dict[int, float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--scale", type=int, default=4, help="voxels per fixture voxel along each axis (default 4)")
+    parser.add_argument("--ours-only", action="store_true", help="only MedSeg (the ensemble and each member alone)")
     args = parser.parse_args()
     os.environ.setdefault("nnUNet_raw", tempfile.gettempdir())  # nnU-Net warns without them; none is used
     os.environ.setdefault("nnUNet_preprocessed", tempfile.gettempdir())
@@ -82,6 +83,15 @@ def main() -> None:
         ours_out = root / "ours" / "typical.nii.gz"
         ours = measure([str(BIN / "medseg"), "predict", "--quiet", "-m", str(MODELS[0]), "-m", str(MODELS[1]),
                         "-i", *map(str, case), "-o", str(ours_out), "--no-mirroring", "--device", "cpu"])
+        singles = [measure([str(BIN / "medseg"), "predict", "--quiet", "-m", str(m), "-i", *map(str, case),
+                            "-o", str(root / f"single_{m.name}.nii.gz"), "--no-mirroring", "--device", "cpu"])
+                   for m in MODELS]
+        one_member = 3 * int(np.prod(shape)) * 4 / 2**20  # float32 probabilities of one member on the input grid
+        print(f"MedSeg, each member alone: {' / '.join(f'{t:.1f} s, {p:.0f} MB' for t, p in singles)}; the ensemble "
+              f"adds {ours[1] - max(p for _, p in singles):.0f} MB to the larger (one member's probabilities: "
+              f"{one_member:.0f} MB)")
+        if args.ours_only:
+            return
         theirs = []
         for model in MODELS:
             theirs.append(measure([str(BIN / "nnUNetv2_predict_from_modelfolder"), "-i", str(root / "in"),
