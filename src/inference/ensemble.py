@@ -4,9 +4,9 @@
 probabilities (softmax, or sigmoid per region) with equal weights in float32, then takes the
 argmax (or the regions, later ones winning). The same average is made here in memory: the members
 predict in turn, each member's probabilities on the input grid are added to a running sum and
-dropped, so the peak is one member's own peak plus two probability arrays (its probabilities on the
-input grid and the sum), however many members there are, and no probability file is written. Members are checked against each other (dataset, channels, labels) before any
-checkpoint is loaded.
+dropped, so the peak is one member's own peak plus two probability arrays (its probabilities on
+the input grid and the sum), however many members there are, and no probability file is written.
+Members are checked against each other (dataset, channels, labels) before any checkpoint is loaded.
 """
 from __future__ import annotations
 
