@@ -7,6 +7,7 @@ member is one clear error before the work starts. No torch here (ChimeraX checks
 """
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -121,11 +122,11 @@ def check_ensemble(folders: Sequence[ModelFolder], options: PredictOptions) -> P
 
 
 def ensemble_postprocessing_file(folders: Sequence[ModelFolder], folds: Sequence[str],
-                                 postprocess: bool | str) -> Path | None:
+                                 postprocess: bool | str | os.PathLike) -> Path | None:
     """The postprocessing chosen for this ensemble (never a member's own), or the file given."""
     if not postprocess:
         return None
-    path = Path(postprocess) if isinstance(postprocess, str) else \
+    path = Path(postprocess) if isinstance(postprocess, (str, os.PathLike)) else \
         find_ensemble_postprocessing([f.path for f in folders], folds)
     if path is None or not path.is_file():
         where = Path(folders[0].path).parent / ENSEMBLES_DIR
