@@ -245,10 +245,10 @@ def _predictor_key(r: Request) -> tuple:
 
 
 def _take_predictor(r: Request) -> Any:
-    from ..inference.predictor import Predictor  # imports torch: only in the worker, when first segmenting
+    from ..inference.cascade_predictor import load_predictor  # imports torch: only in the worker, when segmenting
     with _CACHE_LOCK:
         cached = _PREDICTOR_CACHE.pop(_predictor_key(r), None)
-    return cached if cached is not None else Predictor.from_model(r.folder, r.options)
+    return cached if cached is not None else load_predictor(r.folder, r.options)  # a cascade: both stages
 
 
 def _give_back_predictor(r: Request, predictor: Any) -> None:
