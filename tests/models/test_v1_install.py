@@ -15,8 +15,11 @@ import pytest
 
 from chimerax.medseg.errors import MedSegError
 from chimerax.medseg.images import Image
+from chimerax.medseg.inference.cascade_predictor import load_predictor
+from chimerax.medseg.inference.options import PredictOptions
 from chimerax.medseg.inference.predictor import Predictor
 from chimerax.medseg.models.install import install_model
+from chimerax.medseg.models.model_folder import open_model_folder
 from chimerax.medseg.models.safe_pickle import loads_data_pickle
 
 DATA = Path(__file__).resolve().parent.parent / "data" / "nnunet_v1"
@@ -150,7 +153,7 @@ def test_v1s_fold_all_folder_is_named_all(cache, tmp_path):
 
 def test_a_zip_with_several_configurations_and_a_cascade_installs_and_runs_3d_fullres(cache, tmp_path):
     """Published v1 zips hold 2d, 3d_lowres, 3d_fullres and 3d_cascade_fullres; the cascade is checked
-    for safety, installed, and refused only when asked for."""
+    for safety and installed; asked for without its 3d_lowres stage, it says what is missing."""
     members = _members(MRI)
     cascade = "nnUNetTrainerV2CascadeFullRes__nnUNetPlansv2.1"
     for name, data in list(members.items()):
@@ -162,5 +165,7 @@ def test_a_zip_with_several_configurations_and_a_cascade_installs_and_runs_3d_fu
     folder = install_model("several", _write_zip(tmp_path / "m.zip", members))
     predictor = Predictor.from_folder(folder, folds=[0])
     assert predictor.model.configuration_name == "3d_fullres"
-    with pytest.raises(MedSegError, match="cascade"):
-        Predictor.from_folder(folder, configuration="3d_cascade_fullres")
+    cascade_model = open_model_folder(folder, "3d_cascade_fullres")
+    assert cascade_model.configuration["previous_stage"] == "3d_lowres"
+    with pytest.raises(MedSegError, match=r"needs its 3d_lowres stage .*3d_lowres/Task"):
+        load_predictor(cascade_model, PredictOptions(device="cpu").validate())
