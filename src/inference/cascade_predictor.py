@@ -4,7 +4,8 @@
 :func:`load_predictor` when the model is a cascade stage; any other model gets a plain Predictor.
 The previous stage's labels come from its own model folder beside the cascade stage's (the
 dataset's results folder holds both), run here on the same case with the same folds and settings
-but no postprocessing (as ``nnUNetv2_predict`` runs it), or from a folder of its predictions
+but no postprocessing (as ``nnUNetv2_predict`` runs it; nnU-Net v1 applies the lowres model's
+postprocessing.json, and so does this for v1 models), or from a folder of its predictions
 (``--prev-stage-predictions``, like nnUNetv2_predict's ``-prev_stage_predictions``).
 """
 from __future__ import annotations
@@ -23,6 +24,7 @@ from ..models.description import ModelFolder
 from ..models.model_folder import open_model_folder
 from .cascade import previous_stage_dir, previous_stage_file, previous_stage_name, read_previous_stage
 from .options import PredictOptions
+from .postprocessing import find_postprocessing_file
 from .predictor import Prediction, Predictor
 
 PREVIOUS_SHARE = 0.4  # of the progress bar: the previous stage's part (it runs on a coarser grid)
@@ -50,7 +52,8 @@ class CascadePredictor:
                                   "stage's prediction of each case, named like the case).")
             return cls(Predictor.from_model(folder, options), None, given)
         previous_folder = open_model_folder(previous_stage_dir(folder), name)  # checked before any weights load
-        previous_options = dataclasses.replace(options, configuration=name, postprocess=False)
+        previous_options = dataclasses.replace(options, configuration=name,
+                                               postprocess=_v1_postprocesses(folder, previous_folder, options))
         previous = Predictor.from_model(previous_folder, previous_options)
         return cls(Predictor.from_model(folder, options), previous)
 
@@ -105,6 +108,14 @@ class CascadePredictor:
         prediction.timings = {"previous stage": seconds, **prediction.timings,
                               "total": time.perf_counter() - start}
         return prediction
+
+
+def _v1_postprocesses(folder: ModelFolder, previous: ModelFolder, options: PredictOptions) -> bool:
+    """nnU-Net v1's nnUNet_predict applies the lowres model's postprocessing.json to the labels it feeds the
+    cascade (when the file exists); nnU-Net v2's cascade takes the lowres stage's raw labels."""
+    if not folder.configuration.get("previous_stage_uncropped"):
+        return False
+    return find_postprocessing_file(previous.path, previous.select_folds(options.folds)) is not None
 
 
 def load_predictor(folder: ModelFolder, options: PredictOptions,

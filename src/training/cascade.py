@@ -7,7 +7,8 @@ With all folds of the lowres stage validated, every case has one made by a model
 it; the cascade stage trains on those. Each training patch carries that map as a second
 segmentation channel through the spatial augmentation (nearest neighbour, like the labels), and
 it reaches the network one-hot encoded per foreground label after the image channels, as at
-inference (inference/cascade.py).
+inference (inference/cascade.py); in training the one-hot maps are perturbed as nnU-Net perturbs them
+(random dilation/erosion/opening/closing, a removed connected component).
 """
 from __future__ import annotations
 
@@ -67,9 +68,72 @@ class CascadeCases(PreprocessedCases):
         return self._cache[name]
 
 
-def with_previous_stage_input(data, seg, dataset_json: dict):
-    """Batches (b, c, ...) + (b, 2, ...) -> network input with the one-hot previous stage, and (b, 1, ...) labels."""
+def with_previous_stage_input(data, seg, dataset_json: dict, rngs: Sequence[np.random.Generator] | None = None):
+    """Batches (b, c, ...) + (b, 2, ...) -> network input with the one-hot previous stage, and (b, 1, ...) labels.
+
+    ``rngs`` (one per sample): perturb each sample's one-hot maps as nnU-Net's cascade training does
+    (:func:`perturb_previous_stage`); None (validation) leaves them as they are.
+    """
     import torch
+    values = foreground_values(dataset_json)
     previous = seg[:, 1]
-    onehot = [(previous == value).to(data.dtype)[:, None] for value in foreground_values(dataset_json)]
-    return torch.cat([data, *onehot], 1), seg[:, :1]
+    onehot = torch.stack([(previous == value) for value in values], 1).to(data.dtype)
+    if rngs is not None:
+        perturbed = [perturb_previous_stage(onehot[i].cpu().numpy() > 0, rng) for i, rng in enumerate(rngs)]
+        onehot = torch.from_numpy(np.stack(perturbed)).to(device=data.device, dtype=data.dtype)
+    return torch.cat([data, onehot], 1), seg[:, :1]
+
+
+CASCADE_STREAM = 11  # the random stream of the perturbations (training/data.py sample_seed)
+
+# nnU-Net's cascade augmentation of the previous stage's one-hot maps (its nnUNetTrainer: a random
+# binary operator with p 0.4, a removed connected component with p 0.2; each label with p 0.5)
+MORPHOLOGY_P, COMPONENT_P, PER_LABEL_P = 0.4, 0.2, 0.5
+STRUCTURE_RADIUS = (1, 8)
+LARGEST_REMOVED_COMPONENT = 0.15  # of the patch: larger components are never removed
+
+
+def perturb_previous_stage(onehot: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """One sample's one-hot maps (k, *patch) bool, perturbed so the cascade does not trust them blindly."""
+    out = onehot.copy()
+    if rng.random() < MORPHOLOGY_P:
+        for channel in rng.permutation(len(out)):
+            if rng.random() < PER_LABEL_P:
+                _random_morphology(out, int(channel), rng)
+    if rng.random() < COMPONENT_P:
+        for channel in rng.permutation(len(out)):
+            if rng.random() < PER_LABEL_P:
+                _remove_random_component(out[channel], rng)
+    return out.astype(np.float32)
+
+
+def _random_morphology(onehot: np.ndarray, channel: int, rng: np.random.Generator) -> None:
+    from scipy import ndimage
+    operation = [ndimage.binary_dilation, ndimage.binary_erosion, ndimage.binary_closing,
+                 ndimage.binary_opening][int(rng.integers(4))]
+    radius = float(rng.uniform(*STRUCTURE_RADIUS))
+    before = onehot[channel]
+    after = operation(before, structure=_ball(radius, before.ndim))
+    added = after & ~before
+    onehot[:, added] = False  # stays one-hot: what a label gained, the others lose
+    onehot[channel] = after
+
+
+def _remove_random_component(mask: np.ndarray, rng: np.random.Generator) -> None:
+    from scipy import ndimage
+    components, count = ndimage.label(mask)
+    if count == 0:
+        return
+    sizes = np.bincount(components.ravel())[1:]
+    small = np.flatnonzero(sizes <= LARGEST_REMOVED_COMPONENT * mask.size) + 1
+    if small.size:
+        mask[components == small[rng.integers(small.size)]] = False
+
+
+def _ball(radius: float, ndim: int) -> np.ndarray:
+    r = int(np.floor(radius))
+    grid = np.ogrid[tuple(slice(-r, r + 1) for _ in range(ndim))]
+    squared = np.zeros([2 * r + 1] * ndim)
+    for g in grid:
+        squared = squared + g.astype(np.float64) ** 2
+    return np.asarray(squared <= radius ** 2, dtype=bool)

@@ -27,8 +27,14 @@ from ..network.build import build_network
 from . import checkpoints as ckpt
 from .advisor import advise, check_loss
 from .augmentation import AugmentationSettings, Augmenter, default_settings
-from .cascade import CascadeCases, check_previous_stage, previous_stage_channels, with_previous_stage_input
-from .data import PatchSampler, PreprocessedCases
+from .cascade import (
+    CASCADE_STREAM,
+    CascadeCases,
+    check_previous_stage,
+    previous_stage_channels,
+    with_previous_stage_input,
+)
+from .data import PatchSampler, PreprocessedCases, sample_seed
 from .loader import BatchStream, augment_batch, make_loader
 from .losses import (
     DeepSupervisionLoss,
@@ -381,7 +387,9 @@ class Trainer:
         if self.augment_on_device:
             data, seg = augment_batch(self.augmenter, data, seg, step, self.local_indices(), self.options.seed)
         if self.previous_stage_dir is not None:  # a cascade: seg's second channel is the previous stage's map
-            data, seg = with_previous_stage_input(data, seg, self.setup.dataset_json)
+            rngs = [np.random.default_rng(sample_seed(self.options.seed, step, i, CASCADE_STREAM))
+                    for i in self.local_indices()] if self.network.training and self.options.augment else None
+            data, seg = with_previous_stage_input(data, seg, self.setup.dataset_json, rngs)
         return data.float(), seg.clamp_min(0).to(torch.int16)
 
     def _cases(self, names: list[str]) -> PreprocessedCases:

@@ -105,3 +105,22 @@ def test_trained_cascade_loads_and_predicts_in_ours_and_nnunets(trained_cascade,
     assert (ours_prediction.labels == theirs_labels).mean() > 0.999
     theirs_probabilities = np.load(tmp_path / "out" / "case001.npz")["probabilities"]
     assert np.abs(ours_prediction.probabilities - theirs_probabilities).max() <= 0.02
+
+
+def test_previous_stage_perturbations_keep_one_hot_and_are_reproducible():
+    """nnU-Net's cascade augmentation: sometimes a label's map is dilated/eroded/opened/closed or loses a
+    component; the maps stay one-hot (a voxel gained by one label is lost by the others)."""
+    from chimerax.medseg.training.cascade import perturb_previous_stage
+    labels = np.zeros((20, 20, 20), np.int8)
+    labels[4:12, 4:12, 4:12] = 1
+    labels[8:10, 8:10, 8:10] = 2
+    labels[15:18, 15:18, 15:18] = 1  # a second, small component of label 1
+    onehot = np.stack([labels == 1, labels == 2])
+    changed = 0
+    for seed in range(40):
+        out = perturb_previous_stage(onehot, np.random.default_rng(seed))
+        assert out.shape == onehot.shape and set(np.unique(out)) <= {0.0, 1.0}
+        assert out.sum(0).max() <= 1  # never two labels on one voxel
+        assert np.array_equal(out, perturb_previous_stage(onehot, np.random.default_rng(seed)))
+        changed += not np.array_equal(out > 0, onehot)
+    assert 5 <= changed <= 35  # applied to a share of the samples, as nnU-Net's probabilities say
