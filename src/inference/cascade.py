@@ -7,8 +7,8 @@ case's own grid, one-hot encoded. How that map reaches the network's grid differ
 - nnU-Net v2 preprocesses it together with the image, like a training label map (transpose, crop
   to the image's non-zero box, resample as a segmentation), so it stays aligned with the image;
 - nnU-Net v1 (``"previous_stage_uncropped": True`` in the configuration, models/v1_folder.py)
-  transposes the *uncropped* map and resizes it to the preprocessed (cropped) image's shape, each
-  label's indicator linearly with the 0.5 threshold, later labels overwriting earlier ones. That
+  transposes the *uncropped* map and resizes it to the preprocessed (cropped) image's shape (as a
+  label map: each label's indicator linearly, the best-scoring label wins). That
   misaligns the two wherever cropping removed something; it is what v1's models were trained and
   evaluated with, so it is reproduced here.
 
@@ -23,8 +23,8 @@ import numpy as np
 
 from ..errors import MedSegError
 from ..images import Image, read_image
-from ..models.description import ModelFolder
-from ..preprocessing.resampling import resample_volume
+from ..models.description import ModelFolder, foreground_values
+from ..preprocessing.segmentation import resample_label_volume
 
 __all__ = ["previous_stage_name", "foreground_values", "previous_stage_channels", "previous_stage_input",
            "previous_stage_dir", "previous_stage_file", "read_previous_stage"]
@@ -36,19 +36,9 @@ def previous_stage_name(config: dict) -> str | None:
     return str(name) if name else None
 
 
-def foreground_values(dataset_json: dict) -> list[int]:
-    """Every label value but background (and the ignore label), sorted: the cascade's one-hot channels."""
-    values: set[int] = set()
-    for name, value in (dataset_json.get("labels") or {}).items():
-        if name == "ignore":
-            continue
-        values.update(int(v) for v in (value if isinstance(value, (list, tuple)) else [value]))
-    return sorted(v for v in values if v != 0)
-
-
 def previous_stage_channels(model: ModelFolder) -> int:
     """Extra input channels the model's network takes: one per foreground label for a cascade stage, else 0."""
-    return len(foreground_values(model.dataset_json)) if previous_stage_name(model.configuration) else 0
+    return model.num_input_channels - len(model.channel_names)
 
 
 def one_hot(labels: np.ndarray, values: list[int], dtype=np.float32) -> np.ndarray:
@@ -87,14 +77,9 @@ def previous_stage_input(data: np.ndarray, seg: np.ndarray | None, labels: np.nd
 
 
 def resize_uncropped(labels: np.ndarray, transpose: list[int], shape: tuple[int, ...]) -> np.ndarray:
-    """nnU-Net v1's rule: the whole (uncropped) map, transposed, resized to ``shape``: each value's indicator
-    linearly (no separate z), set where it reaches 0.5, in increasing value order (later values win)."""
-    labels = labels.transpose(transpose)
-    out = np.zeros(shape, dtype=labels.dtype)
-    for value in np.unique(labels):
-        score = resample_volume((labels == value).astype(np.float64), shape, 1, None)
-        out[score >= 0.5] = value
-    return out
+    """nnU-Net v1's rule: the whole (uncropped) map, transposed, resized to ``shape`` as a label map (each
+    label's indicator linearly, no separate z; the best-scoring label wins), not cropped first."""
+    return resample_label_volume(labels.transpose(transpose), shape, axis=None, order=1)
 
 
 def previous_stage_dir(model: ModelFolder) -> Path:

@@ -31,7 +31,7 @@ def open_model_folder(path: str | os.PathLike, configuration: str | None = None)
     name = configuration or _configuration_from_name(folder.name) or _only_configuration(plans, folder)
     model = ModelFolder(folder, dataset_json, plans, name, folds)
     if "architecture" in model.configuration:  # (a model listed or installed only may lack one)
-        check_architecture(model.configuration, len(model.channel_names), model.labels.num_outputs)
+        check_architecture(model.configuration, model.num_input_channels, model.labels.num_outputs)
     return model
 
 
