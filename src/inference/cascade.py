@@ -26,7 +26,7 @@ from ..images import Image, read_image
 from ..models.description import ModelFolder, foreground_values
 from ..preprocessing.segmentation import resample_label_volume
 
-__all__ = ["previous_stage_name", "foreground_values", "previous_stage_channels", "previous_stage_input",
+__all__ = ["previous_stage_name", "foreground_values", "previous_stage_input",
            "previous_stage_dir", "previous_stage_file", "read_previous_stage"]
 
 
@@ -34,11 +34,6 @@ def previous_stage_name(config: dict) -> str | None:
     """The configuration whose segmentation this one takes as input (nnU-Net's ``previous_stage``)."""
     name = config.get("previous_stage")
     return str(name) if name else None
-
-
-def previous_stage_channels(model: ModelFolder) -> int:
-    """Extra input channels the model's network takes: one per foreground label for a cascade stage, else 0."""
-    return model.num_input_channels - len(model.channel_names)
 
 
 def one_hot(labels: np.ndarray, values: list[int], dtype=np.float32) -> np.ndarray:

@@ -20,7 +20,7 @@ from ..network.build import build_network
 from ..network.slabs import reusing_buffers
 from ..preprocessing.pipeline import preprocess
 from .adaptive import Passes, adaptive_logits
-from .cascade import previous_stage_channels, previous_stage_input, previous_stage_name
+from .cascade import previous_stage_input, previous_stage_name
 from .device import select_device
 from .export import export
 from .missing_channels import allows_missing_channels, check_missing_channels, zero_channels
@@ -111,8 +111,8 @@ class Predictor:
 
     def network(self):
         if self._network is None:
-            inputs = len(self.channel_names) + previous_stage_channels(self.model)  # a cascade: + one-hot labels
-            net = build_network(self.model.configuration["architecture"], inputs, self.model.labels.num_outputs)
+            net = build_network(self.model.configuration["architecture"], self.model.num_input_channels,
+                                self.model.labels.num_outputs)  # a cascade stage: + the one-hot previous stage
             self._network = net.to(self.device).eval()
         return self._network
 
