@@ -265,14 +265,15 @@ def _predictor_key(r: Request) -> tuple:
 
 
 def _take_predictor(r: Request) -> Any:
+    from ..inference.cascade_predictor import load_predictor  # imports torch: only in the worker, when segmenting
     from ..inference.ensemble import EnsemblePredictor  # imports torch: only in the worker, when first segmenting
-    from ..inference.predictor import Predictor  # imports torch: only in the worker, when first segmenting
     with _CACHE_LOCK:
         cached = _PREDICTOR_CACHE.pop(_predictor_key(r), None)
     if cached is not None:
         return cached
-    return EnsemblePredictor.from_models(r.ensemble, r.options) if r.ensemble else Predictor.from_model(r.folder,
-                                                                                                          r.options)
+    if r.ensemble:
+        return EnsemblePredictor.from_models(r.ensemble, r.options)
+    return load_predictor(r.folder, r.options)  # a cascade: both stages
 
 
 def _give_back_predictor(r: Request, predictor: Any) -> None:

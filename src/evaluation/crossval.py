@@ -22,12 +22,15 @@ from ..datasets.paths import find_dataset
 from ..errors import MedSegError
 from ..fileio import atomic_path, read_json, write_json
 from ..images import read_case, read_image, write_label_image
+from ..inference.cascade_predictor import load_predictor
 from ..inference.ensemble_layout import INFERENCE_INFORMATION, ensemble_folder
 from ..inference.ensemble_members import check_members
 from ..inference.export import probabilities_to_labels
-from ..inference.predictor import Predictor
+from ..inference.next_stage import write_next_stage
+from ..inference.options import PredictOptions
 from ..models.description import ModelFolder
 from ..models.labels import LabelScheme
+from ..models.model_folder import open_model_folder
 from .metrics import dataset_regions
 from .postprocessing_choice import choose_postprocessing as choose
 from .summary import SUMMARY, case_entry, json_safe, summarize_cases, write_summary
@@ -53,7 +56,10 @@ def validate_fold(model_dir: str | os.PathLike, fold: str, val_cases: Sequence[s
     model_dir = Path(model_dir)
     out = model_dir / f"fold_{fold}" / "validation"
     out.mkdir(parents=True, exist_ok=True)
-    predictor = Predictor.from_folder(model_dir, folds=[fold], device=device, mirroring=mirroring)
+    # a cascade stage runs its previous stage's same fold first (that fold never saw these cases either)
+    predictor = load_predictor(open_model_folder(model_dir), PredictOptions(folds=[fold], device=device,
+                                                                            mirroring=mirroring).validate())
+    config = predictor.model.configuration
     regions = dataset_regions(predictor.model.dataset_json)
     cases = _raw_cases(setup)
     missing = [c for c in val_cases if c not in cases]
@@ -67,6 +73,7 @@ def validate_fold(model_dir: str | os.PathLike, fold: str, val_cases: Sequence[s
         image = read_case(case.images)
         prediction = predictor.predict(image, save_probabilities=save_probabilities)
         pred_file = write_label_image(prediction.labels, image, out / f"{name}{ending}")
+        write_next_stage(image, prediction.labels, predictor.model.plans, config, model_dir, name)  # a 3d_lowres
         if save_probabilities:
             assert prediction.probabilities is not None  # predict returns them when asked to
             with atomic_path(out / f"{name}.npz") as tmp:

@@ -31,6 +31,9 @@ def add_parser(subparsers) -> None:
     p.add_argument("--preview", metavar="PNG",
                    help="also draw a picture of what was found (slices with outlines, orientation, legend with "
                         "volumes; needs matplotlib): a file for one case, a folder of CASE.png for several")
+    p.add_argument("--prev-stage-predictions", metavar="DIR",
+                   help="for a cascade stage (-c 3d_cascade_fullres): the previous stage's predictions, one "
+                        "CASE.nii.gz per case (default: run the 3d_lowres stage from the same results folder)")
     p.add_argument("--output-inside-input", action="store_true",
                    help="allow the output folder inside an input folder (refused by default: the next run would "
                         "read the results as cases)")
@@ -38,6 +41,7 @@ def add_parser(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from .cascade_predictor import CascadePredictor  # imports torch: only when predicting, not for `medseg --help`
     from .ensemble import make_predictor  # imports torch: only when predicting, not for `medseg --help`
 
     options = from_namespace(args)
@@ -48,16 +52,20 @@ def run(args: argparse.Namespace) -> int:
                      save_probabilities=args.save_probabilities, allow_output_inside_input=args.output_inside_input)
     if args.preview:
         check_matplotlib()  # before the work, not after it
-    predictor = make_predictor(options)  # one model, or an ensemble (-m A -m B)
-    skipped = _check_cases(jobs)
+    predictor = make_predictor(options, args.prev_stage_predictions)  # one model, a cascade or an ensemble
+    skipped = _check_cases(jobs, predictor if isinstance(predictor, CascadePredictor) else None)
     good = [job for job in jobs if job.name not in skipped]
     for number, job in enumerate(good, 1):
         start = time.perf_counter()
         bar = ProgressBar(f"[{number}/{len(good)}] {job.name}")
         try:  # a case the model cannot take (channels, geometry) is skipped in a cohort, refused alone
             image = job.read(args.series)
-            prediction = predictor.predict(image, save_probabilities=args.save_probabilities,
-                                           progress=bar.update, missing_channels=options.missing_channels)
+            settings = dict(save_probabilities=args.save_probabilities, progress=bar.update,
+                            missing_channels=options.missing_channels)
+            if isinstance(predictor, CascadePredictor):  # the case's name finds its --prev-stage-predictions file
+                prediction = predictor.predict(image, case_name=job.name, **settings)
+            else:
+                prediction = predictor.predict(image, **settings)
         except MedSegError as exc:
             if len(jobs) == 1:
                 raise
@@ -79,13 +87,15 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _check_cases(jobs: list) -> dict[str, str]:
-    """Every case's files checked before the first prediction; a cohort skips (and names) the bad
-    ones, a single case is refused."""
+def _check_cases(jobs: list, cascade=None) -> dict[str, str]:
+    """Every case's files checked before the first prediction (with a cascade's given previous-stage
+    predictions, that each case has one); a cohort skips (and names) the bad ones, a single case is refused."""
     bad = {}
     for job in jobs:
         try:
             job.check()
+            if cascade is not None:
+                cascade.previous_stage_file(job.name)
         except MedSegError as exc:
             if len(jobs) == 1:
                 raise

@@ -11,6 +11,7 @@ Members are checked against each other (dataset, channels, labels) before any ch
 from __future__ import annotations
 
 import dataclasses
+import os
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -21,8 +22,9 @@ import torch
 
 from ..errors import MedSegError
 from ..images import Image
-from ..models.model_folder import ModelFolder
+from ..models.model_folder import ModelFolder, open_model_folder
 from ..models.registry import resolve_model
+from .cascade_predictor import CascadePredictor, load_predictor
 from .ensemble_members import check_ensemble, open_members
 from .export import probabilities_to_labels
 from .options import PredictOptions
@@ -40,7 +42,7 @@ class EnsemblePredictor:
         >>> labels = p.predict(read_case(files)).labels
     """
 
-    members: list[Predictor]
+    members: list[Predictor | CascadePredictor]
     postprocessing: list | None = None
 
     @classmethod
@@ -53,7 +55,7 @@ class EnsemblePredictor:
         path = check_ensemble(folders, options)
         steps = load_postprocessing(path) if path is not None else None
         member_options = dataclasses.replace(options, postprocess=False, models=[])
-        return cls([Predictor.from_model(f, member_options) for f in folders], steps)
+        return cls([load_predictor(f, member_options) for f in folders], steps)  # a cascade: both stages
 
     @property
     def model(self) -> ModelFolder:
@@ -103,10 +105,15 @@ def _member_progress(progress: Callable[[float, str], None] | None, i: int, n: i
     return lambda fraction, message: progress(min((i + fraction) / n, 0.99), f"{name}: {message}")
 
 
-def make_predictor(options: PredictOptions) -> Predictor | EnsemblePredictor:
-    """A predictor for ``options.models``: one model, or an ensemble of several."""
+def make_predictor(options: PredictOptions, previous_predictions: str | os.PathLike | None = None,
+                   ) -> Predictor | CascadePredictor | EnsemblePredictor:
+    """A predictor for ``options.models``: one model (a cascade stage with its previous stage, or with
+    ``previous_predictions``), or an ensemble of several."""
     if not options.models:
         raise MedSegError("No model given: name one with -m MODEL (repeat -m for an ensemble).")
     if len(options.models) == 1:
-        return Predictor.from_folder(resolve_model(options.models[0]), options)
+        folder = open_model_folder(resolve_model(options.models[0]), options.configuration)
+        return load_predictor(folder, options, previous_predictions)
+    if previous_predictions is not None:
+        raise MedSegError("--prev-stage-predictions is for one cascade model, not an ensemble of several.")
     return EnsemblePredictor.from_options(options)

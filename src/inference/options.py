@@ -51,7 +51,8 @@ class PredictOptions:
     checkpoint: str = field(default="checkpoint_final.pth", metadata=_option(
         "text", "checkpoint file name in each fold"))
     configuration: str | None = field(default=None, metadata=_option(
-        "text", "configuration, when the model path holds several"))
+        "text", "configuration, when the model path holds several (3d_cascade_fullres: a cascade, see "
+                "--prev-stage-predictions)"))
     postprocess: bool | str = field(default=False, metadata=_option(
         "path-or-flag", "apply the model's postprocessing.json (or the given file)"))
     adaptive: bool = field(default=False, metadata=_option(
@@ -133,8 +134,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         elif kind == "path-or-flag":
             parser.add_argument(flag, dest=name, nargs="?", const=True, default=default, metavar="FILE",
                                 help=help_text)
-        else:  # text, device
-            parser.add_argument(flag, dest=name, default=default, help=help_text)
+        else:  # text, device; -c as nnUNetv2_predict spells the configuration
+            short = ["-c"] if name == "configuration" else []
+            parser.add_argument(flag, *short, dest=name, default=default, help=help_text)
 
 
 def from_namespace(args: argparse.Namespace) -> PredictOptions:

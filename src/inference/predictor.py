@@ -20,6 +20,7 @@ from ..network.build import build_network
 from ..network.slabs import reusing_buffers
 from ..preprocessing.pipeline import preprocess
 from .adaptive import Passes, adaptive_logits
+from .cascade import previous_stage_input, previous_stage_name
 from .device import select_device
 from .export import export
 from .missing_channels import allows_missing_channels, check_missing_channels, zero_channels
@@ -110,8 +111,8 @@ class Predictor:
 
     def network(self):
         if self._network is None:
-            net = build_network(self.model.configuration["architecture"], len(self.channel_names),
-                                self.model.labels.num_outputs)
+            net = build_network(self.model.configuration["architecture"], self.model.num_input_channels,
+                                self.model.labels.num_outputs)  # a cascade stage: + the one-hot previous stage
             self._network = net.to(self.device).eval()
         return self._network
 
@@ -126,8 +127,11 @@ class Predictor:
     def predict(self, image: Image, save_probabilities: bool = False,
                 progress: Callable[[float, str], None] | None = None,
                 should_stop: Callable[[], bool] | None = None,
-                missing_channels: Sequence[str] = ()) -> Prediction:
+                missing_channels: Sequence[str] = (), previous_stage: np.ndarray | None = None) -> Prediction:
         """Segment ``image``; returns labels on exactly its grid.
+
+        ``previous_stage``: for a cascade stage, the previous stage's labels (z, y, x) on the image's
+        grid (inference/cascade.py; ``cascade_predictor.CascadePredictor`` runs both stages).
 
         ``missing_channels`` names channels the image lacks (its channels are the others, in
         order); only models trained with channel dropout accept that: the missing ones are
@@ -140,12 +144,20 @@ class Predictor:
         if missing:
             image = self._with_zero_channels(image, missing)
         self.check_image(image)
+        config = self.model.configuration
+        if previous_stage_name(config) and previous_stage is None:
+            raise MedSegError(f"Model {self.model.path.name} is a cascade stage: it needs the "
+                              f"{previous_stage_name(config)} stage's segmentation of the case as input.")
         report = progress or (lambda fraction, message: None)
         timings, start = {}, time.perf_counter()
-        config = self.model.configuration
-        data, record, _ = preprocess(image.array, image.spacing, self.model.plans, config)
+        along = None  # nnU-Net v2 preprocesses it with the image, as a label map (signed: -1 marks outside)
+        if previous_stage is not None and not config.get("previous_stage_uncropped"):
+            along = np.asarray(previous_stage, dtype=np.int32)[None]
+        data, record, seg = preprocess(image.array, image.spacing, self.model.plans, config, seg=along)
         if missing:
             data = zero_channels(data, missing)
+        if previous_stage is not None:
+            data = previous_stage_input(data, seg, previous_stage, self.model)
         timings["preprocess"] = time.perf_counter() - start
         report(0.02, "preprocessed")
         logits, passes = self.predict_logits(torch.from_numpy(data), report, should_stop, timings)

@@ -38,6 +38,13 @@ class ModelFolder:
     def configuration(self) -> dict:
         return resolve_configuration(self.plans, self.configuration_name)
 
+    @property
+    def num_input_channels(self) -> int:
+        """The network's inputs: the image channels, and for a cascade stage (a configuration naming its
+        ``previous_stage``) one per foreground label: the previous stage's labels one-hot (inference/cascade.py)."""
+        extra = len(foreground_values(self.dataset_json)) if self.configuration.get("previous_stage") else 0
+        return len(self.channel_names) + extra
+
     def checkpoint_path(self, fold: str, checkpoint_name: str = "checkpoint_final.pth") -> Path:
         path = self.path / f"fold_{fold}" / checkpoint_name
         if not path.is_file():
@@ -60,6 +67,17 @@ class ModelFolder:
             raise MedSegError(f"Model {self.path} has no fold(s) {', '.join(missing)}; "
                               f"available folds: {', '.join(self.folds)}.")
         return wanted
+
+
+def foreground_values(dataset_json: dict) -> list[int]:
+    """Every label value but background (and the ignore label), sorted: a cascade's one-hot input channels
+    (every value a region spans, for region models), as nnU-Net counts them."""
+    values: set[int] = set()
+    for name, value in (dataset_json.get("labels") or {}).items():
+        if name == "ignore":
+            continue
+        values.update(int(v) for v in (value if isinstance(value, (list, tuple)) else [value]))
+    return sorted(v for v in values if v != 0)
 
 
 def resolve_configuration(plans: dict, name: str, _chain: tuple[str, ...] = ()) -> dict:

@@ -29,12 +29,9 @@ def open_model_folder(path: str | os.PathLike, configuration: str | None = None)
     folds = sorted((m.group(1) for p in folder.iterdir() if p.is_dir() and (m := _FOLD_DIR.match(p.name))),
                    key=lambda f: (f == "all", int(f) if f != "all" else 0))
     name = configuration or _configuration_from_name(folder.name) or _only_configuration(plans, folder)
-    if name.endswith("cascade_fullres"):
-        raise MedSegError(f"Model {folder} is a cascade stage ({name}); cascades need the low-resolution "
-                          "stage's prediction and are not supported yet. Use its 3d_fullres or 3d_lowres model.")
     model = ModelFolder(folder, dataset_json, plans, name, folds)
     if "architecture" in model.configuration:  # (a model listed or installed only may lack one)
-        check_architecture(model.configuration, len(model.channel_names), model.labels.num_outputs)
+        check_architecture(model.configuration, model.num_input_channels, model.labels.num_outputs)
     return model
 
 

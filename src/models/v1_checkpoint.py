@@ -33,7 +33,7 @@ def expected_shapes(folder: V1ModelFolder) -> dict[str, tuple[int, ...]]:
     """Parameter and buffer shapes of the network ``folder``'s plans describe, by v1 key."""
     import torch  # heavy, optional for the rest of this module's callers
     with torch.device("meta"):
-        net = build_network(folder.configuration["architecture"], len(folder.channel_names),
+        net = build_network(folder.configuration["architecture"], folder.num_input_channels,
                             folder.labels.num_outputs)
     return {k: tuple(v.shape) for k, v in net.state_dict().items()}
 

@@ -11,7 +11,9 @@ behaves differently, so the one pipeline honours it:
   probabilities over mirrorings, tiles (float32) and folds, then resamples probabilities for export
   (v2 averages logits);
 - the network is ``Generic_UNet`` (network/generic_unet.py) with the trainer's norm layer;
-- labels: the BraTS regions with ``regions_class_order`` for the region trainers (models/v1_trainers.py).
+- labels: the BraTS regions with ``regions_class_order`` for the region trainers (models/v1_trainers.py);
+- ``3d_cascade_fullres``: ``"previous_stage": "3d_lowres"`` with ``"previous_stage_uncropped": True``
+  (v1 feeds the lowres labels resized from the uncropped image; inference/cascade.py).
 """
 from __future__ import annotations
 
@@ -106,11 +108,10 @@ def open_v1_folder(path: Path, configuration: str | None = None) -> V1ModelFolde
     trainer = str(info.get("name") or folder.name.split("__")[0])
     behaviour = trainer_behaviour(trainer)
     name = configuration or configuration_of(folder) or _guess_configuration(plans_v1)
-    if name == "3d_cascade_fullres":
-        raise MedSegError(f"Model {folder} is a cascade stage (3d_cascade_fullres); cascades need the "
-                          "low-resolution stage's prediction and are not supported yet. Use its 3d_lowres model.")
     stage = _stage(plans_v1, name, info)
     plans, dataset_json = describe(plans_v1, stage, name, behaviour, _label_names(folder))
+    if name == "3d_cascade_fullres":  # v1's rule for the lowres labels: inference/cascade.py
+        plans["configurations"][name].update(previous_stage="3d_lowres", previous_stage_uncropped=True)
     return V1ModelFolder(folder, dataset_json, plans, name, folds, trainer_name=trainer)
 
 

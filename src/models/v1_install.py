@@ -40,14 +40,11 @@ def check_v1_tree(root: Path, folders: list[Path]) -> list[Path]:
     if stray:
         raise MedSegError(f"nnU-Net v1 model {stray[0].relative_to(root)} has no plans.pkl beside its fold_* "
                           "folders; the model is incomplete. Nothing was installed.")
-    from .checkpoint import load_checkpoint, load_torch_file  # torch: only when a model is checked
+    from .checkpoint import load_checkpoint  # torch: only when a model is checked
     for folder in folders:
-        runnable = configuration_of(folder) != "3d_cascade_fullres"  # published zips carry cascades along
-        if runnable:
-            open_v1_folder(folder)  # plans, trainer and folds, or one clear error
+        open_v1_folder(folder, configuration_of(folder))  # plans, trainer and folds, or one clear error
         for pickled in sorted(folder.rglob("*.pkl")):
             load_data_pickle(pickled)  # refuses a pickle that names anything but plain data types
         for checkpoint in _checkpoints(folder):
-            # safe loading, and (where MedSeg runs the model) the weights must fit the plans
-            load_checkpoint(checkpoint) if runnable else load_torch_file(checkpoint)
+            load_checkpoint(checkpoint)  # safe loading
     return folders

@@ -35,8 +35,6 @@ _BN = TrainerBehaviour(norm="batch")
 _NO_MIRROR = TrainerBehaviour(mirroring=False)
 _BRATS = TrainerBehaviour(brats_regions=True)
 _BRATS_BN = TrainerBehaviour(norm="batch", brats_regions=True)
-_CASCADE = TrainerBehaviour(supported=False, note="a cascade's second stage needs the low-resolution stage's "
-                                                  "segmentation as an extra input; run its 3d_lowres or 3d_fullres")
 _RESENC = TrainerBehaviour(supported=False, note="its residual encoder U-Net (FabiansUNet) is not built by MedSeg")
 
 TRAINERS: dict[str, TrainerBehaviour] = {
@@ -58,8 +56,10 @@ TRAINERS: dict[str, TrainerBehaviour] = {
     "nnUNetTrainerV2BraTSRegions_BN": _BRATS_BN, "nnUNetTrainerV2BraTSRegions_DA3_BN": _BRATS_BN,
     "nnUNetTrainerV2BraTSRegions_DA3_BN_BD": _BRATS_BN, "nnUNetTrainerV2BraTSRegions_DA4_BN": _BRATS_BN,
     "nnUNetTrainerV2BraTSRegions_DA4_BN_BD": _BRATS_BN,
+    # a cascade's second stage: Generic_UNet as nnUNetTrainerV2's, with the lowres labels one-hot as extra
+    # inputs (models/v1_folder.py marks the configuration; inference/cascade.py feeds them)
+    "nnUNetTrainerCascadeFullRes": _V2, "nnUNetTrainerV2CascadeFullRes": _V2,
     # known but not runnable here
-    "nnUNetTrainerCascadeFullRes": _CASCADE, "nnUNetTrainerV2CascadeFullRes": _CASCADE,
     "nnUNetTrainerV2_ResencUNet": _RESENC, "nnUNetTrainerV2_ResencUNet_DA3": _RESENC,
     "nnUNetTrainerV2_ResencUNet_DA3_BN": _RESENC,
 }

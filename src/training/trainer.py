@@ -27,7 +27,14 @@ from ..network.build import build_network
 from . import checkpoints as ckpt
 from .advisor import advise, check_loss
 from .augmentation import AugmentationSettings, Augmenter, default_settings
-from .data import PatchSampler, PreprocessedCases
+from .cascade import (
+    CASCADE_STREAM,
+    CascadeCases,
+    check_previous_stage,
+    previous_stage_channels,
+    with_previous_stage_input,
+)
+from .data import PatchSampler, PreprocessedCases, sample_seed
 from .loader import BatchStream, augment_batch, make_loader
 from .losses import (
     DeepSupervisionLoss,
@@ -150,6 +157,7 @@ class Trainer:
         self.scaler: Any = None
         self.augmenter: Any = None
         self.augment_on_device = False
+        self.previous_stage_dir: Path | None = None  # a cascade stage: the previous stage's predictions
 
     # ------------------------------------------------------------------ override points
     @property
@@ -167,8 +175,8 @@ class Trainer:
     def build_network(self):
         """The U-Net of the plans with deep supervision and nnU-Net's He initialisation."""
         config = self.setup.config
-        net = build_network(config["architecture"], len(self.setup.dataset_json["channel_names"]),
-                            self.labels.num_outputs, deep_supervision=True)
+        inputs = len(self.setup.dataset_json["channel_names"]) + previous_stage_channels(self.setup)  # a cascade
+        net = build_network(config["architecture"], inputs, self.labels.num_outputs, deep_supervision=True)
         _he_init(net)
         return net
 
@@ -253,6 +261,7 @@ class Trainer:
         all_cases = PreprocessedCases(s.data_dir).names
         self.train_cases, self.val_cases = fold_cases(s.fold, all_cases, s.preprocessed_dir, o.splits_file,
                                                       patients, o.num_folds)
+        self.previous_stage_dir = check_previous_stage(s, [*self.train_cases, *self.val_cases], self.name)
         if self.dist.is_main:
             self._prepare_outputs(existing)
         if transfer is not None:
@@ -333,18 +342,18 @@ class Trainer:
             write_json(s.model_dir / "dataset_fingerprint.json", s.fingerprint)
 
     def _streams(self, start_epoch: int):
-        o, s = self.options, self.setup
+        o = self.options
         augmenter = Augmenter(self.patch_size, self.augmentation_settings())
         self.augmenter = augmenter
         workers = o.num_workers if o.num_workers is not None else _default_workers()
         self.augment_on_device = self.device.type == "cuda"
-        train_sampler = PatchSampler(PreprocessedCases(s.data_dir, self.train_cases), augmenter.sample_size,
+        train_sampler = PatchSampler(self._cases(self.train_cases), augmenter.sample_size,
                                      self.patch_size, self.batch_size, o.oversample, o.seed, stream=0)
         start = start_epoch * o.iterations_per_epoch
         train = BatchStream(train_sampler, self.local_indices(), start, augmenter, not self.augment_on_device, o.seed)
         val_loader = None
         if self.val_cases and o.validation_iterations > 0:
-            val_sampler = PatchSampler(PreprocessedCases(s.data_dir, self.val_cases), self.patch_size,
+            val_sampler = PatchSampler(self._cases(self.val_cases), self.patch_size,
                                        self.patch_size, self.batch_size, o.oversample, o.seed, stream=1)
             val = BatchStream(val_sampler, self.local_indices(), start_epoch * o.validation_iterations, None, False,
                               o.seed)
@@ -377,7 +386,16 @@ class Trainer:
         seg = seg.to(self.device, non_blocking=True)
         if self.augment_on_device:
             data, seg = augment_batch(self.augmenter, data, seg, step, self.local_indices(), self.options.seed)
+        if self.previous_stage_dir is not None:  # a cascade: seg's second channel is the previous stage's map
+            rngs = [np.random.default_rng(sample_seed(self.options.seed, step, i, CASCADE_STREAM))
+                    for i in self.local_indices()] if self.network.training and self.options.augment else None
+            data, seg = with_previous_stage_input(data, seg, self.setup.dataset_json, rngs)
         return data.float(), seg.clamp_min(0).to(torch.int16)
+
+    def _cases(self, names: list[str]) -> PreprocessedCases:
+        if self.previous_stage_dir is None:
+            return PreprocessedCases(self.setup.data_dir, names)
+        return CascadeCases(self.setup.data_dir, names, self.previous_stage_dir)
 
     def _targets(self, seg):
         targets = downsample_targets(seg, self.deep_supervision_scales)

@@ -15,8 +15,11 @@ import pytest
 
 from chimerax.medseg.errors import MedSegError
 from chimerax.medseg.images import Image
+from chimerax.medseg.inference.cascade_predictor import load_predictor
+from chimerax.medseg.inference.options import PredictOptions
 from chimerax.medseg.inference.predictor import Predictor
 from chimerax.medseg.models.install import install_model
+from chimerax.medseg.models.model_folder import open_model_folder
 from chimerax.medseg.models.safe_pickle import loads_data_pickle
 
 DATA = Path(__file__).resolve().parent.parent / "data" / "nnunet_v1"
@@ -36,6 +39,20 @@ class _WritesMarker:
 def _members(zip_path: Path) -> dict[str, bytes]:
     with zipfile.ZipFile(zip_path) as zf:
         return {n: zf.read(n) for n in zf.namelist()}
+
+
+def _with_one_hot_inputs(checkpoint: bytes, extra: int) -> bytes:
+    """A v1 checkpoint whose first convolution takes ``extra`` more input channels (zero weights)."""
+    import io
+
+    import torch
+    data = torch.load(io.BytesIO(checkpoint), map_location="cpu", weights_only=False)  # our own fixture's file
+    key = "conv_blocks_context.0.blocks.0.conv.weight"
+    weight = data["state_dict"][key]
+    data["state_dict"][key] = torch.cat([weight, weight.new_zeros(weight.shape[0], extra, *weight.shape[2:])], 1)
+    out = io.BytesIO()
+    torch.save(data, out)
+    return out.getvalue()
 
 
 def _write_zip(path: Path, members: dict[str, bytes]) -> Path:
@@ -150,7 +167,7 @@ def test_v1s_fold_all_folder_is_named_all(cache, tmp_path):
 
 def test_a_zip_with_several_configurations_and_a_cascade_installs_and_runs_3d_fullres(cache, tmp_path):
     """Published v1 zips hold 2d, 3d_lowres, 3d_fullres and 3d_cascade_fullres; the cascade is checked
-    for safety, installed, and refused only when asked for."""
+    for safety and installed; asked for without its 3d_lowres stage, it says what is missing."""
     members = _members(MRI)
     cascade = "nnUNetTrainerV2CascadeFullRes__nnUNetPlansv2.1"
     for name, data in list(members.items()):
@@ -158,9 +175,24 @@ def test_a_zip_with_several_configurations_and_a_cascade_installs_and_runs_3d_fu
                                                                                 cascade)
         if name.endswith(".model.pkl"):
             data = pickle.dumps({**loads_data_pickle(data), "name": "nnUNetTrainerV2CascadeFullRes"})
+        if name.endswith(".model"):
+            data = _with_one_hot_inputs(data, 2)  # a cascade's first conv also takes labels 1, 2 one-hot
         members[target] = data
     folder = install_model("several", _write_zip(tmp_path / "m.zip", members))
     predictor = Predictor.from_folder(folder, folds=[0])
     assert predictor.model.configuration_name == "3d_fullres"
-    with pytest.raises(MedSegError, match="cascade"):
-        Predictor.from_folder(folder, configuration="3d_cascade_fullres")
+    cascade_model = open_model_folder(folder, "3d_cascade_fullres")
+    assert cascade_model.configuration["previous_stage"] == "3d_lowres"
+    with pytest.raises(MedSegError, match=r"needs its 3d_lowres stage .*3d_lowres/Task"):
+        load_predictor(cascade_model, PredictOptions(device="cpu").validate())
+
+
+def test_a_cascade_whose_network_lacks_the_one_hot_inputs_is_refused(cache, tmp_path):
+    """A 3d_cascade_fullres checkpoint must take image + one-hot lowres labels; a plain one is refused at install."""
+    members = _members(MRI)
+    for name, data in list(members.items()):
+        target = name.replace("3d_fullres/", "3d_cascade_fullres/", 1)
+        members[target] = data
+    with pytest.raises(MedSegError, match=r"does not fit the network .* \(4, 2, 1, 3, 3\) in the file"):
+        install_model("plaincascade", _write_zip(tmp_path / "m.zip", members))
+    _nothing_installed(cache, "plaincascade")

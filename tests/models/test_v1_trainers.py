@@ -22,13 +22,16 @@ def test_a_labs_subclass_behaves_as_its_longest_known_parent():
     assert trainer_behaviour("nnUNetTrainerV2_100epochs") == TRAINERS["nnUNetTrainerV2"]
 
 
+def test_the_cascade_trainer_runs_as_nnunettrainerv2():
+    """Its network is nnUNetTrainerV2's; only its inputs differ (the configuration says so, v1_folder.py)."""
+    assert trainer_behaviour("nnUNetTrainerV2CascadeFullRes") == TRAINERS["nnUNetTrainerV2"]
+
+
 def test_unknown_trainer_lists_the_known_ones():
     with pytest.raises(MedSegError, match=r"'MyTrainer'.*Known trainers: .*nnUNetTrainerV2BraTSRegions_DA4_BN"):
         trainer_behaviour("MyTrainer")
 
 
 def test_known_but_unsupported_trainers_say_why():
-    with pytest.raises(MedSegError, match="cascade"):
-        trainer_behaviour("nnUNetTrainerV2CascadeFullRes")
     with pytest.raises(MedSegError, match="residual"):
         trainer_behaviour("nnUNetTrainerV2_ResencUNet_DA3")
