@@ -20,7 +20,8 @@ from chimerax.map import MapsArg
 from ..errors import MedSegError
 from ..images import Image
 from ..inference.options import PredictOptions, from_mapping, option_fields
-from ..models.model_folder import ModelFolder, open_model_folder
+from ..models.model_folder import ModelFolder
+from ..models.multipart import open_any_model
 from ..models.registry import resolve_model
 from .cmd_results import FORMATS, output_format, segment_save
 from .errors import user_errors
@@ -102,6 +103,9 @@ def prepare(session: Any, model: str, volumes: list, options: PredictOptions, su
     """Check everything and open the model once; raises MedSegError for any mistake."""
     if not volumes:
         raise MedSegError("No volume given: name the open image volume(s) to segment, e.g. `segment MODEL #1`.")
+    if options.statistics or options.split_classes:  # files beside an output file: `medseg predict` writes them
+        raise MedSegError("statistics and splitClasses write files beside `medseg predict`'s output; in ChimeraX "
+                          "the log lists each structure's volume, and `segment save` writes the labels.")
     folder = _open_model(model, options.configuration)
     volumes = _order_volumes(session, volumes, folder.channel_names, model)
     require_torch()
@@ -121,7 +125,7 @@ def _open_model(model: str, configuration: str | None) -> ModelFolder:
         path = resolve_model(model, offline=True)
     except MedSegError as exc:
         raise MedSegError(f"{exc} List models with `segment models`.") from None
-    return open_model_folder(path, configuration)
+    return open_any_model(path, configuration)  # TotalSegmentator's multi-part models too
 
 
 def _order_volumes(session: Any, volumes: list, channel_names: list[str], model: str) -> list:
@@ -241,14 +245,14 @@ _CACHE_LOCK = threading.Lock()
 def _predictor_key(r: Request) -> tuple:
     o = r.options
     return (str(r.folder.path), r.folder.configuration_name, tuple(o.folds or ()), o.device, o.effective_step,
-            o.effective_mirroring, o.checkpoint, str(o.postprocess))
+            o.effective_mirroring, o.checkpoint, str(o.postprocess), tuple(o.roi_subset))
 
 
 def _take_predictor(r: Request) -> Any:
-    from ..inference.predictor import Predictor  # imports torch: only in the worker, when first segmenting
+    from ..inference.conventions import predictor_for  # imports torch: only in the worker, when first segmenting
     with _CACHE_LOCK:
         cached = _PREDICTOR_CACHE.pop(_predictor_key(r), None)
-    return cached if cached is not None else Predictor.from_model(r.folder, r.options)
+    return cached if cached is not None else predictor_for(r.folder, r.options)
 
 
 def _give_back_predictor(r: Request, predictor: Any) -> None:
