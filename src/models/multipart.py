@@ -59,13 +59,16 @@ def dataset_folders(path: Path) -> dict[str, Path]:
 def find_convention_entry(path: Path, manifest: Manifest) -> ModelEntry | None:
     """The manifest entry whose conventions name the model folders in ``path``; None for any other model.
 
-    Refuses a folder that holds only some parts of a multi-part model, or parts of two releases.
+    Refuses a folder that holds only some parts of a multi-part model, or parts of two releases; one part
+    folder on its own is an ordinary nnU-Net model (run as nnU-Net would).
     """
     found = dataset_folders(path)
     entries = [e for e in manifest.models.values() if e.conventions is not None]
     touched = [e for e in entries if any(d in found for d in e.conventions.datasets)]  # type: ignore[union-attr]
     complete = [e for e in touched if all(d in found for d in e.conventions.datasets)]  # type: ignore[union-attr]
     partial = [e for e in touched if e not in complete and len(e.conventions.datasets) > 1]  # type: ignore[union-attr]
+    if partial and len(found) == 1 and not complete:
+        return None
     if partial:
         raise MedSegError(_partial_message(path, partial, complete, found))
     if not complete:
