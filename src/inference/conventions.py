@@ -124,7 +124,7 @@ class ConventionPredictor:
         box = None
         if self.crop_predictor is not None:
             report(0.0, "finding the crop")
-            box = self._crop_box(image)
+            box = self._crop_box(image, should_stop)
             if box is None:  # none of the structures: an empty result, as TotalSegmentator writes
                 return Prediction(np.zeros(image.shape, dtype=np.uint8), None, {"total": time.perf_counter() - start})
         labels = self._predict_volume(volume, image.affine, box, report, should_stop)
@@ -153,10 +153,10 @@ class ConventionPredictor:
             np.copyto(combined, mapped, where=mapped != 0)  # a later part wins where it labels a voxel
         return _back(combined.transpose(2, 1, 0), record)
 
-    def _crop_box(self, image: Image):
+    def _crop_box(self, image: Image, should_stop=None):
         assert self.crop_predictor is not None
         volume = image.array[0].transpose(2, 1, 0)
-        coarse = self.crop_predictor.predict_labels_xyz(volume, image.affine)
+        coarse = self.crop_predictor.predict_labels_xyz(volume, image.affine, should_stop=should_stop)
         wanted = [self.crop_predictor.model_info.label_values[name] for name in self.crop_structures]
         mask = np.isin(coarse, wanted)
         if not mask.any():
