@@ -48,12 +48,14 @@ def open_predictor(path: str | os.PathLike, options: PredictOptions, save_probab
 
 
 def predictor_for(folder: ModelFolder, options: PredictOptions):
-    """The predictor for an opened model description (models/multipart.open_any_model): ChimeraX's ``segment``."""
+    """The predictor for an opened model description (models/multipart.open_any_model): ChimeraX's ``segment``,
+    which never downloads (a crop model must be installed: `segment fetch`)."""
     entry = find_convention_entry(folder.path, load_manifest())
     if entry is None:
         _check_plain(folder.path, options)
         return Predictor.from_model(folder, options)
-    return ConventionPredictor.from_model(open_convention_model(folder.path, entry, options.configuration), options)
+    model = open_convention_model(folder.path, entry, options.configuration)
+    return ConventionPredictor.from_model(model, options, fetch=False)
 
 
 def _check_plain(path, options: PredictOptions) -> None:
@@ -75,14 +77,15 @@ class ConventionPredictor:
     crop_margin_mm: tuple[float, float, float] = (0.0, 0.0, 0.0)
 
     @classmethod
-    def from_model(cls, model: ConventionModel, options: PredictOptions) -> ConventionPredictor:
-        """Checks the ``--roi-subset`` names and finds the crop model, before any part is loaded."""
+    def from_model(cls, model: ConventionModel, options: PredictOptions, fetch: bool = True) -> ConventionPredictor:
+        """Checks the ``--roi-subset`` names and finds the crop model (``fetch``: downloading it if needed
+        and not offline), before any part is loaded."""
         roi_values = _roi_values(model, options.roi_subset) if options.roi_subset else None
         crop = model.conventions.crop
         structures = crop.structures if crop else ()
         if roi_values is not None and model.conventions.roi_crop is not None:
             crop, structures = model.conventions.roi_crop, tuple(options.roi_subset)
-        crop_predictor = _crop_predictor(model, crop, structures, options) if crop is not None else None
+        crop_predictor = _crop_predictor(model, crop, structures, options, fetch) if crop is not None else None
         wanted = [i for i, table in enumerate(model.tables)
                   if roi_values is None or np.isin(table[1:], roi_values).any()]
         part_options = _part_options(options, model.conventions.step)
@@ -188,7 +191,7 @@ def _roi_values(model: ConventionModel, names: Sequence[str]) -> list[int]:
 
 
 def _crop_predictor(model: ConventionModel, crop: Crop, structures: Sequence[str],
-                    options: PredictOptions) -> ConventionPredictor:
+                    options: PredictOptions, fetch: bool) -> ConventionPredictor:
     """The coarse model that finds the crop: beside the model (TotalSegmentator's weights folder) or by name."""
     manifest = load_manifest()
     entry = manifest.get(crop.model)
@@ -196,7 +199,7 @@ def _crop_predictor(model: ConventionModel, crop: Crop, structures: Sequence[str
         raise MedSegError(f"The crop model {crop.model!r} of {model.entry.name} is not in the manifest.")
     here = {d: f for d, f in model.others.items() if d in entry.conventions.datasets}
     root = Path(os.path.commonpath([str(f) for f in here.values()])) if len(here) == len(entry.conventions.datasets) \
-        else resolve_model(crop.model)
+        else resolve_model(crop.model, offline=None if fetch else True)
     crop_model = open_convention_model(root, entry) if dataset_folders(root) else None
     if crop_model is None:
         raise MedSegError(f"The crop model {crop.model} was not found in {root}.")
@@ -205,4 +208,4 @@ def _crop_predictor(model: ConventionModel, crop: Crop, structures: Sequence[str
         raise MedSegError(f"The crop model {crop.model} does not know {', '.join(unknown)}; it cannot find the crop "
                           f"for {model.entry.name}.")
     plain = dataclasses.replace(options, roi_subset=[], configuration=None)
-    return ConventionPredictor.from_model(crop_model, plain)
+    return ConventionPredictor.from_model(crop_model, plain, fetch)
