@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from . import __version__
 from .cli_parser import SuggestingParser, add_verbosity
 from .errors_report import run_reporting
-from .progress import NORMAL, QUIET, VERBOSE, set_verbosity
+from .progress import NORMAL, QUIET, VERBOSE, set_verbosity, verbosity
 
 # Each module named here defines ``add_parser(subparsers)``; the parser it adds sets ``func``.
 _COMMAND_MODULES = [
@@ -65,8 +65,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
+    before = verbosity()
     set_verbosity(QUIET if getattr(args, "quiet", False) else VERBOSE if getattr(args, "verbose", False) else NORMAL)
-    return run_reporting(lambda: args.func(args))
+    try:
+        return run_reporting(lambda: args.func(args))
+    finally:  # called in-process (tests, notebooks): --quiet lasts for this command only
+        set_verbosity(before)
 
 
 if __name__ == "__main__":

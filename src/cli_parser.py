@@ -36,8 +36,10 @@ class SuggestingParser(argparse.ArgumentParser):
 
     def refuse_unknown(self, extras: Sequence[str]) -> NoReturn:
         """The error for arguments no option takes, with the closest flag for each misspelled one."""
-        hints = [f"{word}:{did_you_mean(word.split('=')[0], self.option_strings())}" for word in extras
-                 if word.startswith("-") and did_you_mean(word.split("=")[0], self.option_strings())]
+        known = self.option_strings()
+        hints = [f"{word}: give it after `{self.prog}`" if word.split("=")[0] in known else  # put before the command
+                 f"{word}:{did_you_mean(word.split('=')[0], known)}" for word in extras
+                 if word.startswith("-") and (word.split("=")[0] in known or did_you_mean(word.split("=")[0], known))]
         self.error(f"unrecognized arguments: {' '.join(extras)}" + (f" ({'; '.join(hints)})" if hints else ""))
 
 

@@ -21,7 +21,8 @@ from ..errors import MedSegError
 from ..images import Image
 from ..inference.ensemble_members import check_ensemble, open_members
 from ..inference.options import PredictOptions, from_mapping, option_fields
-from ..models.model_folder import ModelFolder, open_model_folder
+from ..models.model_folder import ModelFolder
+from ..models.multipart import open_any_model
 from ..models.registry import resolve_model
 from .cmd_results import FORMATS, output_format, segment_save
 from .errors import user_errors
@@ -107,6 +108,9 @@ def prepare(session: Any, model: str | Sequence[str], volumes: list, options: Pr
     """Check everything and open the model(s) once; raises MedSegError for any mistake."""
     if not volumes:
         raise MedSegError("No volume given: name the open image volume(s) to segment, e.g. `segment MODEL #1`.")
+    if options.statistics or options.split_classes:  # files beside an output file: `medseg predict` writes them
+        raise MedSegError("statistics and splitClasses write files beside `medseg predict`'s output; in ChimeraX "
+                          "the log lists each structure's volume, and `segment save` writes the labels.")
     models = [model] if isinstance(model, str) else list(model)
     ensemble = _open_members(models, options.configuration) if len(models) > 1 else []
     folder = ensemble[0] if ensemble else _open_model(models[0], options.configuration)
@@ -132,7 +136,7 @@ def _open_model(model: str, configuration: str | None) -> ModelFolder:
         path = resolve_model(model, offline=True)
     except MedSegError as exc:
         raise MedSegError(f"{exc} List models with `segment models`.") from None
-    return open_model_folder(path, configuration)
+    return open_any_model(path, configuration)  # TotalSegmentator's multi-part models too
 
 
 def _open_members(models: list[str], configuration: str | None) -> list[ModelFolder]:
@@ -261,11 +265,11 @@ def _predictor_key(r: Request) -> tuple:
     o = r.options
     return (tuple(str(f.path) for f in r.ensemble or [r.folder]), r.folder.configuration_name,
             tuple(o.folds or ()), o.device, o.effective_step,
-            o.effective_mirroring, o.checkpoint, str(o.postprocess))
+            o.effective_mirroring, o.checkpoint, str(o.postprocess), tuple(o.roi_subset))
 
 
 def _take_predictor(r: Request) -> Any:
-    from ..inference.cascade_predictor import load_predictor  # imports torch: only in the worker, when segmenting
+    from ..inference.conventions import predictor_for  # imports torch: only in the worker, when first segmenting
     from ..inference.ensemble import EnsemblePredictor  # imports torch: only in the worker, when first segmenting
     with _CACHE_LOCK:
         cached = _PREDICTOR_CACHE.pop(_predictor_key(r), None)
@@ -273,7 +277,7 @@ def _take_predictor(r: Request) -> Any:
         return cached
     if r.ensemble:
         return EnsemblePredictor.from_models(r.ensemble, r.options)
-    return load_predictor(r.folder, r.options)  # a cascade: both stages
+    return predictor_for(r.folder, r.options)  # TotalSegmentator's parts; a cascade with its lowres stage
 
 
 def _give_back_predictor(r: Request, predictor: Any) -> None:

@@ -12,6 +12,7 @@ from ..progress import ProgressBar, detail
 from .jobs import OUTPUT_FORMATS, plan_jobs
 from .options import add_arguments, from_namespace
 from .preview import check_matplotlib, write_preview
+from .structure_outputs import planned_outputs, write_structure_outputs
 
 
 def add_parser(subparsers) -> None:
@@ -49,10 +50,12 @@ def run(args: argparse.Namespace) -> int:
         raise MedSegError("--save-probabilities cannot be used with --adaptive: the probabilities would be the "
                           "full ensemble's only where every pass ran. Leave out one of them.")
     jobs = plan_jobs(args.input, args.output, args.part, args.output_format,
-                     save_probabilities=args.save_probabilities, allow_output_inside_input=args.output_inside_input)
+                     save_probabilities=args.save_probabilities, allow_output_inside_input=args.output_inside_input,
+                     extra_outputs=lambda out: planned_outputs(out, options.statistics, options.split_classes))
     if args.preview:
         check_matplotlib()  # before the work, not after it
-    predictor = make_predictor(options, args.prev_stage_predictions)  # one model, a cascade or an ensemble
+    # one model (TotalSegmentator's multi-part ones too), a cascade, or an ensemble
+    predictor = make_predictor(options, args.prev_stage_predictions, args.save_probabilities)
     skipped = _check_cases(jobs, predictor if isinstance(predictor, CascadePredictor) else None)
     good = [job for job in jobs if job.name not in skipped]
     for number, job in enumerate(good, 1):
@@ -76,6 +79,8 @@ def run(args: argparse.Namespace) -> int:
             bar.close()
         detail(f"{job.name}: " + ", ".join(f"{k} {v:.1f} s" for k, v in prediction.timings.items()))
         written = job.write(prediction, image, predictor)
+        written += write_structure_outputs(prediction.labels, image, predictor.label_names, job.output,
+                                           options.statistics, options.split_classes)
         if args.preview:
             written.append(_preview(args.preview, len(jobs), job.name, image, prediction.labels, predictor))
         print(f"{job.name}: wrote {', '.join(str(w) for w in written)} ({time.perf_counter() - start:.1f} s)")

@@ -15,16 +15,17 @@ import os
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Callable
+from typing import Any, Callable
 
 import numpy as np
 import torch
 
 from ..errors import MedSegError
 from ..images import Image
-from ..models.model_folder import ModelFolder, open_model_folder
+from ..models.model_folder import ModelFolder
 from ..models.registry import resolve_model
 from .cascade_predictor import CascadePredictor, load_predictor
+from .conventions import open_predictor
 from .ensemble_members import check_ensemble, open_members
 from .export import probabilities_to_labels
 from .options import PredictOptions
@@ -106,14 +107,13 @@ def _member_progress(progress: Callable[[float, str], None] | None, i: int, n: i
 
 
 def make_predictor(options: PredictOptions, previous_predictions: str | os.PathLike | None = None,
-                   ) -> Predictor | CascadePredictor | EnsemblePredictor:
-    """A predictor for ``options.models``: one model (a cascade stage with its previous stage, or with
-    ``previous_predictions``), or an ensemble of several."""
+                   save_probabilities: bool = False) -> Any:
+    """A predictor for ``options.models``: one model (TotalSegmentator's multi-part ones too; a cascade stage
+    with its previous stage, or with ``previous_predictions``), or an ensemble of several."""
     if not options.models:
         raise MedSegError("No model given: name one with -m MODEL (repeat -m for an ensemble).")
     if len(options.models) == 1:
-        folder = open_model_folder(resolve_model(options.models[0]), options.configuration)
-        return load_predictor(folder, options, previous_predictions)
+        return open_predictor(resolve_model(options.models[0]), options, save_probabilities, previous_predictions)
     if previous_predictions is not None:
         raise MedSegError("--prev-stage-predictions is for one cascade model, not an ensemble of several.")
     return EnsemblePredictor.from_options(options)

@@ -79,7 +79,8 @@ def write_probabilities(probabilities: np.ndarray, label_path: Path) -> Path:
 
 
 def plan_jobs(inputs: Sequence[str], output: str, part: str = "1/1", output_format: str = "nifti",
-              save_probabilities: bool = False, allow_output_inside_input: bool = False) -> list[Job]:
+              save_probabilities: bool = False, allow_output_inside_input: bool = False,
+              extra_outputs: Callable[[Path], list[Path]] | None = None) -> list[Job]:
     """One job per case: several files = one case; a folder = its cases (or one DICOM series).
 
     Every output is checked here, before any case is read: never an input, never inside an input
@@ -99,6 +100,7 @@ def plan_jobs(inputs: Sequence[str], output: str, part: str = "1/1", output_form
         jobs, files, folders = [_files_job(paths, Path(output), output_format)], paths, []
     jobs = jobs[k - 1::n]
     outputs = [j.output for j in jobs] + ([probabilities_path(j.output) for j in jobs] if save_probabilities else [])
+    outputs += [p for j in jobs for p in (extra_outputs(j.output) if extra_outputs else [])]  # --statistics, ...
     check_outputs(outputs, files, folders, allow_output_inside_input)
     return jobs
 

@@ -63,6 +63,14 @@ class PredictOptions:
                   f"in (0, 1) (default {ADAPTIVE_THRESHOLD}; higher = more passes, closer to the full ensemble)"))
     missing_channels: list[str] = field(default_factory=list, metadata=_option(
         "names", "channels the input lacks (only for models trained with channel dropout)"))
+    roi_subset: list[str] = field(default_factory=list, metadata=_option(
+        "names", "TotalSegmentator models: only these structures, running only the parts that hold them, "
+                 "inside the box its coarse model finds around them (as TotalSegmentator's --roi_subset)"))
+    statistics: bool = field(default=False, metadata=_option(
+        "flag", "also write CASE_statistics.json: per structure its volume (mm3) and the mean and std of the "
+                "image inside it (as TotalSegmentator's statistics.json)"))
+    split_classes: bool = field(default=False, metadata=_option(
+        "flag", "also write one mask per structure, CASE/<structure>.nii.gz, beside the multi-label map"))
 
     def validate(self) -> PredictOptions:
         """Check every value; raises MedSegError naming the option. Returns self."""
@@ -84,6 +92,7 @@ class PredictOptions:
         if repeated:
             raise MedSegError(f"Model {repeated[0]} is given more than once; an ensemble needs different models "
                               "(e.g. the 2d and 3d_fullres configurations of one dataset).")
+        self.roi_subset = list(dict.fromkeys(self.roi_subset or []))  # once each, in the order given
         return self
 
     @property
@@ -148,7 +157,7 @@ def from_mapping(values: dict[str, Any]) -> PredictOptions:
     """Options from any mapping of field names (others ignored; ``None`` for a list = default), validated."""
     known = {name for name, _ in option_fields()}
     given = {k: v for k, v in values.items() if k in known}
-    for name in ("missing_channels", "models"):
+    for name in ("missing_channels", "models", "roi_subset"):
         if given.get(name) is None:
             given.pop(name, None)
     if isinstance(given.get("models"), str):  # one model

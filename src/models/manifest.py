@@ -15,6 +15,7 @@ from typing import Any
 
 from ..errors import MedSegError
 from .cache import check_model_name
+from .conventions import Conventions, parse_conventions
 
 SCHEMA_VERSION = 1
 MANIFEST_ENV = "MEDSEG_MANIFEST"
@@ -62,6 +63,8 @@ class ModelEntry:
     # the values a user of this model's field expects, by the value the model writes (BraTS: 1 -> 2, 2 -> 1,
     # 3 -> 4); applied on request (inference/label_values.py), e.g. to hand labels to BraTS tools
     output_label_values: dict[int, int] | None = None
+    # how to run it where that differs from plain nnU-Net (TotalSegmentator's models; models/conventions.py)
+    conventions: Conventions | None = None
 
     @property
     def is_region_based(self) -> bool:
@@ -167,7 +170,8 @@ def parse_entry(raw: Any, where: str) -> ModelEntry:
         regions_class_order=list(order) if is_regions and isinstance(order, list) else None,
         instructions=raw.get("instructions", ""),
         path=raw.get("path", ""), homepage=raw.get("homepage", ""),
-        output_label_values=_output_label_values(raw.get("output_label_values"), where))
+        output_label_values=_output_label_values(raw.get("output_label_values"), where),
+        conventions=parse_conventions(raw.get("conventions"), raw.get("parts"), where))
 
 
 def _output_label_values(raw: Any, where: str) -> dict[int, int] | None:

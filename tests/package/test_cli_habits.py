@@ -25,7 +25,8 @@ def test_every_command_takes_quiet_and_verbose():
                                         (["predict", "-m", "x", "-i", "y", "-o", "z", "--foldz", "0"],
                                          "--foldz: Did you mean '--folds'?"),
                                         (["predict", "-m", "x", "-i", "y", "-o", "z", "--output-format", "nifty"],
-                                         "Did you mean 'nifti'?")])
+                                         "Did you mean 'nifti'?"),
+                                        (["--quiet", "models", "list"], "--quiet: give it after `medseg models list`")])
 def test_mistakes_get_the_close_match(argv, hint, capsys):
     with pytest.raises(SystemExit) as info:
         main(argv)

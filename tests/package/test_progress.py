@@ -44,3 +44,9 @@ def test_time_left_from_the_rate_so_far():
     bar = ProgressBar("x", stream=io.StringIO())
     assert bar.line(0.25, "", 30.0).endswith("0:30 elapsed, 1:30 left")
     assert format_seconds(3725) == "1:02:05"
+
+
+def test_quiet_lasts_for_one_command_run_in_process():
+    from chimerax.medseg.cli import main
+    assert main(["models", "list", "--quiet"]) == 0
+    assert progress.verbosity() == progress.NORMAL
