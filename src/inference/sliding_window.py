@@ -61,6 +61,17 @@ def pad_to_tile(data, tile_size: Sequence[int]):
     return F.pad(data, pads), tuple(slice(b, b + s) for b, s in zip(below, shape))
 
 
+# Channels weighted at once: a 118-channel 128^3 tile weighted whole is a 1 GB float32 temporary.
+_CHANNELS_AT_ONCE = 16
+
+
+def _accumulate(logits, tile: tuple, tile_logits, weights) -> None:
+    """Add one tile's Gaussian-weighted outputs into the accumulator, a few channels at a time."""
+    for first in range(0, tile_logits.shape[0], _CHANNELS_AT_ONCE):
+        part = slice(first, first + _CHANNELS_AT_ONCE)
+        logits[(part,) + tile] += tile_logits[part].float() * weights
+
+
 def mirror_combinations(axes: Sequence[int]) -> list[tuple[int, ...]]:
     """The identity plus every non-empty combination of mirrored axes."""
     return [()] + [c for r in range(1, len(axes) + 1) for c in itertools.combinations(axes, r)]
@@ -128,7 +139,9 @@ class SlidingWindow:
         return out
 
     def __call__(self, data, progress: Progress | None = None, should_stop: ShouldStop | None = None,
-                 done: float = 0.0, share: float = 1.0):
+                 done: float = 0.0, share: float = 1.0, keep_accumulator_dtype: bool = False):
+        """Averaged logits (k, *data's grid): float32, or with ``keep_accumulator_dtype`` the accumulator
+        itself (float16 by default, as nnU-Net), which spares a float32 copy of the whole grid."""
         import torch
         padded, unpad, tiles, weights = self.prepare(data)
         shape = padded.shape[1:]
@@ -140,13 +153,14 @@ class SlidingWindow:
             batch_tiles = tiles[first:first + self.tiles_per_batch]
             out = self.forward(torch.stack([padded[(slice(None),) + t] for t in batch_tiles]))
             for tile, tile_logits in zip(batch_tiles, out):
-                logits[(slice(None),) + tile] += tile_logits.float() * weights
+                _accumulate(logits, tile, tile_logits, weights)
                 weight_sum[tile] += weights
             if progress is not None:
                 progress(done + share * (first + len(batch_tiles)) / len(tiles),
                          f"tile {first + len(batch_tiles)} of {len(tiles)}")
         logits /= weight_sum
-        return logits[(slice(None),) + unpad].float()
+        logits = logits[(slice(None),) + unpad]
+        return logits if keep_accumulator_dtype else logits.float()
 
     def _predict_mirrored(self, batch, combos: Sequence[tuple[int, ...]] | None = None):
         import torch
