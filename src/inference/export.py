@@ -97,6 +97,6 @@ def export_labels_in_pieces(logits, record: PreprocessRecord, config: dict, labe
     def to_labels(values):
         return probabilities_to_labels(logits_to_probabilities(values, labels) if as_probabilities else values, labels)
 
-    out = np.zeros(full, dtype=label_dtype(labels))  # outside the crop: background
+    out: np.ndarray = np.zeros(full, dtype=label_dtype(labels))  # outside the crop: background
     labels_in_pieces(logits.cpu(), maps, to_labels, out, [a for a, _ in record.bbox], piece_bytes)
     return np.ascontiguousarray(out.transpose(record.transpose_backward))

@@ -11,15 +11,15 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ..preprocessing.resample_pieces import AxisMap, resample_box
+from ..preprocessing.resample_pieces import AxisMap, Scratch, resample_box
 
 if TYPE_CHECKING:  # torch is imported by the callers; `medseg --help` must not load it
     import torch
 
 # The float32 working memory one box may take; a few temporaries of this size exist while it is resampled.
 PIECE_BYTES = 256 << 20
-# Copies of a box alive at once while one axis is resampled (the slab, the values at `low`, at `high`).
-_COPIES = 3
+# Box-sized tensors alive at once: the values at `low` and at `high` along the last two axes resampled.
+_COPIES = 4
 
 Box = tuple[tuple[int, int], ...]
 
@@ -51,8 +51,9 @@ def labels_in_pieces(logits: torch.Tensor, maps: Sequence[AxisMap], to_labels: C
     ``to_labels`` turns one box's float32 values (k, *box) into its label array.
     """
     shape = [m.size for m in maps]
+    scratch = Scratch()
     for box in boxes(shape, logits.shape[0], piece_bytes):
-        values = resample_box(logits, maps, box)
+        values = resample_box(logits, maps, box, scratch)
         target = tuple(slice(o + a, o + b) for o, (a, b) in zip(offset, box))
         out[target] = to_labels(values)
         del values
