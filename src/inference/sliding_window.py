@@ -10,6 +10,7 @@ from typing import Callable
 import numpy as np
 
 from ..errors import Cancelled
+from ..memory import array_bytes, check_memory
 
 Progress = Callable[[float, str], None]
 ShouldStop = Callable[[], bool]
@@ -145,6 +146,10 @@ class SlidingWindow:
         import torch
         padded, unpad, tiles, weights = self.prepare(data)
         shape = padded.shape[1:]
+        if padded.device.type == "cpu":
+            check_memory(array_bytes((self.num_outputs + 1, *shape), weights.element_size()),
+                         f"The sliding window's sums of {self.num_outputs} output channels over {tuple(shape)} voxels",
+                         "Crop the image to the region of interest.")
         logits = torch.zeros((self.num_outputs, *shape), dtype=weights.dtype, device=padded.device)
         weight_sum = torch.zeros(shape, dtype=weights.dtype, device=padded.device)
         for first in range(0, len(tiles), self.tiles_per_batch):

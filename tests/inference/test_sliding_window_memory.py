@@ -2,8 +2,11 @@
 accumulator handed over without a float32 copy (issue 18 item 6)."""
 from __future__ import annotations
 
+import pytest
 import torch
 
+from chimerax.medseg import memory
+from chimerax.medseg.errors import MedSegError
 from chimerax.medseg.inference import sliding_window
 from chimerax.medseg.inference.sliding_window import SlidingWindow
 
@@ -34,3 +37,14 @@ def test_the_accumulator_can_be_kept_as_it_is():
         converted = window(data)
     assert kept.dtype == torch.float16 and converted.dtype == torch.float32
     assert torch.equal(kept.float(), converted)
+
+
+def test_sums_that_cannot_fit_are_refused_before_any_tile(monkeypatch):
+    window = _window(outputs=118)
+    calls = []
+    window.forward = lambda *args, **kwargs: calls.append(1)  # type: ignore[method-assign]
+    needed = 119 * 40 * 60 * 60 * 2  # float16 sums of 118 channels + the weights, 34 MB
+    monkeypatch.setattr(memory, "available_memory", lambda: needed // 2)
+    with pytest.raises(MedSegError, match="sums of 118 output channels"):
+        window(torch.zeros(1, 40, 60, 60))
+    assert calls == []
