@@ -237,6 +237,8 @@ def run_capped(cmd: list[str], cap_bytes: int) -> dict:
     result = {"sampled_peak_mb": peak / 2 ** 20, "killed": killed, "elapsed_s": time.perf_counter() - started}
     if killed:
         return result
+    if child.returncode != 0 and "MemoryError" in stderr:  # refused an allocation: did not fit this machine
+        return {**result, "killed": True, "reason": stderr.strip().splitlines()[-1][-300:]}
     if child.returncode != 0:
         raise SystemExit(f"{cmd[3]} failed ({child.returncode}):\n{stderr[-3000:]}")
     return {**result, **json.loads(stdout.strip().splitlines()[-1])}
@@ -291,7 +293,8 @@ def main() -> None:
                    "--case", str(root / "ct.nii"), "--labels-out", str(root / f"{run}.npy"), "--step", str(args.step)]
             results[run] = run_capped(cmd, int(args.cap_gb * 2 ** 30))
             r = results[run]
-            state = f"did not finish within {args.cap_gb} GB (killed after {r['elapsed_s']:.0f} s)" if r["killed"] \
+            state = (f"did not finish: {r['reason']}" if r.get("reason") else
+                     f"did not finish within {args.cap_gb} GB (killed after {r['elapsed_s']:.0f} s)") if r["killed"] \
                 else f"{r['wall_s']:.1f} s ({r['cpu_s']:.0f} CPU s), peak {r['peak_mb']:.0f} MB " \
                      f"(sampled {r['sampled_peak_mb']:.0f} MB)"
             print(f"{run}: {state}; load average now {os.getloadavg()[0]:.1f}"
