@@ -211,7 +211,10 @@ class Predictor:
             else:
                 for i, weights in enumerate(self.fold_weights):
                     _load_weights(net, weights, self.model.path)
-                    logits = window(data, progress, should_stop, done=0.02 + 0.95 * i / n, share=0.95 / n)
+                    # one fold: the float16 accumulator goes to the export as it is (a float32 copy of a
+                    # whole-body CT's logits would be GBs); folds are summed in float32
+                    logits = window(data, progress, should_stop, done=0.02 + 0.95 * i / n, share=0.95 / n,
+                                    keep_accumulator_dtype=n == 1)
                     total = logits if total is None else total.add_(logits)
         if total is None:
             raise MedSegError("The predictor has no folds' weights to run.")

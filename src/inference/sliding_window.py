@@ -10,6 +10,7 @@ from typing import Callable
 import numpy as np
 
 from ..errors import Cancelled
+from ..memory import array_bytes, check_memory
 
 Progress = Callable[[float, str], None]
 ShouldStop = Callable[[], bool]
@@ -59,6 +60,17 @@ def pad_to_tile(data, tile_size: Sequence[int]):
     for b, e in reversed(list(zip(below, extra))):
         pads += [b, e - b]
     return F.pad(data, pads), tuple(slice(b, b + s) for b, s in zip(below, shape))
+
+
+# Channels weighted at once: a 118-channel 128^3 tile weighted whole is a 1 GB float32 temporary.
+_CHANNELS_AT_ONCE = 16
+
+
+def _accumulate(logits, tile: tuple, tile_logits, weights) -> None:
+    """Add one tile's Gaussian-weighted outputs into the accumulator, a few channels at a time."""
+    for first in range(0, tile_logits.shape[0], _CHANNELS_AT_ONCE):
+        part = slice(first, first + _CHANNELS_AT_ONCE)
+        logits[(part,) + tile] += tile_logits[part].float() * weights
 
 
 def mirror_combinations(axes: Sequence[int]) -> list[tuple[int, ...]]:
@@ -128,10 +140,16 @@ class SlidingWindow:
         return out
 
     def __call__(self, data, progress: Progress | None = None, should_stop: ShouldStop | None = None,
-                 done: float = 0.0, share: float = 1.0):
+                 done: float = 0.0, share: float = 1.0, keep_accumulator_dtype: bool = False):
+        """Averaged logits (k, *data's grid): float32, or with ``keep_accumulator_dtype`` the accumulator
+        itself (float16 by default, as nnU-Net), which spares a float32 copy of the whole grid."""
         import torch
         padded, unpad, tiles, weights = self.prepare(data)
         shape = padded.shape[1:]
+        if padded.device.type == "cpu":
+            check_memory(array_bytes((self.num_outputs + 1, *shape), weights.element_size()),
+                         f"The sliding window's sums of {self.num_outputs} output channels over {tuple(shape)} voxels",
+                         "Crop the image to the region of interest.")
         logits = torch.zeros((self.num_outputs, *shape), dtype=weights.dtype, device=padded.device)
         weight_sum = torch.zeros(shape, dtype=weights.dtype, device=padded.device)
         for first in range(0, len(tiles), self.tiles_per_batch):
@@ -140,13 +158,14 @@ class SlidingWindow:
             batch_tiles = tiles[first:first + self.tiles_per_batch]
             out = self.forward(torch.stack([padded[(slice(None),) + t] for t in batch_tiles]))
             for tile, tile_logits in zip(batch_tiles, out):
-                logits[(slice(None),) + tile] += tile_logits.float() * weights
+                _accumulate(logits, tile, tile_logits, weights)
                 weight_sum[tile] += weights
             if progress is not None:
                 progress(done + share * (first + len(batch_tiles)) / len(tiles),
                          f"tile {first + len(batch_tiles)} of {len(tiles)}")
         logits /= weight_sum
-        return logits[(slice(None),) + unpad].float()
+        logits = logits[(slice(None),) + unpad]
+        return logits if keep_accumulator_dtype else logits.float()
 
     def _predict_mirrored(self, batch, combos: Sequence[tuple[int, ...]] | None = None):
         import torch
@@ -160,7 +179,8 @@ class SlidingWindow:
             total = out if total is None else total + out
         if total is None:
             raise ValueError("no mirror combinations to predict with (not even the unmirrored input)")
-        return total / len(combos)
+        # one pass (no mirroring): its output as it is, no copy (a 118-channel 112^3 tile is 660 MB)
+        return total if len(combos) == 1 else total.div_(len(combos))
 
     def _activate(self, out):
         import torch

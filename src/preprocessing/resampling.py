@@ -59,11 +59,17 @@ def _nearest_indices(old: int, new: int) -> np.ndarray:
 
 def resample_volume(volume: np.ndarray, new_shape: Sequence[int], order: int, axis: int | None,
                     order_z: int = 0) -> np.ndarray:
-    """Resample one 3D (or 2D) volume in float64; result clipped to the input's range like skimage."""
+    """Resample one 3D (or 2D) volume, computed in float64 (float32 in, float32 out); result clipped to the
+    input's range like skimage."""
     new_shape = tuple(int(s) for s in new_shape)
     if volume.shape == new_shape:
         return volume
-    volume = volume.astype(np.float64, copy=False)
+    # float32 stays float32: scipy interpolates in float64 whatever it is given, so only the stored result is
+    # rounded (and clipping commutes with that rounding): the same values, without a float64 copy of the image
+    # (1.3 GB for a whole-body CT). A second zoom along the coarse axis reads the first's output: float64 then.
+    second_zoom = axis is not None and order_z != 0 and new_shape[axis] != volume.shape[axis]
+    if volume.dtype != np.float32 or second_zoom:
+        volume = volume.astype(np.float64, copy=False)
     if axis is None:
         out = _zoom(volume, new_shape, order)
         return np.clip(out, volume.min(), volume.max(), out=out) if order > 0 else out
