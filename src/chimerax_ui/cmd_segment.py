@@ -19,6 +19,7 @@ from chimerax.map import MapsArg
 
 from ..errors import MedSegError
 from ..images import Image
+from ..inference.label_values import output_members, output_names, output_values
 from ..inference.options import PredictOptions, from_mapping, option_fields
 from ..models.model_folder import ModelFolder, open_model_folder
 from ..models.registry import resolve_model
@@ -108,9 +109,11 @@ def prepare(session: Any, model: str, volumes: list, options: PredictOptions, su
     from ..inference.device import select_device  # imports torch: not at command registration
     options.device = str(select_device(options.device))  # an unusable device is reported now, resolved once
     folder.select_folds(options.folds)
-    label_names = folder.labels.names
+    values = output_values(folder, options.training_label_values)  # BraTS's own values for the brats models
+    label_names = output_names(folder.labels.names, values)
     model_title = Path(model).name if ("/" in model or "\\" in model) else model
-    return Request(folder, options, model_title, volumes, label_names, folder.labels.members(),
+    members = output_members(folder.labels.members(), values)
+    return Request(folder, options, model_title, volumes, label_names, members,
                    label_colors(label_names, folder.dataset_json), name or f"{volumes[0].name} {model_title} labels",
                    surfaces, smooth)
 
@@ -241,7 +244,7 @@ _CACHE_LOCK = threading.Lock()
 def _predictor_key(r: Request) -> tuple:
     o = r.options
     return (str(r.folder.path), r.folder.configuration_name, tuple(o.folds or ()), o.device, o.effective_step,
-            o.effective_mirroring, o.checkpoint, str(o.postprocess))
+            o.effective_mirroring, o.checkpoint, str(o.postprocess), o.training_label_values)
 
 
 def _take_predictor(r: Request) -> Any:

@@ -61,6 +61,12 @@ class V1ModelFolder(ModelFolder):
                               f"(found: {', '.join(present) or 'no checkpoints'}). Re-download or re-install it.")
         return path
 
+    def default_postprocessing_file(self) -> Path | None:
+        """nnunet 1.7.1's predictor applies ``<model folder>/postprocessing.json`` whenever it exists (its
+        ``nnUNet_predict`` has no flag against it; only the Python API's ``disable_postprocessing``)."""
+        path = self.path / "postprocessing.json"
+        return path if path.is_file() else None
+
     @property
     def behaviour(self) -> TrainerBehaviour:
         return trainer_behaviour(self.trainer_name)
