@@ -117,7 +117,16 @@ def open_v1_folder(path: Path, configuration: str | None = None) -> V1ModelFolde
                           "low-resolution stage's prediction and are not supported yet. Use its 3d_lowres model.")
     stage = _stage(plans_v1, name, info)
     plans, dataset_json = describe(plans_v1, stage, name, behaviour, _label_names(folder))
+    # names as v2 plans have them (``nnUNetPlansv2.1`` of ``Task082_BraTS2020``): carried plans are named after them
+    plans.update(plans_name=_plans_identifier(folder), dataset_name=folder.parent.name)
+    plans["configurations"][name]["data_identifier"] = f"{plans['plans_name']}_{name}"
     return V1ModelFolder(folder, dataset_json, plans, name, folds, trainer_name=trainer)
+
+
+def _plans_identifier(folder: Path) -> str:
+    """The plans part of ``<Trainer>__<Plans>`` (v1's default ``nnUNetPlansv2.1`` when the name lacks one)."""
+    parts = folder.name.split("__")
+    return parts[1] if len(parts) == 2 and re.fullmatch(r"[A-Za-z0-9_.-]+", parts[1]) else "nnUNetPlansv2.1"
 
 
 def _folds(folder: Path) -> list[str]:
@@ -177,6 +186,7 @@ def describe(plans_v1: dict, stage: int, configuration: str, behaviour: TrainerB
         channels = int(plans_v1["num_modalities"])
         config = {
             "patch_size": [int(p) for p in stage_plans["patch_size"]],
+            "batch_size": int(stage_plans.get("batch_size", 2)),  # for training with carried plans (transfer)
             # v1's 2d plans keep all three spacings; the first (each case's own, as slices) is not a target
             "spacing": [float(s) for s in stage_plans["current_spacing"]][-len(stage_plans["patch_size"]):],
             "normalization_schemes": [_SCHEMES.get(str(plans_v1["normalization_schemes"][c]), "ZScoreNormalization")
@@ -209,7 +219,9 @@ def _architecture(plans_v1: dict, stage_plans: dict, behaviour: TrainerBehaviour
         "base_num_features": int(plans_v1["base_num_features"]),
         "conv_kernel_sizes": [[int(k) for k in ks] for ks in stage_plans["conv_kernel_sizes"]],
         "pool_op_kernel_sizes": [[int(p) for p in ps] for ps in stage_plans["pool_op_kernel_sizes"]],
-        "conv_per_stage": behaviour.conv_per_stage or int(plans_v1.get("conv_per_stage", 2))}}
+        "conv_per_stage": behaviour.conv_per_stage or int(plans_v1.get("conv_per_stage", 2)),
+        # the same pooling as v2 plans state it (stage 0 unstrided): what training's deep supervision reads
+        "strides": [[1] * dim] + [[int(p) for p in ps] for ps in stage_plans["pool_op_kernel_sizes"]]}}
 
 
 def _export_kwargs(plans_v1: dict) -> dict:
