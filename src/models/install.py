@@ -107,7 +107,7 @@ def install_model(name: str, source: str | os.PathLike, *, force: bool = False, 
     if values:
         pairs = ", ".join(f"{k} -> {v}" for k, v in sorted(values.items()))
         _say(notify, f"Installed under the manifest's name {name!r}: its predictions write that model's label values "
-                     f"({pairs}); --training-label-values (ChimeraX: training_label_values true) keeps the model's.")
+                     f"({pairs}); --training-label-values (ChimeraX: trainingLabelValues true) keeps the model's.")
     return path
 
 
