@@ -33,8 +33,15 @@ def apply_output_values(labels: np.ndarray, mapping: Mapping[int, int]) -> np.nd
 
 def output_values(folder: ModelFolder, training_label_values: bool = False) -> dict[int, int] | None:
     """The mapping a prediction of ``folder`` applies: its install's (the manifest's) unless the user asked
-    for the training values."""
-    return None if training_label_values else folder.output_label_values
+    for the training values. Checked before any work: it must cover every value the model writes."""
+    mapping = None if training_label_values else folder.output_label_values
+    if mapping:
+        unmapped = sorted(set(folder.labels.names) - set(mapping))
+        if unmapped:
+            raise MedSegError(f"Model {folder.path} writes label value(s) {', '.join(map(str, unmapped))} that the "
+                              f"output value mapping its install recorded ({dict(mapping)}) does not list: it is not "
+                              "the manifest's model. Reinstall it under another name, or use --training-label-values.")
+    return mapping
 
 
 def output_names(names: Mapping[int, str], mapping: Mapping[int, int] | None) -> dict[int, str]:

@@ -104,3 +104,16 @@ def test_local_install_under_the_manifest_name_keeps_the_mapping_another_name_do
     assert records["brats_test"]["output_label_values"] == MAPPING
     assert "output_label_values" not in records["my_brats"]
     assert Predictor.from_folder(cache / "models" / "my_brats").output_values is None
+
+
+def test_a_mapping_that_misses_a_value_the_model_writes_is_refused_before_any_work(published, cache, tmp_path):
+    from chimerax.medseg.errors import MedSegError
+    from chimerax.medseg.models.install_record import OUTPUT_VALUES_KEY
+    folder = fetch_model("brats_test")
+    record = cache / "models" / "brats_test" / "medseg_install.json"
+    data = json.loads(record.read_text())
+    data[OUTPUT_VALUES_KEY] = {"1": 2, "2": 1}  # value 3 (enhancing tumour) left out
+    record.write_text(json.dumps(data))
+    with pytest.raises(MedSegError, match=r"writes label value\(s\) 3"):
+        Predictor.from_folder(folder, folds=["0"])
+    assert Predictor.from_folder(folder, folds=["0"], training_label_values=True).output_values is None
