@@ -20,6 +20,7 @@ from chimerax.map import MapsArg
 from ..errors import MedSegError
 from ..images import Image
 from ..inference.ensemble_members import check_ensemble, open_members
+from ..inference.label_values import output_members, output_names, output_values
 from ..inference.options import PredictOptions, from_mapping, option_fields
 from ..models.model_folder import ModelFolder
 from ..models.multipart import open_any_model
@@ -123,9 +124,11 @@ def prepare(session: Any, model: str | Sequence[str], volumes: list, options: Pr
         check_ensemble(ensemble, options)  # folds, postprocessing and options, before the work starts
     else:
         folder.select_folds(options.folds)
-    label_names = folder.labels.names
+    values = output_values(folder, options.training_label_values)  # BraTS's own values for the brats models
+    label_names = output_names(folder.labels.names, values)
     model_title = " + ".join(Path(m).name if ("/" in m or "\\" in m) else m for m in models)
-    return Request(folder, options, model_title, volumes, label_names, folder.labels.members(),
+    members = output_members(folder.labels.members(), values)
+    return Request(folder, options, model_title, volumes, label_names, members,
                    label_colors(label_names, folder.dataset_json), name or f"{volumes[0].name} {model_title} labels",
                    surfaces, smooth, ensemble=ensemble)
 
@@ -264,8 +267,8 @@ _CACHE_LOCK = threading.Lock()
 def _predictor_key(r: Request) -> tuple:
     o = r.options
     return (tuple(str(f.path) for f in r.ensemble or [r.folder]), r.folder.configuration_name,
-            tuple(o.folds or ()), o.device, o.effective_step,
-            o.effective_mirroring, o.checkpoint, str(o.postprocess), tuple(o.roi_subset))
+            tuple(o.folds or ()), o.device, o.effective_step, o.effective_mirroring, o.checkpoint,
+            str(o.postprocess), tuple(o.roi_subset), o.training_label_values)
 
 
 def _take_predictor(r: Request) -> Any:

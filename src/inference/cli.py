@@ -113,4 +113,4 @@ def _preview(target: str, count: int, name: str, image, labels, predictor) -> Pa
     path = Path(target) / f"{name}.png" if count > 1 or Path(target).is_dir() else Path(target)
     names = predictor.label_names
     return write_preview(image, labels, names, label_colors(names, predictor.model.dataset_json), path,
-                         predictor.model.labels.members(), title=f"{name}: {predictor.model.path.name}")
+                         predictor.label_members, title=f"{name}: {predictor.model.path.name}")

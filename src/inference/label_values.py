@@ -12,6 +12,7 @@ from collections.abc import Mapping
 import numpy as np
 
 from ..errors import MedSegError
+from ..models.description import ModelFolder
 
 BRATS_VALUES = {1: 2, 2: 1, 3: 4}  # nnU-Net's BraTS label -> BraTS's own
 
@@ -28,3 +29,28 @@ def apply_output_values(labels: np.ndarray, mapping: Mapping[int, int]) -> np.nd
         lookup[source] = target
     dtype = labels.dtype if max(mapping.values()) <= np.iinfo(labels.dtype).max else np.int16
     return lookup[labels].astype(dtype)
+
+
+def output_values(folder: ModelFolder, training_label_values: bool = False) -> dict[int, int] | None:
+    """The mapping a prediction of ``folder`` applies: its install's (the manifest's) unless the user asked
+    for the training values. Checked before any work: it must cover every value the model writes."""
+    mapping = None if training_label_values else folder.output_label_values
+    if mapping:
+        unmapped = sorted(set(folder.labels.names) - set(mapping))
+        if unmapped:
+            raise MedSegError(f"Model {folder.path} writes label value(s) {', '.join(map(str, unmapped))} that the "
+                              f"output value mapping its install recorded ({dict(mapping)}) does not list: it is not "
+                              "the manifest's model. Reinstall it under another name, or use --training-label-values.")
+    return mapping
+
+
+def output_names(names: Mapping[int, str], mapping: Mapping[int, int] | None) -> dict[int, str]:
+    """Label names keyed by the values written (a region is keyed by the value it writes)."""
+    return {mapping.get(v, v) if mapping else v: name for v, name in names.items()}
+
+
+def output_members(members: Mapping[int, tuple[int, ...]], mapping: Mapping[int, int] | None) -> dict[int, tuple]:
+    """Which written values make up each label or region (BraTS: whole tumour = 2, 1 and 4)."""
+    if not mapping:
+        return dict(members)
+    return {mapping.get(v, v): tuple(mapping.get(m, m) for m in inside) for v, inside in members.items()}

@@ -53,14 +53,18 @@ class PredictOptions:
     configuration: str | None = field(default=None, metadata=_option(
         "text", "configuration, when the model path holds several (3d_cascade_fullres: a cascade, see "
                 "--prev-stage-predictions)"))
-    postprocess: bool | str = field(default=False, metadata=_option(
-        "path-or-flag", "apply the model's postprocessing.json (or the given file)"))
+    postprocess: bool | str | None = field(default=None, metadata=_option(
+        "path-or-flag", "apply the model's postprocessing.json (or the given file); --no-postprocess: none "
+                        "(default: as the model's nnU-Net does: v1 models apply theirs, v2 models none)"))
     adaptive: bool = field(default=False, metadata=_option(
         "flag", "every fold and mirroring only on tiles where the first pass is uncertain (near the full "
                 "ensemble's labels for a fraction of the passes)"))
     adaptive_threshold: float = field(default=ADAPTIVE_THRESHOLD, metadata=_option(
         "number", f"with --adaptive: a voxel is uncertain when its top-two probability margin is below this, "
                   f"in (0, 1) (default {ADAPTIVE_THRESHOLD}; higher = more passes, closer to the full ensemble)"))
+    training_label_values: bool = field(default=False, metadata=_option(
+        "flag", "write the label values the model was trained with, not those its field uses (the brats models: "
+                "BraTS's 2 edema, 1 necrosis, 4 enhancing tumour by default; nnU-Net's are 1, 2, 3)"))
     missing_channels: list[str] = field(default_factory=list, metadata=_option(
         "names", "channels the input lacks (only for models trained with channel dropout)"))
     roi_subset: list[str] = field(default_factory=list, metadata=_option(
@@ -140,9 +144,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                                 help=help_text)
         elif kind == "number":
             parser.add_argument(flag, dest=name, type=float, default=default, help=help_text)
-        elif kind == "path-or-flag":
+        elif kind == "path-or-flag":  # tri-state: FILE or the model's own (--flag), none (--no-flag), default
             parser.add_argument(flag, dest=name, nargs="?", const=True, default=default, metavar="FILE",
                                 help=help_text)
+            parser.add_argument("--no-" + flag.removeprefix("--"), dest=name, action="store_const", const=False,
+                                help=f"the opposite of {flag}: none, whatever the model's default")
         else:  # text, device; -c as nnUNetv2_predict spells the configuration
             short = ["-c"] if name == "configuration" else []
             parser.add_argument(flag, *short, dest=name, default=default, help=help_text)

@@ -1,6 +1,7 @@
 """The predictor: an nnU-Net v2 model folder + an image -> a label map on the image's grid."""
 from __future__ import annotations
 
+import dataclasses
 import os
 import time
 import warnings
@@ -23,6 +24,7 @@ from .adaptive import Passes, adaptive_logits
 from .cascade import previous_stage_input, previous_stage_name
 from .device import select_device
 from .export import export
+from .label_values import apply_output_values, output_members, output_names, output_values
 from .missing_channels import allows_missing_channels, check_missing_channels, zero_channels
 from .options import DEFAULT_STEP, PredictOptions
 from .postprocessing import apply_postprocessing, find_postprocessing_file, load_postprocessing
@@ -67,6 +69,7 @@ class Predictor:
     postprocessing: list | None = None
     allows_missing_channels: bool = False  # trained with channel dropout (medseg train --channel-dropout)
     adaptive_threshold: float | None = None  # adaptive ensembling (inference/adaptive.py); None: every pass
+    output_values: dict[int, int] | None = None  # the field's label values (BraTS's), applied last; None: the model's
     _network: torch.nn.Module | None = None
 
     @classmethod
@@ -95,7 +98,8 @@ class Predictor:
         steps = _postprocessing_steps(folder, chosen, options.postprocess)
         return cls(folder, weights, select_device(options.device), options.effective_step,
                    options.effective_mirroring, tuple(int(a) for a in axes), steps, missing_ok,
-                   options.adaptive_threshold if options.adaptive else None)
+                   options.adaptive_threshold if options.adaptive else None,
+                   output_values(folder, options.training_label_values))
 
     @property
     def channel_names(self) -> list[str]:
@@ -103,7 +107,13 @@ class Predictor:
 
     @property
     def label_names(self) -> dict[int, str]:
-        return self.model.labels.names
+        """Names by the value written (the field's values where the model's install maps them)."""
+        return output_names(self.model.labels.names, self.output_values)
+
+    @property
+    def label_members(self) -> dict[int, tuple[int, ...]]:
+        """The written values each label or region covers."""
+        return output_members(self.model.labels.members(), self.output_values)
 
     @property
     def is_region_based(self) -> bool:
@@ -166,6 +176,8 @@ class Predictor:
         labels, probabilities = export(logits, record, config, self.model.labels, save_probabilities)
         if self.postprocessing:
             labels = apply_postprocessing(labels, self.postprocessing, image.spacing)
+        if self.output_values:  # after postprocessing, whose rules name the model's own values
+            labels = apply_output_values(labels, self.output_values)
         timings["total"] = time.perf_counter() - start
         report(1.0, "done")
         return Prediction(labels, probabilities, timings, passes)
@@ -237,7 +249,7 @@ def _with_checkpoint_configuration(folder: ModelFolder, checkpoint: dict) -> Mod
     if not name or name == folder.configuration_name or name not in folder.plans.get("configurations", {}):
         return folder
     resolve_configuration(folder.plans, name)
-    return ModelFolder(folder.path, folder.dataset_json, folder.plans, name, folder.folds)
+    return dataclasses.replace(folder, configuration_name=name)
 
 
 def _load_weights(net, weights: dict, model_path: Path) -> None:
@@ -254,6 +266,9 @@ def _load_weights(net, weights: dict, model_path: Path) -> None:
 
 
 def _postprocessing_steps(folder: ModelFolder, folds: list[str], postprocess) -> list | None:
+    if postprocess is None:  # the model's own default: v1 applies its postprocessing.json, v2 nothing
+        default = folder.default_postprocessing_file()
+        return load_postprocessing(default) if default is not None else None
     if not postprocess:
         return None
     path = Path(postprocess) if isinstance(postprocess, (str, os.PathLike)) else \

@@ -21,6 +21,9 @@ class ModelFolder:
     plans: dict
     configuration_name: str
     folds: list[str] = field(default_factory=list)
+    # the values its field uses, by the value the model writes (BraTS: 1 -> 2, 2 -> 1, 3 -> 4), as its
+    # install recorded them from the manifest (models/install_record.py); None: the model's own values
+    output_label_values: dict[int, int] | None = None
 
     @property
     def labels(self) -> LabelScheme:
@@ -44,6 +47,11 @@ class ModelFolder:
         ``previous_stage``) one per foreground label: the previous stage's labels one-hot (inference/cascade.py)."""
         extra = len(foreground_values(self.dataset_json)) if self.configuration.get("previous_stage") else 0
         return len(self.channel_names) + extra
+
+    def default_postprocessing_file(self) -> Path | None:
+        """The postprocessing.json applied when none is asked for or refused: none for v2 models (as
+        ``nnUNetv2_predict``); v1 folders override this (``nnUNet_predict`` applies theirs)."""
+        return None
 
     def checkpoint_path(self, fold: str, checkpoint_name: str = "checkpoint_final.pth") -> Path:
         path = self.path / f"fold_{fold}" / checkpoint_name

@@ -23,6 +23,7 @@ from . import cache, v1_install
 from .archive import DISK_FULL_ERRNOS, safe_extract_zip
 from .download import Progress, download_file, sha256_of
 from .embedded import embedded_path
+from .install_record import output_values_entry
 from .manifest import Manifest, ModelEntry, load_manifest
 
 Notify = Callable[[str], None]
@@ -79,7 +80,8 @@ def fetch_model(name: str, *, manifest: Manifest | None = None, progress: Progre
                 if expected is None:
                     new_hashes[file.url] = {"sha256": digest, "size": dest.stat().st_size, "model": name}
             path = _install_sources(name, downloads, force=force, origin={"manifest_model": name,
-                                                                           "urls": [f.url for f in entry.files]})
+                                                                           "urls": [f.url for f in entry.files]},
+                                    output_values=entry.output_label_values)
         finally:
             for dest in downloads:
                 dest.unlink(missing_ok=True)
@@ -98,8 +100,22 @@ def install_model(name: str, source: str | os.PathLike, *, force: bool = False, 
         raise MedSegError(f"Cannot install {name!r}: {source} does not exist.")
     if not (source.is_dir() or zipfile.is_zipfile(source)):
         raise MedSegError(f"Cannot install {name!r}: {source} is neither a folder nor a zip archive.")
+    values = _manifest_output_values(name)
     with cache.model_lock(name, on_wait=notify):
-        return _install_sources(name, [source], force=force, origin={"path": str(source.resolve())})
+        path = _install_sources(name, [source], force=force, origin={"path": str(source.resolve())},
+                                output_values=values)
+    if values:
+        pairs = ", ".join(f"{k} -> {v}" for k, v in sorted(values.items()))
+        _say(notify, f"Installed under the manifest's name {name!r}: its predictions write that model's label values "
+                     f"({pairs}); --training-label-values (ChimeraX: trainingLabelValues true) keeps the model's.")
+    return path
+
+
+def _manifest_output_values(name: str) -> dict[int, int] | None:
+    """A local install under a downloadable manifest model's name (its published zip, fetched by hand) is that
+    model: it keeps the label values the entry states (BraTS's own)."""
+    entry = load_manifest().get(name)
+    return entry.output_label_values if entry is not None and entry.source == "download" else None
 
 
 def remove_model(name: str, notify: Notify | None = None) -> None:
@@ -144,7 +160,8 @@ def verify_model(name: str) -> list[str]:
 
 # --- building an install -------------------------------------------------------------------
 
-def _install_sources(name: str, sources: list[Path], *, force: bool, origin: dict) -> Path:
+def _install_sources(name: str, sources: list[Path], *, force: bool, origin: dict,
+                     output_values: dict[int, int] | None = None) -> Path:
     target = cache.installed_path(name)
     if target.exists() and not force:
         raise MedSegError(f"Model {name!r} is already installed in {target}. Remove it first "
@@ -159,7 +176,8 @@ def _install_sources(name: str, sources: list[Path], *, force: bool, origin: dic
         files = {p.relative_to(staging).as_posix(): sha256_of(p) for p in _files_under(staging)}
         write_json(staging / cache.INSTALL_RECORD, {
             "name": name, "installed": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-            "origin": origin, "model_folders": [f.relative_to(staging).as_posix() for f in folders], "files": files})
+            "origin": origin, "model_folders": [f.relative_to(staging).as_posix() for f in folders], "files": files,
+            **output_values_entry(output_values)})
         _commit(staging, target)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)

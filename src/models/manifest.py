@@ -177,11 +177,17 @@ def parse_entry(raw: Any, where: str) -> ModelEntry:
 def _output_label_values(raw: Any, where: str) -> dict[int, int] | None:
     if raw is None:
         return None
+    mapping = output_values_or_none(raw)
+    _require(mapping is not None, where,
+             "'output_label_values' must map label values (as strings) to distinct non-negative integers")
+    return mapping
+
+
+def output_values_or_none(raw: Any) -> dict[int, int] | None:
+    """A label value mapping from JSON (``{"1": 2, ...}``), or None when it is not one (values distinct)."""
     ok = isinstance(raw, dict) and all(str(k).isdigit() and isinstance(v, int) and not isinstance(v, bool) and v >= 0
                                        for k, v in raw.items())
-    _require(ok and len(set(raw.values())) == len(raw), where,
-             "'output_label_values' must map label values (as strings) to distinct non-negative integers")
-    return {int(k): int(v) for k, v in raw.items()}
+    return {int(k): int(v) for k, v in raw.items()} if ok and len(set(raw.values())) == len(raw) else None
 
 
 def _parse_file(raw: Any, where: str) -> ModelFile:

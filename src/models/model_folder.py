@@ -9,6 +9,7 @@ from ..fileio import read_json_object
 from ..network.bounds import check_architecture
 from .archive import extract_zip_to_cache
 from .description import _FOLD_DIR, ModelFolder, resolve_configuration
+from .install_record import recorded_output_values
 from .v1_folder import holds_v1_model, open_v1_folder
 
 __all__ = ["ModelFolder", "open_model_folder", "resolve_configuration"]
@@ -16,6 +17,12 @@ __all__ = ["ModelFolder", "open_model_folder", "resolve_configuration"]
 
 def open_model_folder(path: str | os.PathLike, configuration: str | None = None) -> ModelFolder:
     """Open a model folder (or a folder/extracted zip holding one or more of them)."""
+    model = _open(Path(path), configuration)
+    model.output_label_values = recorded_output_values(model.path)  # what its install recorded, if anything
+    return model
+
+
+def _open(path: Path, configuration: str | None) -> ModelFolder:
     path = Path(path)
     if not path.exists():
         raise MedSegError(f"Model not found: {path}")

@@ -63,6 +63,12 @@ class V1ModelFolder(ModelFolder):
                               f"(found: {', '.join(present) or 'no checkpoints'}). Re-download or re-install it.")
         return path
 
+    def default_postprocessing_file(self) -> Path | None:
+        """nnunet 1.7.1's predictor applies ``<model folder>/postprocessing.json`` whenever it exists (its
+        ``nnUNet_predict`` has no flag against it; only the Python API's ``disable_postprocessing``)."""
+        path = self.path / "postprocessing.json"
+        return path if path.is_file() else None
+
     @property
     def behaviour(self) -> TrainerBehaviour:
         return trainer_behaviour(self.trainer_name)
@@ -112,7 +118,16 @@ def open_v1_folder(path: Path, configuration: str | None = None) -> V1ModelFolde
     plans, dataset_json = describe(plans_v1, stage, name, behaviour, _label_names(folder))
     if name == "3d_cascade_fullres":  # v1's rule for the lowres labels: inference/cascade.py
         plans["configurations"][name].update(previous_stage="3d_lowres", previous_stage_uncropped=True)
+    # names as v2 plans have them (``nnUNetPlansv2.1`` of ``Task082_BraTS2020``): carried plans are named after them
+    plans.update(plans_name=_plans_identifier(folder), dataset_name=folder.parent.name)
+    plans["configurations"][name]["data_identifier"] = f"{plans['plans_name']}_{name}"
     return V1ModelFolder(folder, dataset_json, plans, name, folds, trainer_name=trainer)
+
+
+def _plans_identifier(folder: Path) -> str:
+    """The plans part of ``<Trainer>__<Plans>`` (v1's default ``nnUNetPlansv2.1`` when the name lacks one)."""
+    parts = folder.name.split("__")
+    return parts[1] if len(parts) == 2 and re.fullmatch(r"[A-Za-z0-9_.-]+", parts[1]) else "nnUNetPlansv2.1"
 
 
 def _folds(folder: Path) -> list[str]:
@@ -172,6 +187,7 @@ def describe(plans_v1: dict, stage: int, configuration: str, behaviour: TrainerB
         channels = int(plans_v1["num_modalities"])
         config = {
             "patch_size": [int(p) for p in stage_plans["patch_size"]],
+            "batch_size": int(stage_plans.get("batch_size", 2)),  # for training with carried plans (transfer)
             # v1's 2d plans keep all three spacings; the first (each case's own, as slices) is not a target
             "spacing": [float(s) for s in stage_plans["current_spacing"]][-len(stage_plans["patch_size"]):],
             "normalization_schemes": [_SCHEMES.get(str(plans_v1["normalization_schemes"][c]), "ZScoreNormalization")
@@ -204,7 +220,9 @@ def _architecture(plans_v1: dict, stage_plans: dict, behaviour: TrainerBehaviour
         "base_num_features": int(plans_v1["base_num_features"]),
         "conv_kernel_sizes": [[int(k) for k in ks] for ks in stage_plans["conv_kernel_sizes"]],
         "pool_op_kernel_sizes": [[int(p) for p in ps] for ps in stage_plans["pool_op_kernel_sizes"]],
-        "conv_per_stage": behaviour.conv_per_stage or int(plans_v1.get("conv_per_stage", 2))}}
+        "conv_per_stage": behaviour.conv_per_stage or int(plans_v1.get("conv_per_stage", 2)),
+        # the same pooling as v2 plans state it (stage 0 unstrided): what training's deep supervision reads
+        "strides": [[1] * dim] + [[int(p) for p in ps] for ps in stage_plans["pool_op_kernel_sizes"]]}}
 
 
 def _export_kwargs(plans_v1: dict) -> dict:

@@ -10,6 +10,7 @@ import math
 
 from ..errors import MedSegError
 from ..memory import check_memory
+from .generic_features import generic_unet_features
 
 _MAX_STAGES = 16
 
@@ -29,6 +30,8 @@ def check_arch_kwargs(architecture: object) -> tuple[list, list]:
     if not isinstance(architecture, dict) or not isinstance(architecture.get("arch_kwargs"), dict):
         raise MedSegError("The plans' architecture has no 'arch_kwargs' mapping; plans.json is damaged.")
     kw = architecture["arch_kwargs"]
+    if str(architecture.get("network_class_name", "")).endswith("Generic_UNet"):
+        return _generic_unet_shape(kw)
     n = kw.get("n_stages")
     if not isinstance(n, int) or isinstance(n, bool) or not 1 <= n <= _MAX_STAGES:
         raise MedSegError(f"The plans' n_stages must be a whole number from 1 to {_MAX_STAGES}; got {n!r}.")
@@ -61,3 +64,15 @@ def _weight_bytes(features: list, kernels: list, input_channels: int, num_output
         total += (previous * width + width * width) * size * 2  # encoder + decoder, roughly
         previous = width
     return (total + features[0] * num_outputs) * 4
+
+
+def _generic_unet_shape(kw: dict) -> tuple[list, list]:
+    """nnU-Net v1's Generic_UNet states kernels per stage and a base width (e.g. a model trained with a v1
+    model's plans carried over)."""
+    kernels = _positive_ints(kw.get("conv_kernel_sizes"), "conv_kernel_sizes")
+    if not 1 <= len(kernels) <= _MAX_STAGES or not all(isinstance(k, (list, tuple)) and len(k) in (2, 3)
+                                                      for k in kernels):
+        raise MedSegError(f"The plans' conv_kernel_sizes must list 1 to {_MAX_STAGES} stages of 2 or 3 sizes.")
+    _positive_ints(kw.get("pool_op_kernel_sizes"), "pool_op_kernel_sizes", len(kernels) - 1)
+    base = _positive_ints(kw.get("base_num_features"), "base_num_features", 1)[0]
+    return generic_unet_features(base, len(kernels), len(kernels[0])), kernels

@@ -53,7 +53,7 @@ def build_network(architecture: dict, input_channels: int, num_outputs: int, dee
                    kw.get("dropout_op_kwargs"), _resolve(kw.get("nonlin")), kw.get("nonlin_kwargs"),
                    bool(kw.get("nonlin_first", False)))
     if class_name in _GENERIC:
-        return build_generic_unet(kw, input_channels, num_outputs, ops)
+        return build_generic_unet(kw, input_channels, num_outputs, ops, deep_supervision)
     check_arch_kwargs(architecture)
     n = int(kw["n_stages"])
     residual = class_name in _RESIDUAL

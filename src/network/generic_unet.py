@@ -18,9 +18,8 @@ from typing import cast
 
 from torch import nn
 
+from .generic_features import generic_unet_features
 from .unet import ConvNormAct, ConvStack, LayerOps, UNet
-
-MAX_FEATURES = {3: 320, 2: 480}
 
 
 class _V1Conv(nn.Module):
@@ -73,16 +72,8 @@ class GenericUNet(nn.Module):
         return self.unet(x)
 
 
-def generic_unet_features(base: int, num_stages: int, dim: int) -> list[int]:
-    """Features per stage: doubling (rounded) from ``base``, capped as Generic_UNet caps them."""
-    features, current = [], int(base)
-    for _ in range(num_stages):
-        features.append(min(current, MAX_FEATURES[dim]))
-        current = min(int(round(current * 2)), MAX_FEATURES[dim])
-    return features
-
-
-def build_generic_unet(kw: dict, input_channels: int, num_outputs: int, ops: LayerOps) -> GenericUNet:
+def build_generic_unet(kw: dict, input_channels: int, num_outputs: int, ops: LayerOps,
+                       deep_supervision: bool = False) -> GenericUNet:
     """``kw``: the arch_kwargs the v1 adapter writes (models/v1_folder.py): base_num_features,
     conv_kernel_sizes (one per stage), pool_op_kernel_sizes (one per stage but the first), conv_per_stage."""
     kernels = [[int(k) for k in ks] for ks in kw["conv_kernel_sizes"]]
@@ -95,5 +86,6 @@ def build_generic_unet(kw: dict, input_channels: int, num_outputs: int, ops: Lay
     unet = UNet(ops, input_channels, num_outputs, features=generic_unet_features(kw["base_num_features"], n, dim),
                 kernels=kernels, strides=[[1] * dim] + pools, blocks_per_stage=[per_stage] * (n - 1) + [split],
                 convs_per_stage_decoder=[split] * (n - 1), bias=True, residual=False,
-                stage_kernels=[kernels[-(u + 1)] for u in range(n - 1)], transpconv_bias=False, head_bias=False)
+                stage_kernels=[kernels[-(u + 1)] for u in range(n - 1)], transpconv_bias=False, head_bias=False,
+                deep_supervision=deep_supervision)  # training (transfer from a v1 model) uses every head
     return GenericUNet(unet)

@@ -158,13 +158,16 @@ def conv_rows(conv: _ConvNd, rows: Rows, depth: int, z0: int, z1: int, weight: t
                                              conv.stride, conv.dilation, conv.groups)
 
 
-def conv_slabs(conv: _ConvNd, x: torch.Tensor, on_slab: OnSlab | None = None,
-               in_place: bool = False) -> torch.Tensor:
+def conv_slabs(conv: _ConvNd, x: torch.Tensor, on_slab: OnSlab | None = None, in_place: bool = False,
+               weight: torch.Tensor | None = None, bias: torch.Tensor | None = None) -> torch.Tensor:
     """``conv(x)`` one slab of output rows at a time, into a new tensor or, ``in_place``, over ``x``
-    (requires ``same_shape(conv, x.shape[1])``)."""
+    (requires ``same_shape(conv, x.shape[1])``). ``weight``/``bias``: used instead of the conv's own
+    (a batch norm folded in) when ``weight`` is given."""
+    if weight is None:
+        weight, bias = conv.weight, conv.bias
     target, halo = (x, _pads(conv)[0]) if in_place else (new_buffer(x, output_shape(conv, x)), 0)
     return write_slabs(target, halo, lambda z0, z1: conv_rows(
-        conv, lambda lo, hi: x[:, :, lo:hi], x.shape[2], z0, z1, conv.weight, conv.bias), row_bytes(conv, x), on_slab)
+        conv, lambda lo, hi: x[:, :, lo:hi], x.shape[2], z0, z1, weight, bias), row_bytes(conv, x), on_slab)
 
 
 def write_slabs(target: torch.Tensor, halo: int, compute: Callable[[int, int], torch.Tensor],
@@ -197,17 +200,21 @@ class PatchUpsampler(Protocol):
 
 
 def upsample_conv_sum(conv: _ConvNd, up: PatchUpsampler, below: torch.Tensor, skip: torch.Tensor,
-                      on_slab: OnSlab | None = None) -> torch.Tensor:
+                      on_slab: OnSlab | None = None, weight: torch.Tensor | None = None,
+                      bias: torch.Tensor | None = None) -> torch.Tensor:
     """``conv(cat(up(below), skip))`` for nnU-Net's decoder, slab by slab: the first conv is split by
     input channels, each slab upsamples only the rows of ``below`` it reads (once: neighbouring slabs
-    share rows), and the result replaces ``skip`` (the decoder's own copy) when the widths agree."""
+    share rows), and the result replaces ``skip`` (the decoder's own copy) when the widths agree.
+    ``weight``/``bias``: instead of the conv's own when ``weight`` is given (as ``conv_slabs``)."""
+    if weight is None:
+        weight, bias = conv.weight, conv.bias
     depth, split = skip.shape[2], up.out_channels
-    w_up, w_skip = conv.weight[:, :split], conv.weight[:, split:]
+    w_up, w_skip = weight[:, :split], weight[:, split:]
 
     upsampled = _UpsampledRows(up, below)
 
     def compute(z0: int, z1: int) -> torch.Tensor:
-        out = conv_rows(conv, upsampled, depth, z0, z1, w_up, conv.bias)
+        out = conv_rows(conv, upsampled, depth, z0, z1, w_up, bias)
         out += conv_rows(conv, lambda lo, hi: skip[:, :, lo:hi], depth, z0, z1, w_skip, None)
         return out
 

@@ -111,11 +111,16 @@ class _FastConv(_ConvBase):
     def forward(self, x: torch.Tensor, on_slab: slabs.OnSlab | None = None) -> torch.Tensor:
         """``on_slab``: called with each slab of the output, if it is made slab by slab."""
         if _cpu_inference(x) and self.padding_mode == "zeros":
-            if slabs.worth_slabbing(self, x):
-                return slabs.conv_slabs(self, x, on_slab)
-            return torch.ops.aten.mkldnn_convolution(x, self.weight, self.bias, self.padding, self.stride,
-                                                     self.dilation, self.groups)
+            return self.forward_with(x, self.weight, self.bias, on_slab)
         return super().forward(x)
+
+    def forward_with(self, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
+                     on_slab: slabs.OnSlab | None = None) -> torch.Tensor:
+        """CPU inference with other parameters of this conv's shape (a batch norm folded in)."""
+        if slabs.worth_slabbing(self, x):
+            return slabs.conv_slabs(self, x, on_slab, weight=weight, bias=bias)
+        return torch.ops.aten.mkldnn_convolution(x, weight, bias, self.padding, self.stride, self.dilation,
+                                                 self.groups)
 
 
 class FastConv2d(_FastConv, nn.Conv2d):
@@ -202,7 +207,9 @@ class ConvNormAct(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if _cpu_inference(x) and self._fusable():
             stats = self.new_stats()
-            return self.norm_act_in_place(self.conv(x, stats.add if stats is not None else None), stats)
+            weight, bias = self.conv_params()
+            y = self.conv.forward_with(x, weight, bias, stats.add if stats is not None else None)
+            return self.norm_act_in_place(y, stats)
         return self.all_modules(x)
 
     def forward_in_place(self, x: torch.Tensor) -> torch.Tensor:
@@ -210,8 +217,34 @@ class ConvNormAct(nn.Module):
         if _cpu_inference(x) and self._fusable() and slabs.same_shape(self.conv, x.shape[1]) and slabs.large(x):
             stats = self.new_stats()
             on_slab = stats.add if stats is not None else None
-            return self.norm_act_in_place(slabs.conv_slabs(self.conv, x, on_slab, in_place=True), stats)
+            weight, bias = self.conv_params()
+            y = slabs.conv_slabs(self.conv, x, on_slab, in_place=True, weight=weight, bias=bias)
+            return self.norm_act_in_place(y, stats)
         return self.forward(x)
+
+    def conv_params(self) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The weight and bias the fused CPU path convolves with: the conv's own, or with a running batch
+        norm's per-channel scale and shift folded in (conv, then scale and shift, is one conv), so that the
+        norm costs no pass over the output. ``norm_act_in_place`` then applies only the nonlinearity."""
+        weight, bias = self.conv.weight, self.conv.bias
+        if not self._running_batch_norm():
+            return weight, bias
+        # folded once per set of weights (every tile of a pass uses them): keyed by where the tensors
+        # live and their version counters, so loading another fold's weights refolds
+        tensors = (weight, bias, self.norm.weight, self.norm.bias, self.norm.running_mean, self.norm.running_var)
+        key = tuple((t.data_ptr(), t._version) for t in tensors if t is not None)
+        cached = getattr(self, "_folded", None)
+        if cached is None or cached[0] != key:
+            scale, shift = self._batch_norm_scale_shift()
+            folded = shift if bias is None else torch.addcmul(shift, bias, scale)
+            cached = (key, weight * scale.view((-1,) + (1,) * (weight.ndim - 1)), folded)
+            self._folded = cached
+        return cached[1], cached[2]
+
+    def _batch_norm_scale_shift(self) -> tuple[torch.Tensor, torch.Tensor]:
+        norm = self.norm
+        scale = norm.weight * torch.rsqrt(norm.running_var + norm.eps)
+        return scale, norm.bias - norm.running_mean * scale
 
     def _fusable(self) -> bool:
         return ((self._instance_norm() or self._running_batch_norm())
@@ -232,13 +265,14 @@ class ConvNormAct(nn.Module):
         return ChannelStats() if self._instance_norm() else None
 
     def norm_act_in_place(self, y: torch.Tensor, stats: ChannelStats | None = None) -> torch.Tensor:
-        """Instance norm (or a batch norm's stored statistics) and leaky ReLU in the conv's own output
-        buffer (no second full-size tensor); ``stats``: the output's, if gathered while it was made."""
+        """Instance norm and leaky ReLU in the conv's own output buffer (no second full-size tensor);
+        ``stats``: the output's, if gathered while it was made. ``y`` must come from ``conv_params``: a
+        running batch norm is already folded into it, and only the leaky ReLU is left."""
         if self._running_batch_norm():
-            mean, var = self.norm.running_mean.view(1, -1), self.norm.running_var.view(1, -1)
-            mean, var = mean.view(mean.shape + (1,) * (y.ndim - 2)), var.view(var.shape + (1,) * (y.ndim - 2))
-        else:
-            mean, var = channel_mean_var(y, stats)
+            for part in row_chunks(y):
+                nn.functional.leaky_relu_(part, self.nonlin.negative_slope)
+            return y
+        mean, var = channel_mean_var(y, stats)
         shape = (1, -1) + (1,) * (y.ndim - 2)
         scale = self.norm.weight.view(shape) * torch.rsqrt(var + self.norm.eps)
         shift = self.norm.bias.view(shape) - mean * scale
@@ -393,12 +427,13 @@ def _merge_without_concat(stage: ConvStack, up: _PatchUpsample, below: torch.Ten
     first, *rest = stage.blocks()
     conv, split = first.conv, up.out_channels
     stats = first.new_stats()
+    weight, bias = first.conv_params()
     if slabs.large(skip) and getattr(up, "patchwise", False) and slabs.same_rows(conv):
-        y = slabs.upsample_conv_sum(conv, up, below, skip, stats.add if stats is not None else None)
+        y = slabs.upsample_conv_sum(conv, up, below, skip, stats.add if stats is not None else None, weight, bias)
     else:
         args = (conv.padding, conv.stride, conv.dilation, conv.groups)
-        y = torch.ops.aten.mkldnn_convolution(up(below), conv.weight[:, :split], conv.bias, *args)
-        y += torch.ops.aten.mkldnn_convolution(skip, conv.weight[:, split:], None, *args)
+        y = torch.ops.aten.mkldnn_convolution(up(below), weight[:, :split], bias, *args)
+        y += torch.ops.aten.mkldnn_convolution(skip, weight[:, split:], None, *args)
     y = first.norm_act_in_place(y, stats)
     for block in rest:
         y = block.forward_in_place(y)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import copy
 import os
+import re
 from pathlib import Path
 
 from ..errors import MedSegError
@@ -21,6 +22,8 @@ from ..fileio import read_json
 from ..models.model_folder import open_model_folder
 from ..models.registry import resolve_model
 from .planner import PlanningNotes, normalization, reader_writer
+
+V1_INFERENCE_FLAGS = ("normalize_after_resampling", "average_probabilities")
 
 
 def source_plans(source: str | os.PathLike) -> tuple[dict, str | None, str]:
@@ -39,8 +42,10 @@ def source_plans(source: str | os.PathLike) -> tuple[dict, str | None, str]:
 
 
 def default_plans_name(plans: dict) -> str:
-    """``nnUNetPlans_from_Dataset006_Lung``: never the target's own default plans name."""
-    return f"{plans.get('plans_name', 'nnUNetPlans')}_from_{plans.get('dataset_name', 'pretrained')}"
+    """``nnUNetPlans_from_Dataset006_Lung`` (v1: ``nnUNetPlansv2.1_from_Task006_Lung``): never the target's own
+    default plans name; a clean identifier (it names files and folders)."""
+    name = f"{plans.get('plans_name', 'nnUNetPlans')}_from_{plans.get('dataset_name', 'pretrained')}"
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", name)
 
 
 def carried_plans(plans: dict, dataset_json: dict, fingerprint: dict, dataset_name: str, plans_name: str,
@@ -55,6 +60,9 @@ def carried_plans(plans: dict, dataset_json: dict, fingerprint: dict, dataset_na
     notes = PlanningNotes()
     notes.add(None, f"Plans carried over from {source} (plans {old_name} of {plans.get('dataset_name')}): the same "
                     "network, patch, batch, target spacing and transpose, so its weights fit (transfer learning).")
+    if _drop_v1_inference_flags(out):
+        notes.add(None, "From an nnU-Net v1 model: its network (Generic_UNet) is kept; this dataset is preprocessed, "
+                        "trained and later predicted the v2 way (normalized before resampling, logits averaged).")
     if keep_source_normalization:
         _check_channel_count(out, dataset_json)
         notes.add(None, "Intensity normalization carried over too (schemes and foreground statistics of the source "
@@ -67,6 +75,16 @@ def carried_plans(plans: dict, dataset_json: dict, fingerprint: dict, dataset_na
     out["foreground_intensity_properties_per_channel"] = fingerprint["foreground_intensity_properties_per_channel"]
     notes.add(None, "Intensity normalization from this dataset's own channels and fingerprint (not the source's).")
     return out, notes
+
+
+def _drop_v1_inference_flags(plans: dict) -> bool:
+    """The v1 model description's flags (models/v1_folder.py) say how v1 ran *its* model; a model trained here
+    from the carried plans is trained and run the v2 way. Returns whether any was there."""
+    found = False
+    for config in plans.get("configurations", {}).values():
+        for flag in V1_INFERENCE_FLAGS:
+            found = config.pop(flag, None) is not None or found
+    return found
 
 
 def _renamed_identifier(identifier: str, old_name: str, new_name: str) -> str:

@@ -6,6 +6,10 @@ The rules (nnU-Net's ``load_pretrained_weights``, plus what it leaves to chance)
 - Every tensor except the segmentation heads (``.seg_layers.``) is loaded and must exist with the
   same shape on both sides; otherwise one error names the first layer that differs.
 - The heads are never transferred (the labels' meaning differs even where the count agrees).
+- nnU-Net v1 models (Generic_UNet, ``seg_outputs`` heads) follow the same rules. Their plans carried over
+  describe the same Generic_UNet, which this package builds under v1's own state-dict keys
+  (network/generic_unet.py), so every key maps onto the network one to one; into any other network
+  (planned afresh) a v1 model is refused, naming both.
 - One difference is tolerated: the first convolution's weight when only the number of input
   channels differs (e.g. a 4-channel MRI model for a 1-channel dataset); it keeps its fresh
   initialisation, and is reported.
@@ -13,8 +17,7 @@ The rules (nnU-Net's ``load_pretrained_weights``, plus what it leaves to chance)
 - ``freeze_stages`` freezes only transferred layers and refuses to freeze a fresh one.
 
 A pretrained model reaches these rules as a :class:`PretrainedModel` (a state dict + its plans):
-:func:`read_pretrained` makes one from a v2 model folder, checkpoint or installed name; another
-format (nnU-Net v1) only needs its own reader producing the same object.
+:func:`read_pretrained` makes one from a model folder (v2 or v1), a checkpoint or an installed name.
 """
 from __future__ import annotations
 
@@ -28,6 +31,8 @@ from ..models.model_folder import open_model_folder, resolve_configuration
 from ..models.registry import resolve_model
 
 HEAD_MARKER = ".seg_layers."
+V1_HEADS = "seg_outputs."          # nnU-Net v1's Generic_UNet: every deep-supervision head
+V1_MARKER = "conv_blocks_context."  # a key only v1's Generic_UNet has
 PLANS_HINT = ("Transfer needs the pretrained model's network: plan the target with its plans "
               "(`medseg plan TARGET --plans-from MODEL`) and train with those plans (`--plans NAME`).")
 
@@ -103,10 +108,19 @@ def check_dimensionality(model: PretrainedModel, dimensionality: int, configurat
                           f"{theirs}D configuration, or start from a {dimensionality}D model.")
 
 
+def is_head(key: str) -> bool:
+    return HEAD_MARKER in key or key.startswith(V1_HEADS)
+
+
+def _unet(network):
+    """The U-Net behind a network (v1's GenericUNet holds ours under v1's names)."""
+    return getattr(network, "unet", network)
+
+
 def first_convolution(network):
     """The convolution that reads the input (the stem of residual encoders, else stage 0's first)."""
     from torch import nn
-    for module in network.encoder.modules():
+    for module in _unet(network).encoder.modules():
         if isinstance(module, (nn.Conv2d, nn.Conv3d)):
             return module
     raise MedSegError("The network has no convolution to receive the input.")
@@ -120,10 +134,11 @@ def _names_of(network, tensor) -> list[str]:
 def plan_transfer(network, model: PretrainedModel) -> TransferReport:
     """Decide tensor by tensor what is loaded; refuse any difference the rules do not allow."""
     own = network.state_dict()
+    _check_generation(own, model)
     input_weight = set(_names_of(network, first_convolution(network).weight))
     report = TransferReport(model.name)
     for key, tensor in own.items():
-        if HEAD_MARKER in key:
+        if is_head(key):
             report.heads.append(key)
             continue
         theirs = model.weights.get(key)
@@ -138,13 +153,23 @@ def plan_transfer(network, model: PretrainedModel) -> TransferReport:
         else:
             raise MedSegError(f"Layer {key} differs: {tuple(theirs.shape)} in the pretrained model {model.name}, "
                               f"{tuple(tensor.shape)} in this network. {PLANS_HINT}")
-    extra = [k for k in model.weights if k not in own and HEAD_MARKER not in k]
+    extra = [k for k in model.weights if k not in own and not is_head(k)]
     if extra:
         raise MedSegError(f"The pretrained model {model.name} has a layer this network lacks ({extra[0]}): the "
                           f"networks differ. {PLANS_HINT}")
     variables = network.state_dict(keep_vars=True)
     report.distinct = (len({id(variables[k]) for k in report.loaded}), len({id(variables[k]) for k in report.heads}))
     return report
+
+
+def _check_generation(own: dict, model: PretrainedModel) -> None:
+    """A v1 Generic_UNet and a v2 U-Net name their layers differently: say so, rather than a missing layer."""
+    theirs_v1 = any(k.startswith(V1_MARKER) for k in model.weights)
+    ours_v1 = any(k.startswith(V1_MARKER) for k in own)
+    if theirs_v1 != ours_v1:
+        kinds = {True: "nnU-Net v1's Generic_UNet", False: "an nnU-Net v2 U-Net"}
+        raise MedSegError(f"The pretrained model {model.name} is {kinds[theirs_v1]}, this network {kinds[ours_v1]}: "
+                          f"their layers differ. {PLANS_HINT}")
 
 
 def _differs_in_input_channels(theirs, ours) -> bool:
@@ -168,12 +193,13 @@ def transfer_weights(network, model: PretrainedModel, dimensionality: int, confi
 
 def encoder_stages(network, count: int) -> list:
     """The modules ``--freeze-stages count`` freezes: the first ``count`` stages (and a stem)."""
-    stages = len(network.encoder.stages)
+    encoder = _unet(network).encoder
+    stages = len(encoder.stages)
     if not 0 <= count <= stages:
         raise MedSegError(f"Cannot freeze {count} stages: the encoder has {stages}.")
-    modules = list(network.encoder.stages)[:count]
-    if count and getattr(network.encoder, "stem", None) is not None:
-        modules.insert(0, network.encoder.stem)
+    modules = list(encoder.stages)[:count]
+    if count and getattr(encoder, "stem", None) is not None:
+        modules.insert(0, encoder.stem)
     return modules
 
 

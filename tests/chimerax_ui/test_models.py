@@ -111,6 +111,19 @@ def test_segment_brats_with_a_v1_brats_region_model(cache, run, log, session):
     surfaces = sorted(m.name for m in job.models[1:])
     assert surfaces == sorted(["whole tumour", "tumour core", "enhancing tumour"])
     assert "Voxels" in text and "enhancing tumour" in text  # the label table
+    # installed under the manifest's name: BraTS's own values (2 edema, 1 necrosis, 4 enhancing), as
+    # nnunet 1.7.1's labels for this case mapped with the manifest's mapping
+    import numpy as np
+    from chimerax.medseg.images import read_image
+    from chimerax.medseg.inference.label_values import apply_output_values
+    from chimerax.medseg.models.manifest import load_manifest
+    mapping = load_manifest().models["brats"].output_label_values
+    v1 = read_image(v1 / "Task901_V1BraTS" / "v1_outputs" / "folds_0_mirror" / "aniso.nii.gz").array[0]
+    expected = apply_output_values(v1.astype(np.uint8), mapping)
+    assert (np.asarray(job.labels) == expected).mean() > 0.999 and 4 in np.unique(job.labels)
+    assert job.label_volume.medseg_label_members[4] == (4,)  # enhancing tumour, by its written value
+    training = run(f"segment brats #{first}-{first + 3} device cpu trainingLabelValues true surfaces false")
+    assert (np.asarray(training.labels) == v1).mean() > 0.999
 
 
 def test_fetched_model_segments_offline_with_the_server_gone(cache, server, tmp_path, monkeypatch, run, log,

@@ -75,3 +75,11 @@ def test_bad_values_are_refused_by_the_one_check(argv, message):
 def test_unknown_settings_are_an_error_not_ignored():
     with pytest.raises(TypeError):
         PredictOptions(use_mirroring=False)  # type: ignore[call-arg]
+
+
+def test_postprocessing_is_tri_state_on_the_command_line(tmp_path):
+    assert _parse([]).postprocess is None  # the model's own default (v1: on, v2: off)
+    assert _parse(["--postprocess"]).postprocess is True
+    assert _parse(["--no-postprocess"]).postprocess is False
+    assert _parse(["--postprocess", str(tmp_path / "pp.json")]).postprocess == str(tmp_path / "pp.json")
+    assert _parse([]).training_label_values is False and _parse(["--training-label-values"]).training_label_values
