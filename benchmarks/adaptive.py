@@ -8,7 +8,8 @@ mirroring only) run on their fixture cases. One process, the predictors built on
 each case interleaved (full, adaptive, fast) so that load on the machine touches all alike.
 
     .venv/bin/python benchmarks/adaptive.py --cases 10 --size native
-    .venv/bin/python benchmarks/adaptive.py --cases 3 --size brats --threshold 0.5
+    .venv/bin/python benchmarks/adaptive.py --cases 3 --size brats --models demo
+    .venv/bin/python benchmarks/adaptive.py --models fixtures v1 ct
 """
 from __future__ import annotations
 
@@ -22,11 +23,16 @@ import torch
 
 from chimerax.medseg.datasets.phantom import make_phantom, save_case
 from chimerax.medseg.images import read_case
+from chimerax.medseg.images.dicom import read_dicom_volume
 from chimerax.medseg.inference.predictor import Predictor, example_model_path
 
 REPO = Path(__file__).resolve().parents[1]
 FIXTURES = REPO / "tests" / "data" / "nnunet"
+V1_FIXTURES = REPO / "tests" / "data" / "nnunet_v1"
+# a real CT series (20 slices of 512 x 512; scripts/fetch_dicom_test_data.py fetches it)
+REAL_CT = REPO / "tests" / "data" / "dicom" / "totalsegmentator" / "example_ct_dicom"
 BRATS = (155, 240, 240)
+GROUPS = ("demo", "fixtures", "v1", "ct")
 
 
 def dice(a: np.ndarray, b: np.ndarray) -> float:
@@ -58,6 +64,12 @@ def fixture_cases(model: Path) -> list[tuple[str, list[Path]]]:
     return [(n, [folder / f"{n}_{c:04d}.nii.gz" for c in range(channels)]) for n in names]
 
 
+def v1_cases(task: str) -> list[tuple[str, list[Path]]]:
+    folder = V1_FIXTURES / task / "cases"
+    names = sorted(p.name[: -len("_0000.nii.gz")] for p in folder.glob("*_0000.nii.gz"))
+    return [(n, sorted(folder.glob(f"{n}_[0-9][0-9][0-9][0-9].nii.gz"))) for n in names]
+
+
 def timed(predictor: Predictor, image) -> tuple[object, float]:
     start = time.perf_counter()
     prediction = predictor.predict(image)
@@ -76,7 +88,7 @@ def bench_model(title: str, model: Path, cases: list, threshold: float) -> None:
           f"{'Dice adaptive vs full':<32}{'Dice fast vs full'}")
     rows = []
     for name, files in cases:
-        image = read_case(files)
+        image = read_dicom_volume(files[0])[0] if files[0].is_dir() else read_case(files)
         a, ta = timed(full, image)
         b, tb = timed(adaptive, image)
         c, tc = timed(fast, image)
@@ -93,8 +105,9 @@ def bench_model(title: str, model: Path, cases: list, threshold: float) -> None:
         worst = min(rows, key=lambda r: min(r[index].values()))
         print(f"  {label}: mean Dice vs full {mean}; worst case {worst[0]} "
               f"{ {names[v]: round(d, 4) for v, d in worst[index].items()} }")
-    print(f"  passes: adaptive {ratio:.2f}x of full; time adaptive/full {np.sum([r[3] for r in rows]) / np.sum([r[2] for r in rows]):.2f}, "
-          f"fast/full {np.sum([r[4] for r in rows]) / np.sum([r[2] for r in rows]):.2f}")
+    full_s = np.sum([r[2] for r in rows])
+    print(f"  passes: adaptive {ratio:.2f}x of full; time adaptive/full {np.sum([r[3] for r in rows]) / full_s:.2f}, "
+          f"fast/full {np.sum([r[4] for r in rows]) / full_s:.2f}")
 
 
 def main() -> None:
@@ -103,17 +116,29 @@ def main() -> None:
     parser.add_argument("--size", choices=("native", "brats"), default="native",
                         help="phantoms at their own size (~2 mm) or at BraTS's 155 x 240 x 240 at 1 mm")
     parser.add_argument("--threshold", type=float, default=0.5, help="adaptive threshold (default 0.5)")
-    parser.add_argument("--no-fixtures", action="store_true", help="only the demo model")
+    parser.add_argument("--models", nargs="+", choices=GROUPS, default=list(GROUPS),
+                        help="demo: the embedded model on phantoms; fixtures: the nnU-Net-trained fixtures; v1: the "
+                             "nnunet 1.7.1-trained fixtures; ct: the v1 CT model on TotalSegmentator's real CT series")
     args = parser.parse_args()
     torch.set_num_threads(max(1, torch.get_num_threads()))
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
-    with tempfile.TemporaryDirectory() as tmp:
-        cases = phantom_cases(Path(tmp), args.cases, args.size)
-        bench_model(f"demo model 'example', {args.size} phantoms", example_model_path(), cases, args.threshold)
-    if not args.no_fixtures:
+    if "demo" in args.models:
+        with tempfile.TemporaryDirectory() as tmp:
+            cases = phantom_cases(Path(tmp), args.cases, args.size)
+            bench_model(f"demo model 'example', {args.size} phantoms", example_model_path(), cases, args.threshold)
+    if "fixtures" in args.models:
         for name in ("3d_fullres", "regions_3d_fullres"):
             model = FIXTURES / name
             bench_model(f"nnU-Net-trained fixture {name}", model, fixture_cases(model), args.threshold)
+    if "v1" in args.models:
+        for task in ("Task901_V1BraTS", "Task902_V1MRI", "Task903_V1CT"):
+            bench_model(f"nnunet-1.7.1-trained fixture {task}", V1_FIXTURES / f"{task}.zip", v1_cases(task),
+                        args.threshold)
+    if "ct" in args.models:
+        if not REAL_CT.is_dir():
+            raise SystemExit(f"{REAL_CT} is missing: run scripts/fetch_dicom_test_data.py first")
+        bench_model("v1 CT model (trained on CT phantoms) on a real CT series", V1_FIXTURES / "Task903_V1CT.zip",
+                    [("TotalSegmentator example CT", [REAL_CT])], args.threshold)
 
 
 if __name__ == "__main__":
