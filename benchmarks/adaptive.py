@@ -44,10 +44,10 @@ def class_dice(labels: np.ndarray, reference: np.ndarray, members: dict[int, tup
     return {v: dice(np.isin(labels, m), np.isin(reference, m)) for v, m in members.items()}
 
 
-def phantom_cases(root: Path, count: int, size: str) -> list[tuple[str, list[Path]]]:
+def phantom_cases(root: Path, count: int, size: str, first_seed: int = 1000) -> list[tuple[str, list[Path]]]:
     cases = []
     for i in range(count):
-        seed = 1000 + i  # the demo model was trained and tested on seeds 0 (its 50 phantoms)
+        seed = first_seed + i  # the demo model was trained and tested on seeds 0 (its 50 phantoms)
         rng = np.random.default_rng(seed)
         phantom = make_phantom(rng, (1.0, 1.0, 1.0), shape=BRATS) if size == "brats" else make_phantom(rng)
         folder = root / f"phantom_{seed}"
@@ -115,6 +115,7 @@ def main() -> None:
     parser.add_argument("--cases", type=int, default=10, help="unseen phantoms for the demo model (default 10)")
     parser.add_argument("--size", choices=("native", "brats"), default="native",
                         help="phantoms at their own size (~2 mm) or at BraTS's 155 x 240 x 240 at 1 mm")
+    parser.add_argument("--first-seed", type=int, default=1000, help="seed of the first phantom (default 1000)")
     parser.add_argument("--threshold", type=float, default=0.5, help="adaptive threshold (default 0.5)")
     parser.add_argument("--models", nargs="+", choices=GROUPS, default=list(GROUPS),
                         help="demo: the embedded model on phantoms; fixtures: the nnU-Net-trained fixtures; v1: the "
@@ -124,7 +125,7 @@ def main() -> None:
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
     if "demo" in args.models:
         with tempfile.TemporaryDirectory() as tmp:
-            cases = phantom_cases(Path(tmp), args.cases, args.size)
+            cases = phantom_cases(Path(tmp), args.cases, args.size, args.first_seed)
             bench_model(f"demo model 'example', {args.size} phantoms", example_model_path(), cases, args.threshold)
     if "fixtures" in args.models:
         for name in ("3d_fullres", "regions_3d_fullres"):
