@@ -18,6 +18,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import nibabel as nib
 import numpy as np
 import torch
 
@@ -32,7 +33,7 @@ V1_FIXTURES = REPO / "tests" / "data" / "nnunet_v1"
 # a real CT series (20 slices of 512 x 512; scripts/fetch_dicom_test_data.py fetches it)
 REAL_CT = REPO / "tests" / "data" / "dicom" / "totalsegmentator" / "example_ct_dicom"
 BRATS = (155, 240, 240)
-GROUPS = ("demo", "fixtures", "v1", "ct")
+GROUPS = ("demo", "fixtures", "mosaic", "v1", "v1-brats", "ct")
 
 
 def dice(a: np.ndarray, b: np.ndarray) -> float:
@@ -62,6 +63,23 @@ def fixture_cases(model: Path) -> list[tuple[str, list[Path]]]:
     names = sorted({p.name.rsplit("_", 1)[0] for p in folder.glob("*_0000.nii.gz")})
     channels = len(Predictor.from_folder(model, device="cpu").channel_names)
     return [(n, [folder / f"{n}_{c:04d}.nii.gz" for c in range(channels)]) for n in names]
+
+
+def mosaic_case(root: Path) -> list[tuple[str, list[Path]]]:
+    """The 2 mm fixture cases (typical, cropped, small and typical mirrored) side by side in one 2 x 2 image:
+    a larger field with small structures, for models trained on cases of one or two tiles."""
+    names = ("typical", "cropped", "small", "typical")
+    files = []
+    for channel in range(2):
+        arrays = [np.asarray(nib.load(str(FIXTURES / "cases" / f"{n}_{channel:04d}.nii.gz")).dataobj) for n in names]
+        arrays[3] = arrays[3][::-1]  # the fourth head mirrored, so no two are alike
+        shape = np.max([a.shape for a in arrays], axis=0)
+        padded = [np.pad(a, [(0, int(t) - n) for n, t in zip(a.shape, shape)]) for a in arrays]
+        image = np.concatenate([np.concatenate(padded[:2], 0), np.concatenate(padded[2:], 0)], 1)
+        path = root / f"mosaic_{channel:04d}.nii.gz"
+        nib.save(nib.Nifti1Image(image.astype(np.int16), np.diag([2.0, 2.0, 2.0, 1.0])), str(path))
+        files.append(path)
+    return [("mosaic of 4", files)]
 
 
 def v1_cases(task: str) -> list[tuple[str, list[Path]]]:
@@ -131,6 +149,16 @@ def main() -> None:
         for name in ("3d_fullres", "regions_3d_fullres"):
             model = FIXTURES / name
             bench_model(f"nnU-Net-trained fixture {name}", model, fixture_cases(model), args.threshold)
+    if "mosaic" in args.models:
+        with tempfile.TemporaryDirectory() as tmp:
+            for name in ("3d_fullres", "regions_3d_fullres"):
+                bench_model(f"nnU-Net-trained fixture {name}, four fixture heads in one image", FIXTURES / name,
+                            mosaic_case(Path(tmp)), args.threshold)
+    if "v1-brats" in args.models:
+        with tempfile.TemporaryDirectory() as tmp:
+            cases = phantom_cases(Path(tmp), args.cases, args.size, args.first_seed)
+            bench_model(f"nnunet-1.7.1-trained fixture Task901_V1BraTS, {args.size} phantoms",
+                        V1_FIXTURES / "Task901_V1BraTS.zip", cases, args.threshold)
     if "v1" in args.models:
         for task in ("Task901_V1BraTS", "Task902_V1MRI", "Task903_V1CT"):
             bench_model(f"nnunet-1.7.1-trained fixture {task}", V1_FIXTURES / f"{task}.zip", v1_cases(task),
