@@ -128,7 +128,7 @@ def adaptive_logits(window: SlidingWindow, data: torch.Tensor, fold_weights: Seq
                    f"survey: fold {f + 1} of {folds}, tile {i + 1} of {len(tiles)}")
     doubt = uncertain_voxels(total / weight_sum, threshold, region_based, window.activation is not None)
     marked = tiles_in_doubt(doubt, tiles, weights, weight_sum)
-    for f, fold in enumerate(fold_weights):  # every other pass on the tiles in doubt
+    for f, fold in enumerate(fold_weights if marked else []):  # every other pass on the tiles in doubt
         load_fold(fold)
         others = [c for c in combos if c != survey[f]]
         for i, index in enumerate(marked):

@@ -86,6 +86,16 @@ def test_a_one_fold_model_keeps_one_pass_on_certain_tiles():
     assert passes.marked == 3 and passes.run == passes.tiles + 3 * (len(mirror_combinations((0, 1, 2))) - 1)
 
 
+def test_an_image_without_doubt_costs_only_the_survey():
+    net = Ramp().eval()
+    window = SlidingWindow(net, (16, 16, 16), 2, step=0.5, mirror_axes=(0, 1, 2), accumulate_dtype="float32")
+    certain = torch.zeros(1, 16, 16, 48)  # background everywhere, far from the decision
+    with torch.inference_mode():
+        logits, passes = adaptive_logits(window, certain, FOLDS, net.load_state_dict, 0.5, region_based=False)
+    assert passes.marked == 0 and passes.run == passes.tiles * len(FOLDS)
+    assert bool((logits.argmax(0) == 0).all())
+
+
 def test_survey_gives_each_fold_another_mirroring():
     combos = mirror_combinations((0, 1, 2))
     assert survey_mirrorings(1, combos) == [()]
