@@ -8,7 +8,8 @@ mirroring only) run on their fixture cases. One process, the predictors built on
 each case interleaved (full, adaptive, fast) so that load on the machine touches all alike.
 
     .venv/bin/python benchmarks/adaptive.py --cases 10 --size native
-    .venv/bin/python benchmarks/adaptive.py --cases 3 --size brats --threshold 0.5
+    .venv/bin/python benchmarks/adaptive.py --cases 3 --size brats --models demo
+    .venv/bin/python benchmarks/adaptive.py --models fixtures v1 ct
 """
 from __future__ import annotations
 
@@ -17,16 +18,22 @@ import tempfile
 import time
 from pathlib import Path
 
+import nibabel as nib
 import numpy as np
 import torch
 
 from chimerax.medseg.datasets.phantom import make_phantom, save_case
 from chimerax.medseg.images import read_case
+from chimerax.medseg.images.dicom import read_dicom_volume
 from chimerax.medseg.inference.predictor import Predictor, example_model_path
 
 REPO = Path(__file__).resolve().parents[1]
 FIXTURES = REPO / "tests" / "data" / "nnunet"
+V1_FIXTURES = REPO / "tests" / "data" / "nnunet_v1"
+# a real CT series (20 slices of 512 x 512; scripts/fetch_dicom_test_data.py fetches it)
+REAL_CT = REPO / "tests" / "data" / "dicom" / "totalsegmentator" / "example_ct_dicom"
 BRATS = (155, 240, 240)
+GROUPS = ("demo", "fixtures", "mosaic", "v1", "v1-brats", "ct")
 
 
 def dice(a: np.ndarray, b: np.ndarray) -> float:
@@ -38,10 +45,10 @@ def class_dice(labels: np.ndarray, reference: np.ndarray, members: dict[int, tup
     return {v: dice(np.isin(labels, m), np.isin(reference, m)) for v, m in members.items()}
 
 
-def phantom_cases(root: Path, count: int, size: str) -> list[tuple[str, list[Path]]]:
+def phantom_cases(root: Path, count: int, size: str, first_seed: int = 1000) -> list[tuple[str, list[Path]]]:
     cases = []
     for i in range(count):
-        seed = 1000 + i  # the demo model was trained and tested on seeds 0 (its 50 phantoms)
+        seed = first_seed + i  # the demo model was trained and tested on seeds 0 (its 50 phantoms)
         rng = np.random.default_rng(seed)
         phantom = make_phantom(rng, (1.0, 1.0, 1.0), shape=BRATS) if size == "brats" else make_phantom(rng)
         folder = root / f"phantom_{seed}"
@@ -56,6 +63,29 @@ def fixture_cases(model: Path) -> list[tuple[str, list[Path]]]:
     names = sorted({p.name.rsplit("_", 1)[0] for p in folder.glob("*_0000.nii.gz")})
     channels = len(Predictor.from_folder(model, device="cpu").channel_names)
     return [(n, [folder / f"{n}_{c:04d}.nii.gz" for c in range(channels)]) for n in names]
+
+
+def mosaic_case(root: Path) -> list[tuple[str, list[Path]]]:
+    """The 2 mm fixture cases (typical, cropped, small and typical mirrored) side by side in one 2 x 2 image:
+    a larger field with small structures, for models trained on cases of one or two tiles."""
+    names = ("typical", "cropped", "small", "typical")
+    files = []
+    for channel in range(2):
+        arrays = [np.asarray(nib.load(str(FIXTURES / "cases" / f"{n}_{channel:04d}.nii.gz")).dataobj) for n in names]
+        arrays[3] = arrays[3][::-1]  # the fourth head mirrored, so no two are alike
+        shape = np.max([a.shape for a in arrays], axis=0)
+        padded = [np.pad(a, [(0, int(t) - n) for n, t in zip(a.shape, shape)]) for a in arrays]
+        image = np.concatenate([np.concatenate(padded[:2], 0), np.concatenate(padded[2:], 0)], 1)
+        path = root / f"mosaic_{channel:04d}.nii.gz"
+        nib.save(nib.Nifti1Image(image.astype(np.int16), np.diag([2.0, 2.0, 2.0, 1.0])), str(path))
+        files.append(path)
+    return [("mosaic of 4", files)]
+
+
+def v1_cases(task: str) -> list[tuple[str, list[Path]]]:
+    folder = V1_FIXTURES / task / "cases"
+    names = sorted(p.name[: -len("_0000.nii.gz")] for p in folder.glob("*_0000.nii.gz"))
+    return [(n, sorted(folder.glob(f"{n}_[0-9][0-9][0-9][0-9].nii.gz"))) for n in names]
 
 
 def timed(predictor: Predictor, image) -> tuple[object, float]:
@@ -76,7 +106,7 @@ def bench_model(title: str, model: Path, cases: list, threshold: float) -> None:
           f"{'Dice adaptive vs full':<32}{'Dice fast vs full'}")
     rows = []
     for name, files in cases:
-        image = read_case(files)
+        image = read_dicom_volume(files[0])[0] if files[0].is_dir() else read_case(files)
         a, ta = timed(full, image)
         b, tb = timed(adaptive, image)
         c, tc = timed(fast, image)
@@ -93,8 +123,9 @@ def bench_model(title: str, model: Path, cases: list, threshold: float) -> None:
         worst = min(rows, key=lambda r: min(r[index].values()))
         print(f"  {label}: mean Dice vs full {mean}; worst case {worst[0]} "
               f"{ {names[v]: round(d, 4) for v, d in worst[index].items()} }")
-    print(f"  passes: adaptive {ratio:.2f}x of full; time adaptive/full {np.sum([r[3] for r in rows]) / np.sum([r[2] for r in rows]):.2f}, "
-          f"fast/full {np.sum([r[4] for r in rows]) / np.sum([r[2] for r in rows]):.2f}")
+    full_s = np.sum([r[2] for r in rows])
+    print(f"  passes: adaptive {ratio:.2f}x of full; time adaptive/full {np.sum([r[3] for r in rows]) / full_s:.2f}, "
+          f"fast/full {np.sum([r[4] for r in rows]) / full_s:.2f}")
 
 
 def main() -> None:
@@ -102,18 +133,41 @@ def main() -> None:
     parser.add_argument("--cases", type=int, default=10, help="unseen phantoms for the demo model (default 10)")
     parser.add_argument("--size", choices=("native", "brats"), default="native",
                         help="phantoms at their own size (~2 mm) or at BraTS's 155 x 240 x 240 at 1 mm")
+    parser.add_argument("--first-seed", type=int, default=1000, help="seed of the first phantom (default 1000)")
     parser.add_argument("--threshold", type=float, default=0.5, help="adaptive threshold (default 0.5)")
-    parser.add_argument("--no-fixtures", action="store_true", help="only the demo model")
+    parser.add_argument("--models", nargs="+", choices=GROUPS, default=list(GROUPS),
+                        help="demo: the embedded model on phantoms; fixtures: the nnU-Net-trained fixtures; v1: the "
+                             "nnunet 1.7.1-trained fixtures; ct: the v1 CT model on TotalSegmentator's real CT series")
     args = parser.parse_args()
     torch.set_num_threads(max(1, torch.get_num_threads()))
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
-    with tempfile.TemporaryDirectory() as tmp:
-        cases = phantom_cases(Path(tmp), args.cases, args.size)
-        bench_model(f"demo model 'example', {args.size} phantoms", example_model_path(), cases, args.threshold)
-    if not args.no_fixtures:
+    if "demo" in args.models:
+        with tempfile.TemporaryDirectory() as tmp:
+            cases = phantom_cases(Path(tmp), args.cases, args.size, args.first_seed)
+            bench_model(f"demo model 'example', {args.size} phantoms", example_model_path(), cases, args.threshold)
+    if "fixtures" in args.models:
         for name in ("3d_fullres", "regions_3d_fullres"):
             model = FIXTURES / name
             bench_model(f"nnU-Net-trained fixture {name}", model, fixture_cases(model), args.threshold)
+    if "mosaic" in args.models:
+        with tempfile.TemporaryDirectory() as tmp:
+            for name in ("3d_fullres", "regions_3d_fullres"):
+                bench_model(f"nnU-Net-trained fixture {name}, four fixture heads in one image", FIXTURES / name,
+                            mosaic_case(Path(tmp)), args.threshold)
+    if "v1-brats" in args.models:
+        with tempfile.TemporaryDirectory() as tmp:
+            cases = phantom_cases(Path(tmp), args.cases, args.size, args.first_seed)
+            bench_model(f"nnunet-1.7.1-trained fixture Task901_V1BraTS, {args.size} phantoms",
+                        V1_FIXTURES / "Task901_V1BraTS.zip", cases, args.threshold)
+    if "v1" in args.models:
+        for task in ("Task901_V1BraTS", "Task902_V1MRI", "Task903_V1CT"):
+            bench_model(f"nnunet-1.7.1-trained fixture {task}", V1_FIXTURES / f"{task}.zip", v1_cases(task),
+                        args.threshold)
+    if "ct" in args.models:
+        if not REAL_CT.is_dir():
+            raise SystemExit(f"{REAL_CT} is missing: run scripts/fetch_dicom_test_data.py first")
+        bench_model("v1 CT model (trained on CT phantoms) on a real CT series", V1_FIXTURES / "Task903_V1CT.zip",
+                    [("TotalSegmentator example CT", [REAL_CT])], args.threshold)
 
 
 if __name__ == "__main__":

@@ -22,7 +22,7 @@ _DEVICE = re.compile(r"^(auto|cpu|cuda|cuda:\d+|mps)$")
 # is what keeps fast mode within ~0.97 Dice of full mode (one fold: 0.92); benchmarks/fast_mode_dice.py.
 FAST_STEP = 0.75
 DEFAULT_STEP = 0.5
-ADAPTIVE_THRESHOLD = 0.5  # inference/adaptive.py: a voxel is uncertain below this top-two margin
+ADAPTIVE_THRESHOLD = 0.5  # inference/adaptive.py: a voxel is in doubt below this top-two margin of the survey
 
 
 def _option(kind: str, help: str, flag: str | None = None) -> dict[str, Any]:
@@ -57,8 +57,8 @@ class PredictOptions:
         "path-or-flag", "apply the model's postprocessing.json (or the given file); --no-postprocess: none "
                         "(default: as the model's nnU-Net does: v1 models apply theirs, v2 models none)"))
     adaptive: bool = field(default=False, metadata=_option(
-        "flag", "every fold and mirroring only on tiles where the first pass is uncertain (near the full "
-                "ensemble's labels for a fraction of the passes)"))
+        "flag", "every fold and mirroring only on tiles where a survey (one pass per fold) leaves labels in "
+                "doubt (near the full ensemble's labels for a fraction of the passes)"))
     adaptive_threshold: float = field(default=ADAPTIVE_THRESHOLD, metadata=_option(
         "number", f"with --adaptive: a voxel is uncertain when its top-two probability margin is below this, "
                   f"in (0, 1) (default {ADAPTIVE_THRESHOLD}; higher = more passes, closer to the full ensemble)"))

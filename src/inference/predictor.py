@@ -23,6 +23,7 @@ from ..preprocessing.pipeline import preprocess
 from .adaptive import Passes, adaptive_logits
 from .cascade import previous_stage_input, previous_stage_name
 from .device import select_device
+from .device_fallback import with_cpu_results_fallback
 from .export import export
 from .label_values import apply_output_values, output_members, output_names, output_values
 from .missing_channels import allows_missing_channels, check_missing_channels, zero_channels
@@ -124,6 +125,8 @@ class Predictor:
             net = build_network(self.model.configuration["architecture"], self.model.num_input_channels,
                                 self.model.labels.num_outputs)  # a cascade stage: + the one-hot previous stage
             self._network = net.to(self.device).eval()
+            if self.device.type == "cuda":  # fixed tile shapes: let cuDNN pick its fastest kernels once (as nnU-Net)
+                torch.backends.cudnn.benchmark = True
         return self._network
 
     def check_image(self, image: Image) -> None:
@@ -212,22 +215,26 @@ class Predictor:
         window = SlidingWindow(net, config["patch_size"], self.model.labels.num_outputs, self.step,
                                self.mirror_axes if self.mirroring else (), self.device,
                                **_averaging(config, self.model.labels))
-        total, passes = None, None
         n = len(self.fold_weights)
         adaptive = self.adaptive_threshold is not None and n * len(mirror_combinations(window.mirror_axes)) > 1
-        with torch.inference_mode(), reusing_buffers():  # every pass, every fold asks for the same feature maps
+
+        def run() -> tuple[torch.Tensor | None, Passes | None]:
             if adaptive and self.adaptive_threshold is not None:  # adaptive implies a threshold
-                total, passes = adaptive_logits(window, data, self.fold_weights,
-                                                lambda weights: _load_weights(net, weights, self.model.path),
-                                                self.adaptive_threshold, self.is_region_based, progress, should_stop)
-            else:
-                for i, weights in enumerate(self.fold_weights):
-                    _load_weights(net, weights, self.model.path)
-                    # one fold: the float16 accumulator goes to the export as it is (a float32 copy of a
-                    # whole-body CT's logits would be GBs); folds are summed in float32
-                    logits = window(data, progress, should_stop, done=0.02 + 0.95 * i / n, share=0.95 / n,
-                                    keep_accumulator_dtype=n == 1)
-                    total = logits if total is None else total.add_(logits)
+                return adaptive_logits(window, data, self.fold_weights,
+                                       lambda weights: _load_weights(net, weights, self.model.path),
+                                       self.adaptive_threshold, self.is_region_based, progress, should_stop)
+            total = None
+            for i, weights in enumerate(self.fold_weights):
+                _load_weights(net, weights, self.model.path)
+                # one fold: the float16 accumulator goes to the export as it is (a float32 copy of a
+                # whole-body CT's logits would be GBs); folds are summed in float32
+                logits = window(data, progress, should_stop, done=0.02 + 0.95 * i / n, share=0.95 / n,
+                                keep_accumulator_dtype=n == 1)
+                total = logits if total is None else total.add_(logits)
+            return total, None
+
+        with torch.inference_mode(), reusing_buffers():  # every pass, every fold asks for the same feature maps
+            total, passes = with_cpu_results_fallback(window, run)  # nnU-Net's retry after CUDA out-of-memory
         if total is None:
             raise MedSegError("The predictor has no folds' weights to run.")
         if not adaptive and n > 1:

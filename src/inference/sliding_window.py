@@ -78,6 +78,15 @@ def mirror_combinations(axes: Sequence[int]) -> list[tuple[int, ...]]:
     return [()] + [c for r in range(1, len(axes) + 1) for c in itertools.combinations(axes, r)]
 
 
+def to_compute_device(batch, device):
+    """``batch`` on ``device``; from the CPU to a GPU through pinned memory, so the copy runs asynchronously."""
+    if device is None or batch.device == device:
+        return batch
+    if device.type == "cuda" and batch.device.type == "cpu":
+        return batch.pin_memory().to(device, non_blocking=True)
+    return batch.to(device)
+
+
 class SlidingWindow:
     """Runs ``network`` over ``data`` (c, *spatial) tile by tile and returns averaged logits.
 
@@ -103,6 +112,15 @@ class SlidingWindow:
         # probabilities over mirrorings and tiles); None: logits are averaged (v2)
         self.activation = activation
         self.forward_seconds = 0.0  # time in the network's forward passes (mirrorings included)
+        # Data and accumulators live on the compute device (as nnU-Net's default); after a CUDA out-of-memory
+        # error they move to the CPU and only tiles travel (inference/device_fallback.py).
+        self.results_on_device = True
+
+    @property
+    def results_device(self):
+        import torch
+        device = self.device or torch.device("cpu")
+        return device if self.results_on_device else torch.device("cpu")
 
     def tiles(self, shape: Sequence[int]) -> list[tuple]:
         is_2d = len(self.tile_size) == len(shape) - 1
@@ -120,7 +138,7 @@ class SlidingWindow:
     def prepare(self, data):
         """Padded data on the device, the crop back, the tiles and the Gaussian weights of one run."""
         import torch
-        device = self.device or torch.device("cpu")
+        device = self.results_device
         padded, unpad = pad_to_tile(data, self.tile_size if len(self.tile_size) == data.ndim - 1
                                     else (data.shape[1],) + self.tile_size)
         dtype = getattr(torch, self.accumulate_dtype)
@@ -133,11 +151,11 @@ class SlidingWindow:
         window's), timed in ``forward_seconds``."""
         import torch
         started = time.perf_counter()
-        out = self._predict_mirrored(batch, combos)
+        out = self._predict_mirrored(to_compute_device(batch, self.device), combos)
         if out.device.type == "cuda":
             torch.cuda.synchronize(out.device)  # the GPU works asynchronously: wait to time it
         self.forward_seconds += time.perf_counter() - started
-        return out
+        return out.to(batch.device)
 
     def __call__(self, data, progress: Progress | None = None, should_stop: ShouldStop | None = None,
                  done: float = 0.0, share: float = 1.0, keep_accumulator_dtype: bool = False):

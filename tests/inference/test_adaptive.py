@@ -1,13 +1,23 @@
 """Adaptive ensembling's criterion and exactness, with a real (tiny, hand-set) network: a tile whose
-first pass is uncertain gets every fold and mirroring, a certain one keeps its single pass."""
+survey (one pass per fold) is uncertain gets every fold and mirroring, a certain one keeps its survey
+(one pass for a one-fold model)."""
 from __future__ import annotations
 
 import pytest
 import torch
 
+from chimerax.medseg.cli import main
 from chimerax.medseg.errors import MedSegError
-from chimerax.medseg.inference.adaptive import adaptive_logits, uncertain_voxels
+from chimerax.medseg.images import read_case
+from chimerax.medseg.inference.adaptive import (
+    adaptive_logits,
+    doubt_answered,
+    survey_mirrorings,
+    tiles_in_doubt,
+    uncertain_voxels,
+)
 from chimerax.medseg.inference.options import PredictOptions
+from chimerax.medseg.inference.predictor import Predictor
 from chimerax.medseg.inference.sliding_window import SlidingWindow, mirror_combinations
 
 
@@ -26,7 +36,8 @@ class Ramp(torch.nn.Module):
         return torch.cat([torch.zeros_like(fg), fg], dim=1)
 
 
-FOLDS = [{"scale": torch.tensor(20.0), "tilt": torch.tensor(1.5)}, {"scale": torch.tensor(12.0), "tilt": torch.tensor(-2.0)}]
+FOLDS = [{"scale": torch.tensor(20.0), "tilt": torch.tensor(1.5)},
+         {"scale": torch.tensor(12.0), "tilt": torch.tensor(-2.0)}]
 
 
 def _image() -> torch.Tensor:
@@ -51,19 +62,64 @@ def _run(adaptive: bool, threshold: float = 0.5):
         return total / len(FOLDS), None
 
 
-def test_uncertain_tiles_get_every_pass_certain_ones_one():
+def test_uncertain_tiles_get_every_pass_certain_ones_their_survey():
     logits, passes = _run(adaptive=True)
     combos = len(mirror_combinations((0, 1, 2)))
     tiles = 11  # 96 along x with 16-voxel tiles at step 0.5; one tile along y and z
     assert passes.tiles == tiles and passes.full == tiles * combos * len(FOLDS)
     # the band (x 40..55) in doubt: the tiles overlapping it are the ones starting at 32, 40 and 48
-    assert passes.marked == 3 and passes.run == tiles + 3 * (combos * len(FOLDS) - 1)  # first passes kept
+    survey = tiles * len(FOLDS)  # one pass per fold on every tile
+    assert passes.marked == 3 and passes.run == survey + 3 * (combos * len(FOLDS) - len(FOLDS))  # survey kept
     full, _ = _run(adaptive=False)
     # exact where every tile covering a voxel got every pass (x 40..55 lie only in marked tiles)
     torch.testing.assert_close(logits[..., 40:56], full[..., 40:56], atol=1e-4, rtol=1e-4)
-    # elsewhere the single first pass stands (same labels here, other values: the ensemble differs)
+    # elsewhere the survey stands (same labels here, other values: the ensemble differs)
     assert not torch.allclose(logits[..., :24], full[..., :24], atol=1e-3)
     assert torch.equal(logits.argmax(0), full.argmax(0))
+
+
+def test_a_one_fold_model_keeps_one_pass_on_certain_tiles():
+    net = Ramp().eval()
+    window = SlidingWindow(net, (16, 16, 16), 2, step=0.5, mirror_axes=(0, 1, 2), accumulate_dtype="float32")
+    with torch.inference_mode():
+        _, passes = adaptive_logits(window, _image(), FOLDS[:1], net.load_state_dict, 0.5, region_based=False)
+    assert passes.marked == 3 and passes.run == passes.tiles + 3 * (len(mirror_combinations((0, 1, 2))) - 1)
+
+
+def test_an_image_without_doubt_costs_only_the_survey():
+    net = Ramp().eval()
+    window = SlidingWindow(net, (16, 16, 16), 2, step=0.5, mirror_axes=(0, 1, 2), accumulate_dtype="float32")
+    certain = torch.zeros(1, 16, 16, 48)  # background everywhere, far from the decision
+    with torch.inference_mode():
+        logits, passes = adaptive_logits(window, certain, FOLDS, net.load_state_dict, 0.5, region_based=False)
+    assert passes.marked == 0 and passes.run == passes.tiles * len(FOLDS)
+    assert bool((logits.argmax(0) == 0).all())
+
+
+def test_survey_gives_each_fold_another_mirroring():
+    combos = mirror_combinations((0, 1, 2))
+    assert survey_mirrorings(1, combos) == [()]
+    assert survey_mirrorings(3, combos) == combos[:3]
+    assert survey_mirrorings(10, combos[:2]) == [(), (0,)] * 5
+
+
+def test_doubt_counts_with_the_tiles_share_of_its_weight():
+    """A small cluster in doubt at one tile's centre marks that tile, not the neighbour whose border it is on
+    (the old rule, "any voxel in doubt", marked both)."""
+    window = SlidingWindow(Ramp(), (16, 16, 16), 2, step=0.5, accumulate_dtype="float32")
+    padded, _, tiles, weights = window.prepare(_image())
+    weights = weights.float()
+    weight_sum = torch.zeros(padded.shape[1:])
+    for tile in tiles:
+        weight_sum[tile] += weights
+    doubt = torch.zeros(padded.shape[1:], dtype=torch.bool)
+    doubt[7:9, 7:9, 39:41] = True  # 8 voxels at the centre of the tile starting at x 32, the edge of the one at 40
+    starts = [t[-1].start for t in tiles]
+    answered = dict(zip(starts, doubt_answered(doubt, tiles, weights, weight_sum)))
+    assert sum(answered.values()) == pytest.approx(8, rel=1e-5)  # each voxel's doubt is shared out whole
+    assert answered[32] > 4 > answered[40] > 0
+    assert [starts[i] for i in tiles_in_doubt(doubt, tiles, weights, weight_sum)] == [32]
+    assert {starts[i] for i, t in enumerate(tiles) if doubt[t].any()} == {24, 32, 40}  # the old rule
 
 
 def test_a_higher_threshold_marks_more_up_to_every_tile():
@@ -91,5 +147,29 @@ def test_first_passes_run_again_when_too_big_to_keep(monkeypatch):
     kept, kept_passes = _run(adaptive=True)
     monkeypatch.setattr(adaptive, "KEEP_FIRST_PASSES_BYTES", 0)
     again, passes = _run(adaptive=True)
-    assert passes.run == kept_passes.run + passes.marked  # one more pass per marked tile, same result
+    assert passes.run == kept_passes.run + passes.marked * len(FOLDS)  # its survey again, same result
     torch.testing.assert_close(again, kept)
+
+
+def _medseg(*args) -> int:
+    return main(["predict", "--quiet", "--device", "cpu", *map(str, args)])
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--save-probabilities"], "--save-probabilities cannot be used with --adaptive"),
+    (["--adaptive-threshold", "1.5"], "adaptive threshold must be in (0, 1)"),
+    (["--adaptive-threshold", "0"], "adaptive threshold must be in (0, 1)"),
+])
+def test_bad_adaptive_settings_are_one_line_before_any_work(tiny_model, case_files, tmp_path, capsys, extra,
+                                                            message):
+    out = tmp_path / "out"
+    assert _medseg("-m", tiny_model, "-i", *case_files, "-o", out, "--adaptive", *extra) == 1
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+    assert not out.exists()
+
+
+def test_probabilities_are_refused_by_the_api_too(tiny_model, case_files):
+    predictor = Predictor.from_folder(tiny_model, device="cpu", adaptive=True)
+    with pytest.raises(MedSegError, match="Probabilities cannot be saved with adaptive ensembling"):
+        predictor.predict(read_case(case_files), save_probabilities=True)
