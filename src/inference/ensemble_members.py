@@ -122,8 +122,9 @@ def check_ensemble(folders: Sequence[ModelFolder], options: PredictOptions) -> P
 
 
 def ensemble_postprocessing_file(folders: Sequence[ModelFolder], folds: Sequence[str],
-                                 postprocess: bool | str | os.PathLike) -> Path | None:
-    """The postprocessing chosen for this ensemble (never a member's own), or the file given."""
+                                 postprocess: bool | str | os.PathLike | None) -> Path | None:
+    """The postprocessing chosen for this ensemble (never a member's own), or the file given; none by default
+    (None), as nnU-Net applies an ensemble's postprocessing only on request."""
     if not postprocess:
         return None
     path = Path(postprocess) if isinstance(postprocess, (str, os.PathLike)) else \
