@@ -203,6 +203,7 @@ class ConvNormAct(nn.Module):
             if ops.nonlin_first and ops.norm is not None:
                 layers[-1], layers[-2] = layers[-2], layers[-1]
         self.all_modules = nn.Sequential(*layers)
+        self._folded: tuple | None = None  # conv_params' batch-norm-folded weights, with the key they were made for
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if _cpu_inference(x) and self._fusable():
@@ -233,7 +234,7 @@ class ConvNormAct(nn.Module):
         # live and their version counters, so loading another fold's weights refolds
         tensors = (weight, bias, self.norm.weight, self.norm.bias, self.norm.running_mean, self.norm.running_var)
         key = tuple((t.data_ptr(), t._version) for t in tensors if t is not None)
-        cached = getattr(self, "_folded", None)
+        cached = self._folded
         if cached is None or cached[0] != key:
             scale, shift = self._batch_norm_scale_shift()
             folded = shift if bias is None else torch.addcmul(shift, bias, scale)

@@ -113,20 +113,11 @@ def test_compressed_series_equal_dcm2niix(tmp_path, syntax, atol):
     volume = make_volume((4, 16, 16), seed=3)
     paths = write_series(tmp_path / "dicom", volume, orientation=oblique_orientation(30), slope=2, intercept=-100)
     transcode(paths, syntax)
-    with pytest.warns() if syntax == "jpeg-lossless" else _no_warning_check():
-        image = read_dicom_series(tmp_path / "dicom")
+    image = read_dicom_series(tmp_path / "dicom")  # (some decoders warn on JPEG lossless, others not: gdcm)
     (nifti,) = run_dcm2niix(tmp_path / "dicom", tmp_path / "ref")
     assert_same_as_dcm2niix(image, nifti, voxel_atol=atol)
     if syntax != "jpeg-baseline":  # lossless: the original voxels come back exactly
         np.testing.assert_array_equal(image.array[0], 2.0 * volume[:, ::-1, :] - 100)
-
-
-class _no_warning_check:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return False
 
 
 @pytest.mark.parametrize("name", ["MR_small_RLE.dcm", "MR_small_jp2klossless.dcm", "MR_small_jpeg_ls_lossless.dcm",
