@@ -70,6 +70,14 @@ class CascadePredictor:
         return self.stage.label_names
 
     @property
+    def label_members(self) -> dict[int, tuple[int, ...]]:
+        return self.stage.label_members
+
+    @property
+    def output_values(self) -> dict[int, int] | None:
+        return self.stage.output_values
+
+    @property
     def is_region_based(self) -> bool:
         return self.stage.is_region_based
 

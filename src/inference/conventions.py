@@ -112,6 +112,11 @@ class ConventionPredictor:
         return dict(sorted(names.items()))
 
     @property
+    def label_members(self) -> dict[int, tuple[int, ...]]:
+        """Each structure is its own label (no regions)."""
+        return {value: (value,) for value in self.label_names}
+
+    @property
     def channel_names(self) -> list[str]:
         return list(self.model_info.entry.channel_names)
 

@@ -28,6 +28,7 @@ from .cascade_predictor import CascadePredictor, load_predictor
 from .conventions import open_predictor
 from .ensemble_members import check_ensemble, open_members
 from .export import probabilities_to_labels
+from .label_values import apply_output_values
 from .options import PredictOptions
 from .postprocessing import apply_postprocessing, load_postprocessing
 from .predictor import Prediction, Predictor
@@ -68,6 +69,10 @@ class EnsemblePredictor:
         return self.members[0].label_names
 
     @property
+    def label_members(self) -> dict[int, tuple[int, ...]]:
+        return self.members[0].label_members
+
+    @property
     def channel_names(self) -> list[str]:
         return self.members[0].channel_names
 
@@ -92,6 +97,8 @@ class EnsemblePredictor:
         labels = probabilities_to_labels(torch.from_numpy(total), self.model.labels)
         if self.postprocessing:
             labels = apply_postprocessing(labels, self.postprocessing, image.spacing)
+        if self.members[0].output_values:  # the field's values (BraTS's), after postprocessing as one model's
+            labels = apply_output_values(labels, self.members[0].output_values)
         timings["total"] = time.perf_counter() - start
         if progress:
             progress(1.0, "done")

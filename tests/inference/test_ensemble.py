@@ -213,3 +213,9 @@ def test_region_models_average_sigmoids_as_nnunet_does(tmp_path, case_files):
         assert _dice(ours == value, theirs == value) >= 0.99
     alone = [_dice(_labels(f / "case.nii.gz") > 0, theirs > 0) for f in folders]
     assert min(alone) < 0.97, f"the members must disagree for the test to see both averaged (Dice {alone})"
+
+
+def test_an_ensemble_draws_its_preview(tmp_path):
+    picture = tmp_path / "preview.png"
+    _predict(MODELS, tmp_path / "typical.nii.gz", "--preview", picture)
+    assert picture.stat().st_size > 10_000 and picture.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
