@@ -30,15 +30,14 @@ from make_nnunet_fixtures import (  # noqa: E402
     CHANNELS,
     SEG_LAYER_GAIN,
     TARGET_FRACTIONS,
-    TRAIN_SPACING,
     _nnunet_version,
     log,
     make_trainer,
     seed_everything,
     write_json,
+    write_phantom_cases,
     write_test_cases,
 )
-from nnunet_phantom import affine_for, make_phantom, save_nifti  # noqa: E402
 
 DATASET_ID, DATASET_NAME = 903, "Dataset903_ParityCascade"
 N_TRAIN = 8
@@ -57,16 +56,7 @@ def write_training_set(raw: Path) -> None:
     ds = raw / DATASET_NAME
     if (ds / "dataset.json").exists():
         return
-    rng = np.random.default_rng(903)
-    for sub in ("imagesTr", "labelsTr"):
-        (ds / sub).mkdir(parents=True, exist_ok=True)
-    for i in range(N_TRAIN):
-        shape = tuple(int(n) for n in np.array([40, 48, 40]) + rng.integers(-4, 5, 3))
-        image, labels = make_phantom(rng, shape, TRAIN_SPACING)
-        aff = affine_for(TRAIN_SPACING, origin_xyz=rng.uniform(-50, 50, 3))
-        for c in range(2):
-            save_nifti(image[c], aff, ds / "imagesTr" / f"phantom_{i:03d}_{c:04d}.nii.gz")
-        save_nifti(labels, aff, ds / "labelsTr" / f"phantom_{i:03d}.nii.gz")
+    write_phantom_cases(ds, 903, N_TRAIN)
     write_json({"channel_names": CHANNELS, "numTraining": N_TRAIN, "file_ending": ".nii.gz",
                 "name": "ParityCascade", "description": "synthetic 2-channel head phantoms (MedSeg cascade fixture)",
                 "labels": {"background": 0, "edema": 1, "core": 2}}, ds / "dataset.json")

@@ -64,21 +64,27 @@ def seed_everything(seed: int) -> None:
 
 
 # ----------------------------------------------------------------------------- data
-def write_training_set(raw: Path) -> None:
-    """Dataset901 (labels) and Dataset902 (same images, region labels)."""
-    ds = raw / DATASET_NAME
-    if (ds / "dataset.json").exists():
-        return
-    rng = np.random.default_rng(901)
+def write_phantom_cases(ds: Path, seed: int, count: int) -> None:
+    """``count`` two-channel phantoms of about 40 x 48 x 40 voxels at TRAIN_SPACING, with their labels, into
+    ds/imagesTr and ds/labelsTr (the training sets of this script and of make_nnunet_cascade_fixtures.py)."""
+    rng = np.random.default_rng(seed)
     for sub in ("imagesTr", "labelsTr"):
         (ds / sub).mkdir(parents=True, exist_ok=True)
-    for i in range(N_TRAIN):
+    for i in range(count):
         shape = tuple(int(n) for n in np.array([40, 48, 40]) + rng.integers(-4, 5, 3))
         image, labels = make_phantom(rng, shape, TRAIN_SPACING)
         aff = affine_for(TRAIN_SPACING, origin_xyz=rng.uniform(-50, 50, 3))
         for c in range(2):
             save_nifti(image[c], aff, ds / "imagesTr" / f"phantom_{i:03d}_{c:04d}.nii.gz")
         save_nifti(labels, aff, ds / "labelsTr" / f"phantom_{i:03d}.nii.gz")
+
+
+def write_training_set(raw: Path) -> None:
+    """Dataset901 (labels) and Dataset902 (same images, region labels)."""
+    ds = raw / DATASET_NAME
+    if (ds / "dataset.json").exists():
+        return
+    write_phantom_cases(ds, 901, N_TRAIN)
     base = {"channel_names": CHANNELS, "numTraining": N_TRAIN, "file_ending": ".nii.gz",
             "name": "ParityPhantom", "description": "synthetic 2-channel head phantoms (MedSeg fixtures)"}
     write_json({**base, "labels": {"background": 0, "edema": 1, "core": 2}}, ds / "dataset.json")
