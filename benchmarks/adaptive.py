@@ -14,6 +14,9 @@ each case interleaved (full, adaptive, fast) so that load on the machine touches
 from __future__ import annotations
 
 import argparse
+import json
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -25,6 +28,7 @@ import torch
 from chimerax.medseg.datasets.phantom import make_phantom, save_case
 from chimerax.medseg.images import read_case
 from chimerax.medseg.images.dicom import read_dicom_volume
+from chimerax.medseg.inference.options import ADAPTIVE_THRESHOLD
 from chimerax.medseg.inference.predictor import Predictor, example_model_path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -94,38 +98,56 @@ def timed(predictor: Predictor, image) -> tuple[object, float]:
     return prediction, time.perf_counter() - start
 
 
-def bench_model(title: str, model: Path, cases: list, threshold: float) -> None:
+def nnunet_labels(model: Path, files: list[Path], out: Path) -> tuple[np.ndarray, float]:
+    """nnunetv2's predictor on the same case and weights (every fold, mirroring), in its own process."""
+    cmd = [sys.executable, str(REPO / "benchmarks" / "predict_vs_nnunet.py"), "--run", "nnunet", "--model", str(model),
+           "--case", *map(str, files), "--labels-out", str(out), "--tta"]
+    result = subprocess.run(cmd, capture_output=True, text=True)
+    if result.returncode != 0:
+        raise SystemExit(f"nnU-Net's predictor failed:\n{result.stderr[-3000:]}")
+    return np.load(out), json.loads(result.stdout.strip().splitlines()[-1])["wall_s"]
+
+
+def bench_model(title: str, model: Path, cases: list, thresholds: list[float], with_nnunet: bool = False) -> None:
     full = Predictor.from_folder(model, device="cpu")
-    adaptive = Predictor.from_folder(model, device="cpu", adaptive=True, adaptive_threshold=threshold)
     fast = Predictor.from_folder(model, device="cpu", fast=True)
+    adaptive = {t: Predictor.from_folder(model, device="cpu", adaptive=True, adaptive_threshold=t) for t in thresholds}
     members = full.model.labels.members()
     names = full.label_names
-    print(f"\n{title}: {len(full.fold_weights)} fold(s) x {2 ** len(full.mirror_axes)} mirrorings; adaptive "
-          f"threshold {threshold}; fast = every fold, no mirroring, step {fast.step}")
-    print(f"{'case':<16}{'passes':>14}{'ratio':>7}{'full s':>8}{'adapt s':>8}{'fast s':>8}  "
-          f"{'Dice adaptive vs full':<32}{'Dice fast vs full'}")
-    rows = []
+    print(f"\n{title}: {len(full.fold_weights)} fold(s) x {2 ** len(full.mirror_axes)} mirrorings; "
+          f"fast = every fold, no mirroring, step {fast.step}")
+    print(f"{'case':<16}{'mode':<18}{'passes':>12}{'ratio':>7}{'s':>8}  Dice vs full (per class)")
+    rows: dict[str, list] = {}  # mode: (case, pass ratio, seconds, Dice per class)
     for name, files in cases:
         image = read_dicom_volume(files[0])[0] if files[0].is_dir() else read_case(files)
-        a, ta = timed(full, image)
-        b, tb = timed(adaptive, image)
-        c, tc = timed(fast, image)
-        da, dc = class_dice(b.labels, a.labels, members), class_dice(c.labels, a.labels, members)
-        passes = b.passes
-        run, total = (passes.run, passes.full) if passes else (0, 0)
-        rows.append((name, run / max(total, 1), ta, tb, tc, da, dc))
-        print(f"{name:<16}{f'{run}/{total}':>14}{run / max(total, 1):>7.2f}{ta:>8.1f}{tb:>8.1f}{tc:>8.1f}  "
-              f"{' '.join(f'{v:.4f}' for v in da.values()):<32}{' '.join(f'{v:.4f}' for v in dc.values())}")
-    ratio = np.mean([r[1] for r in rows])
-    for label, index in (("adaptive", 5), ("fast", 6)):
-        per_class = {v: [r[index][v] for r in rows] for v in members}
-        mean = {names[v]: round(float(np.mean(d)), 4) for v, d in per_class.items()}
-        worst = min(rows, key=lambda r: min(r[index].values()))
-        print(f"  {label}: mean Dice vs full {mean}; worst case {worst[0]} "
-              f"{ {names[v]: round(d, 4) for v, d in worst[index].items()} }")
-    full_s = np.sum([r[2] for r in rows])
-    print(f"  passes: adaptive {ratio:.2f}x of full; time adaptive/full {np.sum([r[3] for r in rows]) / full_s:.2f}, "
-          f"fast/full {np.sum([r[4] for r in rows]) / full_s:.2f}")
+        reference, seconds = timed(full, image)
+        rows.setdefault("full", []).append((name, 1.0, seconds, {v: 1.0 for v in members}))
+        runs = [(f"adaptive {t}", p) for t, p in adaptive.items()] + [("fast", fast)]
+        for mode, predictor in runs:
+            prediction, seconds = timed(predictor, image)
+            passes = prediction.passes
+            ratio = passes.ratio if passes else float("nan")
+            rows.setdefault(mode, []).append((name, ratio, seconds,
+                                              class_dice(prediction.labels, reference.labels, members)))
+        if with_nnunet:
+            with tempfile.TemporaryDirectory() as tmp:
+                labels, seconds = nnunet_labels(model, files, Path(tmp) / "nnunet.npy")
+            rows.setdefault("nnU-Net", []).append((name, 1.0, seconds, class_dice(labels, reference.labels, members)))
+        for mode, entries in rows.items():
+            case, ratio, seconds, dices = entries[-1]
+            print(f"{case:<16}{mode:<18}{'':>12}{ratio:>7.2f}{seconds:>8.1f}  "
+                  f"{' '.join(f'{d:.4f}' for d in dices.values())}")
+    full_s = sum(r[2] for r in rows["full"])
+    for mode, entries in rows.items():
+        mean = {names[v]: round(float(np.mean([r[3][v] for r in entries])), 4) for v in members}
+        worst = min(entries, key=lambda r: min(r[3].values()))
+        print(f"  {mode}: passes {np.nanmean([r[1] for r in entries]):.2f}x of full, time "
+              f"{sum(r[2] for r in entries) / full_s:.2f}x of full; mean Dice vs full {mean}; worst case {worst[0]} "
+              f"{ {names[v]: round(d, 4) for v, d in worst[3].items()} }")
+    if with_nnunet:
+        nn_s = sum(r[2] for r in rows["nnU-Net"])
+        print("  against nnU-Net's time for the same ensemble: " + ", ".join(
+            f"{mode} {sum(r[2] for r in entries) / nn_s:.2f}x" for mode, entries in rows.items() if mode != "nnU-Net"))
 
 
 def main() -> None:
@@ -134,7 +156,10 @@ def main() -> None:
     parser.add_argument("--size", choices=("native", "brats"), default="native",
                         help="phantoms at their own size (~2 mm) or at BraTS's 155 x 240 x 240 at 1 mm")
     parser.add_argument("--first-seed", type=int, default=1000, help="seed of the first phantom (default 1000)")
-    parser.add_argument("--threshold", type=float, default=0.5, help="adaptive threshold (default 0.5)")
+    parser.add_argument("--threshold", type=float, nargs="+", default=[ADAPTIVE_THRESHOLD],
+                        help=f"adaptive thresholds to compare (default {ADAPTIVE_THRESHOLD})")
+    parser.add_argument("--nnunet", action="store_true",
+                        help="also run nnunetv2's predictor (every fold, mirroring) on the demo model's cases")
     parser.add_argument("--models", nargs="+", choices=GROUPS, default=list(GROUPS),
                         help="demo: the embedded model on phantoms; fixtures: the nnU-Net-trained fixtures; v1: the "
                              "nnunet 1.7.1-trained fixtures; ct: the v1 CT model on TotalSegmentator's real CT series")
@@ -144,7 +169,8 @@ def main() -> None:
     if "demo" in args.models:
         with tempfile.TemporaryDirectory() as tmp:
             cases = phantom_cases(Path(tmp), args.cases, args.size, args.first_seed)
-            bench_model(f"demo model 'example', {args.size} phantoms", example_model_path(), cases, args.threshold)
+            bench_model(f"demo model 'example', {args.size} phantoms", example_model_path(), cases, args.threshold,
+                        args.nnunet)
     if "fixtures" in args.models:
         for name in ("3d_fullres", "regions_3d_fullres"):
             model = FIXTURES / name

@@ -258,7 +258,9 @@ def dice_summary(a: np.ndarray, b: np.ndarray) -> dict:
             dice[c] = 2 * both / total
     values = np.array(list(dice.values()))
     weights = np.array([confusion[c, :].sum() + confusion[:, c].sum() for c in dice])
+    below = {c: (round(float(d), 4), int(confusion[c, :].sum())) for c, d in dice.items() if d < 0.99}
     return {"agreement": float(np.trace(confusion) / confusion.sum()), "classes": len(dice),
+            "below_0.99 (class: Dice, voxels)": below,
             "mean_dice": float(values.mean()) if len(values) else 1.0,
             "min_dice": float(values.min()) if len(values) else 1.0,
             "voxel_weighted_dice": float((values * weights).sum() / weights.sum()) if len(values) else 1.0}

@@ -22,7 +22,7 @@ _DEVICE = re.compile(r"^(auto|cpu|cuda|cuda:\d+|mps)$")
 # is what keeps fast mode within ~0.97 Dice of full mode (one fold: 0.92); benchmarks/fast_mode_dice.py.
 FAST_STEP = 0.75
 DEFAULT_STEP = 0.5
-ADAPTIVE_THRESHOLD = 0.5  # inference/adaptive.py: a voxel is in doubt below this top-two margin of the survey
+ADAPTIVE_THRESHOLD = 0.3  # inference/adaptive.py: a voxel is in doubt below this confidence of the survey
 
 
 def _option(kind: str, help: str, flag: str | None = None) -> dict[str, Any]:
@@ -57,11 +57,12 @@ class PredictOptions:
         "path-or-flag", "apply the model's postprocessing.json (or the given file); --no-postprocess: none "
                         "(default: as the model's nnU-Net does: v1 models apply theirs, v2 models none)"))
     adaptive: bool = field(default=False, metadata=_option(
-        "flag", "every fold and mirroring only on tiles where a survey (one pass per fold) leaves labels in "
-                "doubt (near the full ensemble's labels for a fraction of the passes)"))
+        "flag", "every fold and mirroring only on tiles where a survey (one pass per fold; two for one fold) "
+                "leaves labels in doubt (near the full ensemble's labels for a fraction of the passes)"))
     adaptive_threshold: float = field(default=ADAPTIVE_THRESHOLD, metadata=_option(
-        "number", f"with --adaptive: a voxel is uncertain when its top-two probability margin is below this, "
-                  f"in (0, 1) (default {ADAPTIVE_THRESHOLD}; higher = more passes, closer to the full ensemble)"))
+        "number", f"with --adaptive: a voxel is in doubt when the survey's confidence that more passes keep its "
+                  f"label (from its passes' margin and spread) is below this, in (0, 1) (default "
+                  f"{ADAPTIVE_THRESHOLD}; higher = more passes, closer to the full ensemble)"))
     training_label_values: bool = field(default=False, metadata=_option(
         "flag", "write the label values the model was trained with, not those its field uses (the brats models: "
                 "BraTS's 2 edema, 1 necrosis, 4 enhancing tumour by default; nnU-Net's are 1, 2, 3)"))
@@ -86,7 +87,7 @@ class PredictOptions:
             if not self.folds:
                 raise MedSegError("folds: name at least one fold (e.g. 0), or leave it out for all.")
         if not 0 < self.adaptive_threshold < 1:
-            raise MedSegError("adaptive threshold must be in (0, 1) (a probability margin); "
+            raise MedSegError("adaptive threshold must be in (0, 1) (a confidence); "
                               f"got {self.adaptive_threshold}.")
         if not self.checkpoint or "/" in self.checkpoint or "\\" in self.checkpoint:
             raise MedSegError(f"checkpoint must be a file name inside each fold folder; got {self.checkpoint!r}.")

@@ -1,6 +1,6 @@
 """Adaptive ensembling's criterion and exactness, with a real (tiny, hand-set) network: a tile whose
-survey (one pass per fold) is uncertain gets every fold and mirroring, a certain one keeps its survey
-(one pass for a one-fold model)."""
+survey (one pass per fold; two for a one-fold model) is uncertain gets every fold and mirroring, a
+certain one keeps its survey."""
 from __future__ import annotations
 
 import pytest
@@ -11,10 +11,10 @@ from chimerax.medseg.errors import MedSegError
 from chimerax.medseg.images import read_case
 from chimerax.medseg.inference.adaptive import (
     adaptive_logits,
+    confidence,
     doubt_answered,
     survey_mirrorings,
     tiles_in_doubt,
-    uncertain_voxels,
 )
 from chimerax.medseg.inference.options import PredictOptions
 from chimerax.medseg.inference.predictor import Predictor
@@ -78,12 +78,12 @@ def test_uncertain_tiles_get_every_pass_certain_ones_their_survey():
     assert torch.equal(logits.argmax(0), full.argmax(0))
 
 
-def test_a_one_fold_model_keeps_one_pass_on_certain_tiles():
+def test_a_one_fold_model_surveys_with_two_passes():
     net = Ramp().eval()
     window = SlidingWindow(net, (16, 16, 16), 2, step=0.5, mirror_axes=(0, 1, 2), accumulate_dtype="float32")
     with torch.inference_mode():
         _, passes = adaptive_logits(window, _image(), FOLDS[:1], net.load_state_dict, 0.5, region_based=False)
-    assert passes.marked == 3 and passes.run == passes.tiles + 3 * (len(mirror_combinations((0, 1, 2))) - 1)
+    assert passes.marked == 3 and passes.run == 2 * passes.tiles + 3 * (len(mirror_combinations((0, 1, 2))) - 2)
 
 
 def test_an_image_without_doubt_costs_only_the_survey():
@@ -96,11 +96,48 @@ def test_an_image_without_doubt_costs_only_the_survey():
     assert bool((logits.argmax(0) == 0).all())
 
 
+def test_passes_that_agree_on_a_small_margin_spare_the_tile():
+    """The band's margin is small (the old rule, a top-two margin below 0.5, marked its tiles), but where the
+    survey's passes agree closely their spread says more passes cannot flip it: no tile gets them."""
+    agree = [{"scale": torch.tensor(20.0), "tilt": torch.tensor(0.01)},
+             {"scale": torch.tensor(20.5), "tilt": torch.tensor(-0.01)}]
+    net = Ramp().eval()
+    window = SlidingWindow(net, (16, 16, 16), 2, step=0.5, mirror_axes=(0, 1, 2), accumulate_dtype="float32")
+    with torch.inference_mode():
+        logits, several = adaptive_logits(window, _image(), agree, net.load_state_dict, 0.5, region_based=False)
+        _, one = adaptive_logits(window, _image(), agree[:1], net.load_state_dict, 0.5, region_based=False)
+    top = torch.softmax(logits, 0).max(0).values
+    assert bool((2 * top - 1 < 0.5)[..., 40:56].all())  # the band's margin
+    assert several.marked == 0 and several.run == several.tiles * len(agree)
+    assert one.marked == 0 and one.run == 2 * one.tiles
+
+
+def test_confidence_is_students_t_on_the_margin():
+    """Two folds, two mirrorings: the full mean can move s * sqrt(1/4) from the survey's, and t with one degree
+    of freedom is Cauchy's, so confidence = 2 atan(|m| / (s / 2)) / pi (per region; the least counts)."""
+    mean = torch.tensor([[0.3, -0.3, 2.0], [1.0, 1.0, 1.0]])[..., None]  # (2 regions, 3 voxels, 1)
+    sd = torch.tensor([[0.2, 0.6, 0.0], [0.1, 0.1, 0.1]])[..., None]  # per region and voxel
+    got = confidence(mean, sd, per_fold=1, folds=2, mirrorings=2, region_based=True)[:, 0]
+    z = mean.abs() / (sd / 2)
+    expected = (2 * torch.atan(z) / torch.pi).amin(dim=0)[:, 0]
+    torch.testing.assert_close(got, expected)
+    alone = confidence(mean[:1], sd[:1], per_fold=1, folds=2, mirrorings=2, region_based=True)[:, 0]
+    assert alone[2] == 1 and got[2] < 1  # passes that agree exactly are certain; the other region decides
+
+
+def test_confidence_for_softmax_bounds_the_difference():
+    mean = torch.tensor([[2.0, 0.0], [1.5, 0.1], [-3.0, 0.0]])[..., None]  # (3 classes, 2 voxels, 1)
+    got = confidence(mean, torch.ones_like(mean), per_fold=1, folds=2, mirrorings=2, region_based=False)[:, 0]
+    # top two: 2.0 / 1.5 (margin 0.5) and 0.1 / 0.0 (margin 0.1); the difference's sd is bounded by 1 + 1
+    torch.testing.assert_close(got, 2 * torch.atan(torch.tensor([0.5, 0.1]) / 1.0) / torch.pi)
+
+
 def test_survey_gives_each_fold_another_mirroring():
     combos = mirror_combinations((0, 1, 2))
-    assert survey_mirrorings(1, combos) == [()]
-    assert survey_mirrorings(3, combos) == combos[:3]
-    assert survey_mirrorings(10, combos[:2]) == [(), (0,)] * 5
+    assert survey_mirrorings(1, combos) == [[(), (0, 1, 2)]]  # a lone fold: two passes, far apart
+    assert survey_mirrorings(1, combos[:1]) == [[()]]
+    assert survey_mirrorings(3, combos) == [[c] for c in combos[:3]]
+    assert survey_mirrorings(10, combos[:2]) == [[()], [(0,)]] * 5
 
 
 def test_doubt_counts_with_the_tiles_share_of_its_weight():
@@ -115,25 +152,25 @@ def test_doubt_counts_with_the_tiles_share_of_its_weight():
     doubt = torch.zeros(padded.shape[1:], dtype=torch.bool)
     doubt[7:9, 7:9, 39:41] = True  # 8 voxels at the centre of the tile starting at x 32, the edge of the one at 40
     starts = [t[-1].start for t in tiles]
-    answered = dict(zip(starts, doubt_answered(doubt, tiles, weights, weight_sum)))
+    answered = dict(zip(starts, doubt_answered([doubt[t] for t in tiles], tiles, weights, weight_sum)))
     assert sum(answered.values()) == pytest.approx(8, rel=1e-5)  # each voxel's doubt is shared out whole
     assert answered[32] > 4 > answered[40] > 0
-    assert [starts[i] for i in tiles_in_doubt(doubt, tiles, weights, weight_sum)] == [32]
+    assert [starts[i] for i in tiles_in_doubt([doubt[t] for t in tiles], tiles, weights, weight_sum)] == [32]
     assert {starts[i] for i, t in enumerate(tiles) if doubt[t].any()} == {24, 32, 40}  # the old rule
 
 
 def test_a_higher_threshold_marks_more_up_to_every_tile():
-    _, strict = _run(adaptive=True, threshold=0.999999)  # |logit| < 14.5 counts as doubt: everywhere here
+    _, strict = _run(adaptive=True, threshold=0.999999)  # wherever passes differ at all
     _, loose = _run(adaptive=True, threshold=0.5)
     assert strict.marked == strict.tiles > loose.marked
     assert strict.run == strict.full  # every tile marked: exactly the full ensemble's passes
 
 
-def test_margin_criterion_for_softmax_and_regions():
-    logits = torch.tensor([[0.0, 0.0, 5.0], [0.1, 3.0, 0.0]])[:, :, None]  # (C=2, 3 voxels, 1)
-    assert uncertain_voxels(logits, 0.5, region_based=False)[:, 0].tolist() == [True, False, False]
-    regions = torch.tensor([[4.0, 0.1], [-4.0, -4.0]])[:, :, None]  # two regions, two voxels
-    assert uncertain_voxels(regions, 0.5, region_based=True)[:, 0].tolist() == [False, True]
+def test_a_lone_fold_measures_its_spread_between_two_mirrorings():
+    """One fold, survey of two passes among 8 mirrorings: the full mean can move s * sqrt((1/2 - 1/8) / 1)."""
+    mean, sd = torch.tensor([[0.5]])[..., None], torch.tensor([[0.4]])[..., None]
+    got = confidence(mean, sd, per_fold=2, folds=1, mirrorings=8, region_based=True)
+    torch.testing.assert_close(got[0, 0], 2 * torch.atan(0.5 / (0.4 * torch.tensor(3 / 8).sqrt())) / torch.pi)
 
 
 @pytest.mark.parametrize("threshold", [0.0, 1.0, -0.2, 1.5])
