@@ -173,6 +173,8 @@ def _peak_rss_mb() -> float:
 
 def run_child(args) -> None:
     import torch
+    if args.threads:
+        torch.set_num_threads(args.threads)
     start = time.perf_counter()
     timings: dict = {}
     if args.run == "nnunet":
@@ -273,6 +275,8 @@ def main() -> None:
     parser.add_argument("--scale", type=int, default=1, help="in-plane coarsening: 512/scale voxels at 0.8*scale mm")
     parser.add_argument("--step", type=float, default=1.0, help="tile step (same for both; 1.0 keeps runs short)")
     parser.add_argument("--only", choices=["ours", "nnunet"], default=None)
+    parser.add_argument("--threads", type=int, default=None,
+                        help="CPU threads for each predictor (default: torch's; 1 compares fairly on a shared machine)")
     parser.add_argument("--cap-gb", type=float, default=10.0, help="kill a predictor past this resident memory")
     parser.add_argument("--work", type=Path, default=None, help="folder for the case and models (default: temporary)")
     parser.add_argument("--run", choices=["ours", "nnunet"], help=argparse.SUPPRESS)
@@ -293,6 +297,8 @@ def main() -> None:
         for run in [r for r in ("ours", "nnunet") if args.only in (None, r)]:
             cmd = [sys.executable, __file__, "--run", run, "--model-folder", str(folder),
                    "--case", str(root / "ct.nii"), "--labels-out", str(root / f"{run}.npy"), "--step", str(args.step)]
+            if args.threads:
+                cmd += ["--threads", str(args.threads)]
             results[run] = run_capped(cmd, int(args.cap_gb * 2 ** 30))
             r = results[run]
             state = (f"did not finish: {r['reason']}" if r.get("reason") else
