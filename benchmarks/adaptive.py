@@ -10,10 +10,17 @@ each case interleaved (full, adaptive, fast) so that load on the machine touches
     .venv/bin/python benchmarks/adaptive.py --cases 10 --size native
     .venv/bin/python benchmarks/adaptive.py --cases 3 --size brats --models demo
     .venv/bin/python benchmarks/adaptive.py --models fixtures v1 ct
+    .venv/bin/python benchmarks/adaptive.py --models realct
+
+realct: a 3-fold model trained on real CT (scripts/make_real_ct_model.py, about 40 min of CPU; run here when
+its folder is missing) on the real CT series none of its folds saw, with the Dice of each mode against the
+series' (TotalSegmentator-made) labels as well.
 """
 from __future__ import annotations
 
 import argparse
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -27,13 +34,20 @@ from chimerax.medseg.images import read_case
 from chimerax.medseg.images.dicom import read_dicom_volume
 from chimerax.medseg.inference.predictor import Predictor, example_model_path
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
+from make_real_ct_model import MODEL_NAME, merged_labels  # noqa: E402  (its label scheme, one copy)
+
 REPO = Path(__file__).resolve().parents[1]
 FIXTURES = REPO / "tests" / "data" / "nnunet"
 V1_FIXTURES = REPO / "tests" / "data" / "nnunet_v1"
 # a real CT series (20 slices of 512 x 512; scripts/fetch_dicom_test_data.py fetches it)
 REAL_CT = REPO / "tests" / "data" / "dicom" / "totalsegmentator" / "example_ct_dicom"
+# its labels (TotalSegmentator's, on the dcm2niix grid medseg reads the series on), fetched with it
+REAL_CT_LABELS = REAL_CT.parent / "example_seg_dicom.nii.gz"
+# the model trained on real CT, where scripts/make_real_ct_model.py leaves it
+REAL_CT_MODEL = REPO / "out" / "realct_training" / "results" / "Dataset951_RealCT" / MODEL_NAME
 BRATS = (155, 240, 240)
-GROUPS = ("demo", "fixtures", "mosaic", "v1", "v1-brats", "ct")
+GROUPS = ("demo", "fixtures", "mosaic", "v1", "v1-brats", "ct", "realct")
 
 
 def dice(a: np.ndarray, b: np.ndarray) -> float:
@@ -94,7 +108,9 @@ def timed(predictor: Predictor, image) -> tuple[object, float]:
     return prediction, time.perf_counter() - start
 
 
-def bench_model(title: str, model: Path, cases: list, threshold: float) -> None:
+def bench_model(title: str, model: Path, cases: list, threshold: float,
+                truth: dict[str, np.ndarray] | None = None) -> None:
+    """``truth``: reference labels (z, y, x) per case name, to score full, adaptive and fast against as well."""
     full = Predictor.from_folder(model, device="cpu")
     adaptive = Predictor.from_folder(model, device="cpu", adaptive=True, adaptive_threshold=threshold)
     fast = Predictor.from_folder(model, device="cpu", fast=True)
@@ -116,6 +132,10 @@ def bench_model(title: str, model: Path, cases: list, threshold: float) -> None:
         rows.append((name, run / max(total, 1), ta, tb, tc, da, dc))
         print(f"{name:<16}{f'{run}/{total}':>14}{run / max(total, 1):>7.2f}{ta:>8.1f}{tb:>8.1f}{tc:>8.1f}  "
               f"{' '.join(f'{v:.4f}' for v in da.values()):<32}{' '.join(f'{v:.4f}' for v in dc.values())}")
+        if truth and name in truth:
+            for mode, p in (("full", a), ("adaptive", b), ("fast", c)):
+                scores = class_dice(p.labels, truth[name], members)
+                print(f"  {mode} vs labels: { {names[v]: round(d, 4) for v, d in scores.items()} }")
     ratio = np.mean([r[1] for r in rows])
     for label, index in (("adaptive", 5), ("fast", 6)):
         per_class = {v: [r[index][v] for r in rows] for v in members}
@@ -137,7 +157,10 @@ def main() -> None:
     parser.add_argument("--threshold", type=float, default=0.5, help="adaptive threshold (default 0.5)")
     parser.add_argument("--models", nargs="+", choices=GROUPS, default=list(GROUPS),
                         help="demo: the embedded model on phantoms; fixtures: the nnU-Net-trained fixtures; v1: the "
-                             "nnunet 1.7.1-trained fixtures; ct: the v1 CT model on TotalSegmentator's real CT series")
+                             "nnunet 1.7.1-trained fixtures; ct: the v1 CT model on TotalSegmentator's real CT series; "
+                             "realct: a model trained on real CT on a real CT series it never saw")
+    parser.add_argument("--realct-model", type=Path, default=REAL_CT_MODEL,
+                        help=f"the model trained on real CT for 'realct' (default {REAL_CT_MODEL})")
     args = parser.parse_args()
     torch.set_num_threads(max(1, torch.get_num_threads()))
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
@@ -168,6 +191,23 @@ def main() -> None:
             raise SystemExit(f"{REAL_CT} is missing: run scripts/fetch_dicom_test_data.py first")
         bench_model("v1 CT model (trained on CT phantoms) on a real CT series", V1_FIXTURES / "Task903_V1CT.zip",
                     [("TotalSegmentator example CT", [REAL_CT])], args.threshold)
+    if "realct" in args.models:
+        bench_real_ct(args.realct_model, args.threshold)
+
+
+def bench_real_ct(model: Path, threshold: float) -> None:
+    """The model trained on real CT (rebuilt when missing) on the series its folds never saw."""
+    if not (model / "plans.json").exists():
+        if model != REAL_CT_MODEL:
+            raise SystemExit(f"{model} holds no model: run scripts/make_real_ct_model.py (or leave out --realct-model)")
+        print(f"{model} is missing: training it with scripts/make_real_ct_model.py (about 40 min of CPU)")
+        subprocess.run([sys.executable, str(REPO / "scripts" / "make_real_ct_model.py")], check=True)
+    if not REAL_CT.is_dir() or not REAL_CT_LABELS.exists():
+        subprocess.run([sys.executable, str(REPO / "scripts" / "fetch_dicom_test_data.py")], check=True)
+    # NIfTI's (x, y, z) -> the prediction's (z, y, x); merged into the model's five structures
+    truth = merged_labels(np.asarray(nib.load(str(REAL_CT_LABELS)).dataobj).transpose(2, 1, 0))
+    bench_model("3-fold model trained on real CT (scripts/make_real_ct_model.py) on an unseen real CT series",
+                model, [("held-out series", [REAL_CT])], threshold, {"held-out series": truth})
 
 
 if __name__ == "__main__":
