@@ -12,8 +12,8 @@ The data are TotalSegmentator 2.18.0's reference files (its PyPI sdist, fetched 
   ``example_seg_dicom.nii.gz``.
 Both label maps are TotalSegmentator's output (model-made, not manual), merged here into five structures present
 in both scans. Steps (each skipped when its result exists in --work): raw dataset, ``medseg plan`` (8 -> 32
-features), ``medseg train`` folds 0-2, ``medseg predict`` of the held-out series with the 3-fold ensemble,
-``medseg evaluate`` against its labels. The model folder is then copied to --model-out.
+features), ``medseg train`` folds 0-2 (scripts/realct_trainer.py: Adam), ``medseg predict`` of the held-out series
+with the 3-fold ensemble, ``medseg evaluate`` against its labels. The model folder is then copied to --model-out.
 """
 from __future__ import annotations
 
@@ -35,7 +35,9 @@ REPO = Path(__file__).resolve().parents[1]
 DEFAULT_WORK = REPO / "out" / "realct_training"  # /out/ is git-ignored
 DATASET_ID, DATASET = 951, "Dataset951_RealCT"
 CONFIGURATION, FOLDS = "3d_fullres", 3
-MODEL_NAME = "nnUNetTrainer__nnUNetPlans__3d_fullres"
+TRAINER = Path(__file__).resolve().with_name("realct_trainer.py")
+MODEL_NAME = "AdamTrainer__nnUNetPlans__3d_fullres"
+LEARNING_RATE = 0.002
 MEMBERS = ("tests/reference_files/example_ct_sm.nii.gz", "tests/reference_files/example_seg.nii.gz",
            "tests/reference_files/example_ct_dicom/", "tests/reference_files/example_seg_dicom.nii.gz")
 # TotalSegmentator's 'total' class ids (its map_to_binary.class_map) merged into our five labels
@@ -45,8 +47,8 @@ CROPS = {
     "sm_whole": (slice(None), slice(None), slice(None)),
     "sm_inferior": (slice(None), slice(None), slice(0, 20)),
     "sm_superior": (slice(None), slice(None), slice(10, 30)),
-    "sm_right": (slice(0, 80), slice(None), slice(None)),
-    "sm_left": (slice(42, 122), slice(None), slice(None)),
+    "sm_left": (slice(0, 80), slice(None), slice(None)),  # x grows towards the patient's right (RAS)
+    "sm_right": (slice(42, 122), slice(None), slice(None)),
     "sm_anterior": (slice(None), slice(0, 70), slice(None)),
     "sm_posterior": (slice(None), slice(31, 101), slice(None)),
 }
@@ -110,17 +112,27 @@ def set_patch(plans_file: Path) -> None:
     plans_file.write_text(json.dumps(plans, indent=2) + "\n")
 
 
-def train(env: dict, work: Path, epochs: int, iterations: int) -> Path:
+def train(env: dict, work: Path, epochs: int, iterations: int, parallel: bool) -> Path:
     model = work / "results" / DATASET / MODEL_NAME
     if not (work / "preprocessed" / DATASET / "nnUNetPlans.json").exists():
         medseg(env, "plan", str(DATASET_ID), "-c", CONFIGURATION, "--base-features", "8", "--max-features", "32",
                "-np", "1", "--quiet")
         set_patch(work / "preprocessed" / DATASET / "nnUNetPlans.json")
     todo = [str(f) for f in range(FOLDS) if not (model / f"fold_{f}" / "checkpoint_final.pth").exists()]
-    if todo:
-        medseg(env, "train", str(DATASET_ID), CONFIGURATION, "-f", *todo, "--num-folds", str(FOLDS),
-               "--epochs", str(epochs), "--iterations", str(iterations), "--val-iterations", "3",
-               "--save-every", "10", "--workers", "1", "--device", "cpu")
+    if not todo:
+        return model
+    command = ["train", str(DATASET_ID), CONFIGURATION, "--num-folds", str(FOLDS),
+               "--trainer", f"{TRAINER}:AdamTrainer", "--lr", str(LEARNING_RATE), "--epochs", str(epochs),
+               "--iterations", str(iterations), "--val-iterations", "3", "--save-every", "5", "--workers", "1",
+               "--device", "cpu", "--continue"]  # --continue: an interrupted run goes on where it stopped
+    if not parallel:
+        medseg(env, *command, "-f", *todo)
+        return model
+    # one process per fold (each single-threaded): on a machine shared with other jobs they get more of it
+    runs = [subprocess.Popen([str(Path(sys.executable).with_name("medseg")), *command, "-f", f], env=env,
+                             stdout=open(work / f"train_fold_{f}.log", "w"), stderr=subprocess.STDOUT) for f in todo]
+    if any(run.wait() for run in runs):
+        raise SystemExit(f"a fold failed: see {work}/train_fold_*.log")
     return model
 
 
@@ -131,7 +143,7 @@ def evaluate(env: dict, model: Path, source: Path, dataset: Path, work: Path) ->
                "-o", str(predicted / f"{HELD_OUT}.nii.gz"), "--device", "cpu")
     medseg(env, "evaluate", str(predicted), str(dataset / "labelsTs"), "--dataset-json", str(dataset / "dataset.json"),
            "-o", str(work / "heldout_evaluation"))
-    return json.loads(next((work / "heldout_evaluation").glob("*.json")).read_text())
+    return json.loads((work / "heldout_evaluation" / "evaluation.json").read_text())
 
 
 def main() -> int:
@@ -139,8 +151,9 @@ def main() -> int:
     parser.add_argument("--work", type=Path, default=DEFAULT_WORK, help=f"working folder (default {DEFAULT_WORK})")
     parser.add_argument("--model-out", type=Path, default=None,
                         help="copy the trained model folder here (default: leave it in WORK/results)")
-    parser.add_argument("--epochs", type=int, default=30, help="epochs per fold (default 30)")
-    parser.add_argument("--iterations", type=int, default=20, help="training iterations per epoch (default 20)")
+    parser.add_argument("--epochs", type=int, default=25, help="epochs per fold (default 25)")
+    parser.add_argument("--iterations", type=int, default=24, help="training iterations per epoch (default 24)")
+    parser.add_argument("--parallel", action="store_true", help="train the folds at once, one process each")
     args = parser.parse_args()
     work = args.work.resolve()
     source = work / "source"
@@ -148,7 +161,7 @@ def main() -> int:
     env = {**os.environ, "nnUNet_raw": str(work / "raw"), "nnUNet_preprocessed": str(work / "preprocessed"),
            "nnUNet_results": str(work / "results")}
     dataset = write_dataset(source, work / "raw")
-    model = train(env, work, args.epochs, args.iterations)
+    model = train(env, work, args.epochs, args.iterations, args.parallel)
     evaluate(env, model, source, dataset, work)
     if args.model_out:
         if args.model_out.exists():
