@@ -14,6 +14,11 @@ Both label maps are TotalSegmentator's output (model-made, not manual), merged h
 in both scans. Steps (each skipped when its result exists in --work): raw dataset, ``medseg plan`` (8 -> 32
 features), ``medseg train`` folds 0-2 (scripts/realct_trainer.py: Adam), ``medseg predict`` of the held-out series
 with the 3-fold ensemble, ``medseg evaluate`` against its labels. The model folder is then copied to --model-out.
+
+Every ``medseg train`` here runs with --continue, so an interrupted run goes on where it stopped, and rerunning
+with a smaller --epochs finishes each fold early: the model of benchmarks/README.md ran 10 epochs of the
+25-epoch schedule (--parallel on a machine at load 8-12, ~150 s an epoch), then ``--epochs 11`` (one more epoch
+at a low learning rate, then checkpoint_final and the folds' validation).
 """
 from __future__ import annotations
 
