@@ -131,7 +131,7 @@ def bench_model(title: str, model: Path, cases: list, threshold: float,
         run, total = (passes.run, passes.full) if passes else (0, 0)
         rows.append((name, run / max(total, 1), ta, tb, tc, da, dc))
         print(f"{name:<16}{f'{run}/{total}':>14}{run / max(total, 1):>7.2f}{ta:>8.1f}{tb:>8.1f}{tc:>8.1f}  "
-              f"{' '.join(f'{v:.4f}' for v in da.values()):<32}{' '.join(f'{v:.4f}' for v in dc.values())}")
+              f"{' '.join(f'{v:.4f}' for v in da.values()):<32} {' '.join(f'{v:.4f}' for v in dc.values())}")
         if truth and name in truth:
             for mode, p in (("full", a), ("adaptive", b), ("fast", c)):
                 scores = class_dice(p.labels, truth[name], members)
