@@ -10,6 +10,11 @@ each case interleaved (full, adaptive, fast) so that load on the machine touches
     .venv/bin/python benchmarks/adaptive.py --cases 10 --size native
     .venv/bin/python benchmarks/adaptive.py --cases 3 --size brats --models demo
     .venv/bin/python benchmarks/adaptive.py --models fixtures v1 ct
+    .venv/bin/python benchmarks/adaptive.py --models realct
+
+realct: a 3-fold model trained on real CT (scripts/make_real_ct_model.py, about 40 min of CPU; run here when
+its folder is missing) on the real CT series none of its folds saw, with the Dice of each mode against the
+series' (TotalSegmentator-made) labels as well.
 """
 from __future__ import annotations
 
@@ -31,13 +36,20 @@ from chimerax.medseg.images.dicom import read_dicom_volume
 from chimerax.medseg.inference.options import ADAPTIVE_THRESHOLD
 from chimerax.medseg.inference.predictor import Predictor, example_model_path
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
+from make_real_ct_model import MODEL_NAME, merged_labels  # noqa: E402  (its label scheme, one copy)
+
 REPO = Path(__file__).resolve().parents[1]
 FIXTURES = REPO / "tests" / "data" / "nnunet"
 V1_FIXTURES = REPO / "tests" / "data" / "nnunet_v1"
 # a real CT series (20 slices of 512 x 512; scripts/fetch_dicom_test_data.py fetches it)
 REAL_CT = REPO / "tests" / "data" / "dicom" / "totalsegmentator" / "example_ct_dicom"
+# its labels (TotalSegmentator's, on the dcm2niix grid medseg reads the series on), fetched with it
+REAL_CT_LABELS = REAL_CT.parent / "example_seg_dicom.nii.gz"
+# the model trained on real CT, where scripts/make_real_ct_model.py leaves it
+REAL_CT_MODEL = REPO / "out" / "realct_training" / "results" / "Dataset951_RealCT" / MODEL_NAME
 BRATS = (155, 240, 240)
-GROUPS = ("demo", "fixtures", "mosaic", "v1", "v1-brats", "ct")
+GROUPS = ("demo", "fixtures", "mosaic", "v1", "v1-brats", "ct", "realct")
 
 
 def dice(a: np.ndarray, b: np.ndarray) -> float:
@@ -108,7 +120,9 @@ def nnunet_labels(model: Path, files: list[Path], out: Path) -> tuple[np.ndarray
     return np.load(out), json.loads(result.stdout.strip().splitlines()[-1])["wall_s"]
 
 
-def bench_model(title: str, model: Path, cases: list, thresholds: list[float], with_nnunet: bool = False) -> None:
+def bench_model(title: str, model: Path, cases: list, thresholds: list[float], with_nnunet: bool = False,
+                truth: dict[str, np.ndarray] | None = None) -> None:
+    """``truth``: reference labels (z, y, x) per case name, to score every mode against as well."""
     full = Predictor.from_folder(model, device="cpu")
     fast = Predictor.from_folder(model, device="cpu", fast=True)
     adaptive = {t: Predictor.from_folder(model, device="cpu", adaptive=True, adaptive_threshold=t) for t in thresholds}
@@ -122,6 +136,9 @@ def bench_model(title: str, model: Path, cases: list, thresholds: list[float], w
         image = read_dicom_volume(files[0])[0] if files[0].is_dir() else read_case(files)
         reference, seconds = timed(full, image)
         rows.setdefault("full", []).append((name, 1.0, seconds, {v: 1.0 for v in members}))
+        if truth and name in truth:
+            scores = class_dice(reference.labels, truth[name], members)
+            print(f"  full vs labels: { {names[v]: round(d, 4) for v, d in scores.items()} }")
         runs = [(f"adaptive {t}", p) for t, p in adaptive.items()] + [("fast", fast)]
         for mode, predictor in runs:
             prediction, seconds = timed(predictor, image)
@@ -129,6 +146,9 @@ def bench_model(title: str, model: Path, cases: list, thresholds: list[float], w
             ratio = passes.ratio if passes else float("nan")
             rows.setdefault(mode, []).append((name, ratio, seconds,
                                               class_dice(prediction.labels, reference.labels, members)))
+            if truth and name in truth:
+                scores = class_dice(prediction.labels, truth[name], members)
+                print(f"  {mode} vs labels: { {names[v]: round(d, 4) for v, d in scores.items()} }")
         if with_nnunet:
             with tempfile.TemporaryDirectory() as tmp:
                 labels, seconds = nnunet_labels(model, files, Path(tmp) / "nnunet.npy")
@@ -162,7 +182,10 @@ def main() -> None:
                         help="also run nnunetv2's predictor (every fold, mirroring) on the demo model's cases")
     parser.add_argument("--models", nargs="+", choices=GROUPS, default=list(GROUPS),
                         help="demo: the embedded model on phantoms; fixtures: the nnU-Net-trained fixtures; v1: the "
-                             "nnunet 1.7.1-trained fixtures; ct: the v1 CT model on TotalSegmentator's real CT series")
+                             "nnunet 1.7.1-trained fixtures; ct: the v1 CT model on TotalSegmentator's real CT series; "
+                             "realct: a model trained on real CT on a real CT series it never saw")
+    parser.add_argument("--realct-model", type=Path, default=REAL_CT_MODEL,
+                        help=f"the model trained on real CT for 'realct' (default {REAL_CT_MODEL})")
     args = parser.parse_args()
     torch.set_num_threads(max(1, torch.get_num_threads()))
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
@@ -194,6 +217,23 @@ def main() -> None:
             raise SystemExit(f"{REAL_CT} is missing: run scripts/fetch_dicom_test_data.py first")
         bench_model("v1 CT model (trained on CT phantoms) on a real CT series", V1_FIXTURES / "Task903_V1CT.zip",
                     [("TotalSegmentator example CT", [REAL_CT])], args.threshold)
+    if "realct" in args.models:
+        bench_real_ct(args.realct_model, args.threshold)
+
+
+def bench_real_ct(model: Path, thresholds: list[float]) -> None:
+    """The model trained on real CT (rebuilt when missing) on the series its folds never saw."""
+    if not (model / "plans.json").exists():
+        if model != REAL_CT_MODEL:
+            raise SystemExit(f"{model} holds no model: run scripts/make_real_ct_model.py (or leave out --realct-model)")
+        print(f"{model} is missing: training it with scripts/make_real_ct_model.py (about 40 min of CPU)")
+        subprocess.run([sys.executable, str(REPO / "scripts" / "make_real_ct_model.py")], check=True)
+    if not REAL_CT.is_dir() or not REAL_CT_LABELS.exists():
+        subprocess.run([sys.executable, str(REPO / "scripts" / "fetch_dicom_test_data.py")], check=True)
+    # NIfTI's (x, y, z) -> the prediction's (z, y, x); merged into the model's five structures
+    truth = merged_labels(np.asarray(nib.load(str(REAL_CT_LABELS)).dataobj).transpose(2, 1, 0))
+    bench_model("3-fold model trained on real CT (scripts/make_real_ct_model.py) on an unseen real CT series",
+                model, [("held-out series", [REAL_CT])], thresholds, truth={"held-out series": truth})
 
 
 if __name__ == "__main__":

