@@ -155,13 +155,14 @@ def bench_model(title: str, model: Path, cases: list, thresholds: list[float], w
             rows.setdefault("nnU-Net", []).append((name, 1.0, seconds, class_dice(labels, reference.labels, members)))
         for mode, entries in rows.items():
             case, ratio, seconds, dices = entries[-1]
-            print(f"{case:<16}{mode:<18}{'':>12}{ratio:>7.2f}{seconds:>8.1f}  "
+            print(f"{case:<16}{mode:<18}{'':>12}{'-' if ratio != ratio else f'{ratio:.2f}':>7}{seconds:>8.1f}  "
                   f"{' '.join(f'{d:.4f}' for d in dices.values())}")
     full_s = sum(r[2] for r in rows["full"])
     for mode, entries in rows.items():
         mean = {names[v]: round(float(np.mean([r[3][v] for r in entries])), 4) for v in members}
         worst = min(entries, key=lambda r: min(r[3].values()))
-        print(f"  {mode}: passes {np.nanmean([r[1] for r in entries]):.2f}x of full, time "
+        ratios = [r[1] for r in entries if r[1] == r[1]]  # fast mode's tiles differ: no pass ratio
+        print(f"  {mode}: passes {f'{np.mean(ratios):.2f}x' if ratios else '-'} of full, time "
               f"{sum(r[2] for r in entries) / full_s:.2f}x of full; mean Dice vs full {mean}; worst case {worst[0]} "
               f"{ {names[v]: round(d, 4) for v, d in worst[3].items()} }")
     if with_nnunet:
