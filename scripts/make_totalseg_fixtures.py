@@ -9,14 +9,18 @@ Writes tests/data/totalseg/:
       the same voxels stored LPS, and with a rotated affine
   reference/<case>.nii.gz, <case>_roi.nii.gz, <case>_statistics.json   TotalSegmentator 2.18 (python API, CPU) on
       them: task total, and --roi_subset ROI_SUBSET; statistics as its statistics.json
+  cases/ct_tall.nii.gz, reference/ct_tall.nii.gz, ct_tall_split.nii.gz   a crop with every slice (60 at 1.5 mm,
+      enough for TotalSegmentator's split in three), and task total on it without and with --force_split
 
 TotalSegmentator finds the weights through TOTALSEG_HOME_DIR (a temporary copy here), with usage statistics
 off; it downloads nothing. Needs the `test,oracle` extras and the sdist's example CT (fetched from PyPI):
 
-    .venv/bin/python scripts/make_totalseg_fixtures.py
+    .venv/bin/python scripts/make_totalseg_fixtures.py            # everything (weights, cases, answers)
+    .venv/bin/python scripts/make_totalseg_fixtures.py --split    # only the tall case and its answers
 """
 from __future__ import annotations
 
+import contextlib
 import importlib.abc
 import importlib.machinery
 import json
@@ -38,6 +42,7 @@ OUT = ROOT / "tests" / "data" / "totalseg"
 VERSION = "2.18.0"
 ROI_SUBSET = ["liver", "vertebrae_L1", "heart", "rib_left_5"]  # one structure of four parts; the ribs are in part 5
 CROP = (slice(40, 80), slice(30, 70), slice(4, 26))  # x, y, z of example_ct_sm (122 x 101 x 30 at 3 mm)
+TALL_CROP = (slice(40, 80), slice(30, 70), slice(0, 30))  # every slice: 60 at 1.5 mm, 58 are needed to split
 FEATURES = [4, 8, 16]
 BACKGROUND_BIAS = 6.0
 PARTS = {291: "nnUNetTrainerNoMirroring", 292: "nnUNetTrainerNoMirroring", 293: "nnUNetTrainerNoMirroring",
@@ -123,8 +128,8 @@ def make_model(weights: Path, task_id: int, trainer: str) -> Path:
     return folder
 
 
-def example_ct() -> nib.Nifti1Image:
-    """TotalSegmentator's example_ct_sm.nii.gz from its sdist (PyPI is the only network access)."""
+def example_ct(crop: tuple[slice, slice, slice] = CROP) -> nib.Nifti1Image:
+    """A crop of TotalSegmentator's example_ct_sm.nii.gz from its sdist (PyPI is the only network access)."""
     with tempfile.TemporaryDirectory() as tmp:
         subprocess.run([sys.executable, "-m", "pip", "download", "-q", "--no-deps", "--no-binary", ":all:",
                         "--no-build-isolation", f"totalsegmentator=={VERSION}", "-d", tmp], check=True)
@@ -134,9 +139,9 @@ def example_ct() -> nib.Nifti1Image:
             path = Path(tmp) / "ct.nii.gz"
             path.write_bytes(member.read())
         image = nib.load(path)
-        data = np.asanyarray(image.dataobj)[CROP].astype(np.int16)
+        data = np.asanyarray(image.dataobj)[crop].astype(np.int16)
         affine = image.affine.copy()
-        affine[:3, 3] = image.affine[:3, :3] @ [CROP[0].start, CROP[1].start, CROP[2].start] + image.affine[:3, 3]
+        affine[:3, 3] = image.affine[:3, :3] @ [crop[0].start, crop[1].start, crop[2].start] + image.affine[:3, 3]
         return nib.Nifti1Image(data, affine)
 
 
@@ -190,7 +195,17 @@ def _stub_timm() -> None:
         sys.meta_path.insert(0, _StubFinder())
 
 
-def run_totalsegmentator(weights: Path, cases: list[Path], reference: Path) -> None:
+def make_tall_case(folder: Path) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    image = example_ct(TALL_CROP)
+    image.set_data_dtype(np.int16)
+    nib.save(image, folder / "ct_tall.nii.gz")
+    return folder / "ct_tall.nii.gz"
+
+
+@contextlib.contextmanager
+def totalsegmentator_home(weights: Path):
+    """TotalSegmentator's python API, reading ``weights`` from a temporary TOTALSEG_HOME_DIR."""
     _stub_timm()
     with tempfile.TemporaryDirectory() as home:
         shutil.copytree(weights, Path(home) / "nnunet" / "results")
@@ -200,23 +215,42 @@ def run_totalsegmentator(weights: Path, cases: list[Path], reference: Path) -> N
         os.environ["TOTALSEG_HOME_DIR"] = home
         from totalsegmentator.python_api import totalsegmentator
 
-        reference.mkdir(parents=True, exist_ok=True)
+        yield totalsegmentator
+
+
+COMMON = {"ml": True, "device": "cpu", "quiet": True, "nr_thr_resamp": 1, "nr_thr_saving": 1}
+
+
+def run_totalsegmentator(weights: Path, cases: list[Path], reference: Path) -> None:
+    reference.mkdir(parents=True, exist_ok=True)
+    with totalsegmentator_home(weights) as totalsegmentator:
         for case in cases:
             name = case.name.removesuffix(".nii.gz")
-            common = {"ml": True, "device": "cpu", "quiet": True, "nr_thr_resamp": 1, "nr_thr_saving": 1}
             totalsegmentator(case, reference / f"{name}.nii.gz", statistics=reference / f"{name}_statistics.json",
-                             **common)
-            totalsegmentator(case, reference / f"{name}_roi.nii.gz", roi_subset=ROI_SUBSET, **common)
+                             **COMMON)
+            totalsegmentator(case, reference / f"{name}_roi.nii.gz", roi_subset=ROI_SUBSET, **COMMON)
+
+
+def run_split(weights: Path, case: Path, reference: Path) -> None:
+    """Task total on the tall case as it is and in TotalSegmentator's three slabs (--force_split)."""
+    reference.mkdir(parents=True, exist_ok=True)
+    with totalsegmentator_home(weights) as totalsegmentator:
+        totalsegmentator(case, reference / "ct_tall.nii.gz", **COMMON)
+        totalsegmentator(case, reference / "ct_tall_split.nii.gz", force_split=True, **COMMON)
 
 
 def main() -> int:
     weights = OUT / "weights"
+    if sys.argv[1:] == ["--split"]:
+        run_split(weights, make_tall_case(OUT / "cases"), OUT / "reference")
+        return 0
     if weights.exists():
         shutil.rmtree(weights)
     for task_id, trainer in PARTS.items():
         make_model(weights, task_id, trainer)
     cases = make_cases(OUT / "cases")
     run_totalsegmentator(weights, cases, OUT / "reference")
+    run_split(weights, make_tall_case(OUT / "cases"), OUT / "reference")
     (OUT / "reference" / "roi_subset.json").write_text(json.dumps(ROI_SUBSET) + "\n")
     print(f"TotalSegmentator fixtures in {OUT}")
     return 0
