@@ -2,6 +2,7 @@
 TotalSegmentator 2.18 itself: its `total` task on a real CT with 60 slices at 1.5 mm, with and without its
 --force_split (references made by scripts/make_totalseg_fixtures.py --split, on the committed random-weight
 part models)."""
+import shutil
 from pathlib import Path
 
 import nibabel as nib
@@ -13,6 +14,7 @@ from chimerax.medseg.errors import MedSegError
 from chimerax.medseg.images import read_case
 from chimerax.medseg.inference import triple_split
 from chimerax.medseg.inference.conventions import ConventionPredictor, open_predictor
+from chimerax.medseg.inference.ensemble import make_predictor
 from chimerax.medseg.inference.options import PredictOptions
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "totalseg"
@@ -93,3 +95,10 @@ def test_too_few_slices_are_refused_before_any_prediction(capsys, tmp_path):
 def test_force_split_is_refused_for_a_plain_model(tiny_model):
     with pytest.raises(MedSegError, match="--force-split splits the image as TotalSegmentator does"):
         open_predictor(tiny_model, PredictOptions(device="cpu", force_split=True).validate())
+
+
+def test_force_split_is_refused_for_an_ensemble(tiny_model, tmp_path):
+    twin = shutil.copytree(tiny_model, tmp_path / "twin")  # the same dataset: an ensemble that would run
+    options = PredictOptions(device="cpu", models=[str(tiny_model), str(twin)], force_split=True)
+    with pytest.raises(MedSegError, match="--force-split is for one TotalSegmentator model, not an ensemble"):
+        make_predictor(options.validate())
