@@ -9,6 +9,8 @@ Writes tests/data/totalseg/:
       the same voxels stored LPS, and with a rotated affine
   reference/<case>.nii.gz, <case>_roi.nii.gz, <case>_statistics.json   TotalSegmentator 2.18 (python API, CPU) on
       them: task total, and --roi_subset ROI_SUBSET; statistics as its statistics.json
+  other_weights/Dataset299_body_1559subj/...   TotalSegmentator's 1.5 mm `body` model (random weights, biased so
+      that both of its clean-ups change the labels); reference/ct_body.nii.gz: task body on ct.nii.gz
   cases/ct_tall.nii.gz, reference/ct_tall.nii.gz, ct_tall_split.nii.gz   a crop with every slice (60 at 1.5 mm,
       enough for TotalSegmentator's split in three), and task total on it without and with --force_split
 
@@ -17,6 +19,7 @@ off; it downloads nothing. Needs the `test,oracle` extras and the sdist's exampl
 
     .venv/bin/python scripts/make_totalseg_fixtures.py            # everything (weights, cases, answers)
     .venv/bin/python scripts/make_totalseg_fixtures.py --split    # only the tall case and its answers
+    .venv/bin/python scripts/make_totalseg_fixtures.py --other-tasks  # only other_weights and their answers
 """
 from __future__ import annotations
 
@@ -47,6 +50,11 @@ FEATURES = [4, 8, 16]
 BACKGROUND_BIAS = 6.0
 PARTS = {291: "nnUNetTrainerNoMirroring", 292: "nnUNetTrainerNoMirroring", 293: "nnUNetTrainerNoMirroring",
          294: "nnUNetTrainerNoMirroring", 295: "nnUNetTrainerNoMirroring", 298: "nnUNetTrainer_4000epochs_NoMirroring"}
+OTHER_TASKS = {299: "body"}  # single-model tasks: dataset id -> TotalSegmentator task (its class map)
+OTHER_TRAINERS = {299: "nnUNetTrainer"}
+# the body model's biases (background, trunk, extremities): several trunk components and extremities' components
+# on both sides of TotalSegmentator's 50 000 mm3, so that both of its clean-ups change the labels
+BODY_BIAS = [0.0, 0.0, 1.0]
 CT_STATS = {"max": 3000.0, "mean": 80.0, "median": 60.0, "min": -1024.0, "percentile_00_5": -990.0,
             "percentile_99_5": 1400.0, "std": 350.0}
 
@@ -90,7 +98,10 @@ def _part_labels(task_id: int) -> tuple[str, dict[str, int]]:
     from totalsegmentator.map_to_binary import class_map, class_map_5_parts, map_taskid_to_partname_ct
 
     dataset = TASK_ID_WEIGHTS_CONFIGS[task_id]["foldername"]
-    names = class_map["total"] if task_id == 298 else class_map_5_parts[map_taskid_to_partname_ct[task_id]]
+    if task_id in OTHER_TASKS:
+        names = class_map[OTHER_TASKS[task_id]]
+    else:
+        names = class_map["total"] if task_id == 298 else class_map_5_parts[map_taskid_to_partname_ct[task_id]]
     return dataset, {"background": 0, **{v: int(k) for k, v in sorted(names.items())}}
 
 
@@ -117,6 +128,8 @@ def make_model(weights: Path, task_id: int, trainer: str) -> Path:
         bias[0] += BACKGROUND_BIAS  # each part labels only some voxels, so later parts overwrite earlier ones in places
         if task_id == 298:  # the coarse model finds the --roi-subset structures, so the crop is not empty
             bias[[labels[name] for name in ROI_SUBSET]] += BACKGROUND_BIAS
+        if task_id == 299:
+            bias = torch.tensor(BODY_BIAS)
         net.decoder.seg_layers[-1].bias.copy_(bias)
     folder = weights / dataset / f"{trainer}__nnUNetPlans__3d_fullres"
     (folder / "fold_0").mkdir(parents=True, exist_ok=True)
@@ -231,6 +244,21 @@ def run_totalsegmentator(weights: Path, cases: list[Path], reference: Path) -> N
             totalsegmentator(case, reference / f"{name}_roi.nii.gz", roi_subset=ROI_SUBSET, **COMMON)
 
 
+def run_other_tasks(weights: Path, case: Path, reference: Path) -> None:
+    """The single-model tasks with clean-ups of their own (OTHER_TASKS) on the RAS-stored CT."""
+    reference.mkdir(parents=True, exist_ok=True)
+    with totalsegmentator_home(weights) as totalsegmentator:
+        for task in OTHER_TASKS.values():
+            totalsegmentator(case, reference / f"ct_{task}.nii.gz", task=task, **COMMON)
+
+
+def make_other_models(weights: Path) -> None:
+    if weights.exists():
+        shutil.rmtree(weights)
+    for task_id, trainer in OTHER_TRAINERS.items():
+        make_model(weights, task_id, trainer)
+
+
 def run_split(weights: Path, case: Path, reference: Path) -> None:
     """Task total on the tall case as it is and in TotalSegmentator's three slabs (--force_split)."""
     reference.mkdir(parents=True, exist_ok=True)
@@ -244,6 +272,10 @@ def main() -> int:
     if sys.argv[1:] == ["--split"]:
         run_split(weights, make_tall_case(OUT / "cases"), OUT / "reference")
         return 0
+    if sys.argv[1:] == ["--other-tasks"]:
+        make_other_models(OUT / "other_weights")
+        run_other_tasks(OUT / "other_weights", OUT / "cases" / "ct.nii.gz", OUT / "reference")
+        return 0
     if weights.exists():
         shutil.rmtree(weights)
     for task_id, trainer in PARTS.items():
@@ -251,6 +283,8 @@ def main() -> int:
     cases = make_cases(OUT / "cases")
     run_totalsegmentator(weights, cases, OUT / "reference")
     run_split(weights, make_tall_case(OUT / "cases"), OUT / "reference")
+    make_other_models(OUT / "other_weights")
+    run_other_tasks(OUT / "other_weights", OUT / "cases" / "ct.nii.gz", OUT / "reference")
     (OUT / "reference" / "roi_subset.json").write_text(json.dumps(ROI_SUBSET) + "\n")
     print(f"TotalSegmentator fixtures in {OUT}")
     return 0

@@ -30,6 +30,10 @@ CITE_MR = ("D'Antonoli T.A., Berger L.K., Indrakanti A.K., et al. TotalSegmentat
            "https://doi.org/10.1038/s41592-020-01008-z)")
 # the task names TotalSegmentator steps tiles by 0.8 of the patch for (its nnunet.py); every other task by 0.5
 STEP_08_TASKS = ("total", "total_v3", "total_mr")
+# the clean-ups TotalSegmentator 2.18 applies to a task's labels on the model grid (written out in its nnunet.py,
+# not in its task list): models/conventions.CleanUp
+CLEAN_UPS = {"body": [{"kind": "largest_component", "structures": ["body_trunc"]},
+                      {"kind": "remove_small_components", "structures": ["body_extremities"], "min_mm3": 50000}]}
 # (manifest name, TotalSegmentator task, sub-mode or None, description)
 TASKS = [
     ("totalseg_total", "total", "default", "TotalSegmentator v2 'total' task at 1.5 mm (its default): 117 anatomical "
@@ -41,6 +45,10 @@ TASKS = [
     ("totalseg_total_3mm", "total", "fast", None),
     ("totalseg_total_6mm", "total", "fastest", None),
     ("totalseg_total_mr_3mm", "total_mr", "fast", None),
+    ("totalseg_body", "body", "default", "TotalSegmentator v2 'body' task at 1.5 mm (its default): body trunk and "
+     "extremities in CT, cleaned up as TotalSegmentator does (the trunk's largest component; extremities' "
+     "components over 50 000 mm3)."),
+    ("totalseg_body_6mm", "body", "fast", None),
     ("totalseg_vertebrae_mr", "vertebrae_mr", None, None),
     ("totalseg_breasts", "breasts", None, "TotalSegmentator 'breasts' task at 1.5 mm: breasts in CT."),
     ("totalseg_trunk_cavities", "trunk_cavities", None, "TotalSegmentator 'trunk_cavities' task at 1.5 mm: "
@@ -121,6 +129,8 @@ def entry_for(name: str, task: str, mode: str | None, description: str | None, o
     conventions = {"style": "totalsegmentator", "release": sorted(releases)[0], "datasets": folders,
                    "spacing_mm": _spacing(config.get("resample")), "step": 0.8 if task in STEP_08_TASKS else 0.5,
                    "crop": _crop(task, config), "roi_crop": _roi_crop(task)}
+    if task in CLEAN_UPS:
+        conventions["clean_up"] = CLEAN_UPS[task]
     entry["conventions"] = conventions
     if len(ids) > 1:
         entry["parts"] = _parts(task, ids)

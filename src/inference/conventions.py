@@ -31,6 +31,7 @@ from .canonical_grid import labels_to_input_grid as _back
 from .cascade_predictor import load_predictor
 from .options import PredictOptions
 from .predictor import Prediction, Predictor
+from .totalseg_clean_up import check_structures, clean_up
 from .triple_split import check_slices, needs_split, slab_image, slabs
 
 Progress = Callable[[float, str], None]
@@ -91,6 +92,7 @@ class ConventionPredictor:
         """Checks the ``--roi-subset`` names and finds the crop model (``fetch``: downloading it if needed
         and not offline), before any part is loaded."""
         roi_values = _roi_values(model, options.roi_subset) if options.roi_subset else None
+        check_structures(model.conventions.clean_up, model.label_values, model.entry.name)
         crop = model.conventions.crop
         structures = crop.structures if crop else ()
         if roi_values is not None and model.conventions.roi_crop is not None:
@@ -165,14 +167,20 @@ class ConventionPredictor:
         zooms = model_image.header.get_zooms()[:3]
         grid = Image(np.ascontiguousarray(data.transpose(2, 1, 0))[None].astype(np.float32),
                      (float(zooms[2]), float(zooms[1]), float(zooms[0])), model_image.affine)
-        if not needs_split(data.shape[:3], len(self.model_info.conventions.datasets) > 1, self.force_split):
-            return _back(self._predict_parts(grid, report, should_stop).transpose(2, 1, 0), record)
-        check_slices(grid.shape[0], self.model_info.entry.name)
-        combined = np.zeros(grid.shape, dtype=np.int32)
-        for index, slab in enumerate(slabs(grid.shape[0])):  # one slab's logits at a time
-            step = _scaled(report, index / 3, 1 / 3, f"slab {index + 1}/3")
-            combined[slab.target] = self._predict_parts(slab_image(grid, slab.source), step, should_stop)[slab.keep]
-        return _back(combined.transpose(2, 1, 0), record)
+        if needs_split(data.shape[:3], len(self.model_info.conventions.datasets) > 1, self.force_split):
+            check_slices(grid.shape[0], self.model_info.entry.name)
+            combined = np.zeros(grid.shape, dtype=np.int32)
+            for index, slab in enumerate(slabs(grid.shape[0])):  # one slab's logits at a time
+                step = _scaled(report, index / 3, 1 / 3, f"slab {index + 1}/3")
+                part = self._predict_parts(slab_image(grid, slab.source), step, should_stop)
+                combined[slab.target] = part[slab.keep]
+        else:
+            combined = self._predict_parts(grid, report, should_stop)
+        labels = combined.transpose(2, 1, 0)
+        steps = self.model_info.conventions.clean_up
+        if steps:  # on the model grid, as TotalSegmentator cleans up before resampling back
+            labels = clean_up(labels, steps, self.model_info.label_values, model_image.header.get_zooms()[:3])
+        return _back(labels, record)
 
     def _predict_parts(self, grid: Image, report: Progress, should_stop) -> np.ndarray:
         """Every part on ``grid``, merged: labels (z, y, x) in the combined values."""

@@ -33,6 +33,20 @@ class Part:
 
 
 @dataclass(frozen=True)
+class CleanUp:
+    """One of TotalSegmentator's clean-ups of its labels on the model grid (its nnunet.py, for the ``body``
+    task): per structure, keep only the largest connected component (``largest_component``), or remove the
+    components of at most ``min_mm3`` (``remove_small_components``)."""
+
+    kind: str
+    structures: tuple[str, ...]
+    min_mm3: float = 0.0
+
+
+CLEAN_UPS = ("largest_component", "remove_small_components")
+
+
+@dataclass(frozen=True)
 class Conventions:
     style: str
     release: str                  # the weights release the datasets belong to (e.g. v2.0.0-weights)
@@ -42,6 +56,7 @@ class Conventions:
     crop: Crop | None = None
     roi_crop: Crop | None = None
     parts: tuple[Part, ...] = field(default=())
+    clean_up: tuple[CleanUp, ...] = field(default=())  # in order, after the merge, before going back
 
 
 def parse_conventions(raw: Any, parts: Any, where: str) -> Conventions | None:
@@ -62,7 +77,7 @@ def parse_conventions(raw: Any, parts: Any, where: str) -> Conventions | None:
                        spacing_mm=_spacing(raw.get("spacing_mm"), where), step=float(step),
                        crop=_crop(raw.get("crop"), where, needs_structures=True),
                        roi_crop=_crop(raw.get("roi_crop"), where, needs_structures=False),
-                       parts=_parts(parts, datasets, where))
+                       parts=_parts(parts, datasets, where), clean_up=_clean_up(raw.get("clean_up"), where))
 
 
 def _spacing(raw: Any, where: str) -> tuple[float, float, float] | None:
@@ -100,6 +115,23 @@ def _parts(raw: Any, datasets: list[str], where: str) -> tuple[Part, ...]:
                where, f"part {part['dataset']}: 'labels' must map label values (\"1\", ...) to structure names")
         parts.append(Part(part["dataset"], {int(k): v for k, v in labels.items()}))
     return tuple(parts)
+
+
+def _clean_up(raw: Any, where: str) -> tuple[CleanUp, ...]:
+    if raw is None:
+        return ()
+    _check(isinstance(raw, list) and all(isinstance(step, dict) for step in raw), where,
+           "'conventions.clean_up' must be a list of objects")
+    steps = []
+    for step in raw:
+        structures = step.get("structures")
+        _check(step.get("kind") in CLEAN_UPS and isinstance(structures, list) and structures
+               and all(isinstance(s, str) for s in structures), where,
+               f"a clean-up needs 'kind' (one of {', '.join(CLEAN_UPS)}) and 'structures' (label names)")
+        size = step.get("min_mm3", 0)
+        _check(_positive(size) or size == 0, where, "a clean-up's 'min_mm3' must be a non-negative number")
+        steps.append(CleanUp(step["kind"], tuple(structures), float(size)))
+    return tuple(steps)
 
 
 def _positive(value: Any) -> bool:
