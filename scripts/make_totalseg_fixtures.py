@@ -11,6 +11,7 @@ Writes tests/data/totalseg/:
       them: task total, and --roi_subset ROI_SUBSET; statistics as its statistics.json
   other_weights/Dataset299_body_1559subj/...   TotalSegmentator's 1.5 mm `body` model (random weights, biased so
       that both of its clean-ups change the labels); reference/ct_body.nii.gz: task body on ct.nii.gz
+  other_weights/Dataset803_.../...   its `vertebrae_pp` model; reference/ct_vertebrae_pp.nii.gz: that task
   cases/ct_tall.nii.gz, reference/ct_tall.nii.gz, ct_tall_split.nii.gz   a crop with every slice (60 at 1.5 mm,
       enough for TotalSegmentator's split in three), and task total on it without and with --force_split
 
@@ -50,8 +51,8 @@ FEATURES = [4, 8, 16]
 BACKGROUND_BIAS = 6.0
 PARTS = {291: "nnUNetTrainerNoMirroring", 292: "nnUNetTrainerNoMirroring", 293: "nnUNetTrainerNoMirroring",
          294: "nnUNetTrainerNoMirroring", 295: "nnUNetTrainerNoMirroring", 298: "nnUNetTrainer_4000epochs_NoMirroring"}
-OTHER_TASKS = {299: "body"}  # single-model tasks: dataset id -> TotalSegmentator task (its class map)
-OTHER_TRAINERS = {299: "nnUNetTrainer"}
+OTHER_TASKS = {299: "body", 803: "vertebrae_pp"}  # single-model tasks: dataset id -> TotalSegmentator task
+OTHER_TRAINERS = {299: "nnUNetTrainer", 803: "nnUNetTrainerNoMirroring"}
 # the body model's biases (background, trunk, extremities): several trunk components and extremities' components
 # on both sides of TotalSegmentator's 50 000 mm3, so that both of its clean-ups change the labels
 BODY_BIAS = [0.0, 0.0, 1.0]

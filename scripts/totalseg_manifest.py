@@ -33,7 +33,10 @@ STEP_08_TASKS = ("total", "total_v3", "total_mr")
 # the clean-ups TotalSegmentator 2.18 applies to a task's labels on the model grid (written out in its nnunet.py,
 # not in its task list): models/conventions.CleanUp
 CLEAN_UPS = {"body": [{"kind": "largest_component", "structures": ["body_trunc"]},
-                      {"kind": "remove_small_components", "structures": ["body_extremities"], "min_mm3": 50000}]}
+                      {"kind": "remove_small_components", "structures": ["body_extremities"], "min_mm3": 50000}],
+             # postprocess_vertebrae_pp's defaults, as nnunet.py calls it: components of >= 100 mm3, grown 3 mm
+             "vertebrae_pp": [{"kind": "relabel_vertebrae", "min_mm3": 100, "dilation_mm": 3,
+                               "structures": list(maps.class_map["vertebrae_pp"].values())}]}
 # (manifest name, TotalSegmentator task, sub-mode or None, description)
 TASKS = [
     ("totalseg_total", "total", "default", "TotalSegmentator v2 'total' task at 1.5 mm (its default): 117 anatomical "
@@ -49,6 +52,8 @@ TASKS = [
      "extremities in CT, cleaned up as TotalSegmentator does (the trunk's largest component; extremities' "
      "components over 50 000 mm3)."),
     ("totalseg_body_6mm", "body", "fast", None),
+    ("totalseg_vertebrae_pp", "vertebrae_pp", None, "TotalSegmentator 'vertebrae_pp' task at 1.5 mm: vertebral "
+     "bodies C1-L5 in CT, touching vertebrae relabelled and every vertebra grown by 3 mm as TotalSegmentator does."),
     ("totalseg_vertebrae_mr", "vertebrae_mr", None, None),
     ("totalseg_breasts", "breasts", None, "TotalSegmentator 'breasts' task at 1.5 mm: breasts in CT."),
     ("totalseg_trunk_cavities", "trunk_cavities", None, "TotalSegmentator 'trunk_cavities' task at 1.5 mm: "

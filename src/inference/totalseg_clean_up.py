@@ -1,6 +1,7 @@
 """TotalSegmentator's clean-up of some structures on the model grid, before the labels go back (its nnunet.py
 and postprocessing.py, 2.18): for the ``body`` task, only the largest connected component of the body trunk
-is kept, and the extremities' components of at most 50 000 mm3 are removed.
+is kept, and the extremities' components of at most 50 000 mm3 are removed; ``vertebrae_pp``'s touching
+vertebrae are relabelled and grown (inference/vertebrae_relabel.py).
 
 Components are face-connected (scipy's default structure); the voxel volume is the product of the model
 grid's voxel sizes as its NIfTI header stores them (float32), as TotalSegmentator computes it. Among
@@ -15,6 +16,7 @@ from scipy import ndimage
 
 from ..errors import MedSegError
 from ..models.conventions import CleanUp
+from .vertebrae_relabel import relabel_vertebrae
 
 
 def check_structures(steps: Sequence[CleanUp], values: Mapping[str, int], model: str) -> None:
@@ -31,6 +33,10 @@ def clean_up(labels_xyz: np.ndarray, steps: Sequence[CleanUp], values: Mapping[s
     labels = np.ascontiguousarray(labels_xyz).copy()
     voxel_mm3 = np.prod(zooms)  # float32 from the header's zooms, as TotalSegmentator's threshold
     for step in steps:
+        if step.kind == "relabel_vertebrae":
+            labels = relabel_vertebrae(labels, [values[n] for n in step.structures], zooms, step.min_mm3,
+                                       step.dilation_mm)
+            continue
         for name in step.structures:
             mask = labels == values[name]
             if step.kind == "largest_component":

@@ -34,16 +34,19 @@ class Part:
 
 @dataclass(frozen=True)
 class CleanUp:
-    """One of TotalSegmentator's clean-ups of its labels on the model grid (its nnunet.py, for the ``body``
-    task): per structure, keep only the largest connected component (``largest_component``), or remove the
-    components of at most ``min_mm3`` (``remove_small_components``)."""
+    """One of TotalSegmentator's clean-ups of its labels on the model grid (its nnunet.py): per structure, keep
+    only the largest connected component (``largest_component``), or remove the components of at most
+    ``min_mm3`` (``remove_small_components``), for the ``body`` task; or, for ``vertebrae_pp``, redo touching
+    vertebrae's labels from components of at least ``min_mm3`` and grow each by ``dilation_mm``
+    (``relabel_vertebrae``, its structures listed from the top down: inference/vertebrae_relabel.py)."""
 
     kind: str
     structures: tuple[str, ...]
     min_mm3: float = 0.0
+    dilation_mm: float = 0.0
 
 
-CLEAN_UPS = ("largest_component", "remove_small_components")
+CLEAN_UPS = ("largest_component", "remove_small_components", "relabel_vertebrae")
 
 
 @dataclass(frozen=True)
@@ -128,9 +131,10 @@ def _clean_up(raw: Any, where: str) -> tuple[CleanUp, ...]:
         _check(step.get("kind") in CLEAN_UPS and isinstance(structures, list) and structures
                and all(isinstance(s, str) for s in structures), where,
                f"a clean-up needs 'kind' (one of {', '.join(CLEAN_UPS)}) and 'structures' (label names)")
-        size = step.get("min_mm3", 0)
+        size, grow = step.get("min_mm3", 0), step.get("dilation_mm", 0)
         _check(_positive(size) or size == 0, where, "a clean-up's 'min_mm3' must be a non-negative number")
-        steps.append(CleanUp(step["kind"], tuple(structures), float(size)))
+        _check(_positive(grow) or grow == 0, where, "a clean-up's 'dilation_mm' must be a non-negative number")
+        steps.append(CleanUp(step["kind"], tuple(structures), float(size), float(grow)))
     return tuple(steps)
 
 

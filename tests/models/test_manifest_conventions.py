@@ -31,7 +31,7 @@ def test_every_crop_model_is_a_manifest_model_that_knows_the_structures():
             assert set(crop.structures) <= set(manifest.get(crop.model).label_names()), entry.name
 
 
-def test_body_is_cleaned_up_as_totalsegmentator_does_and_its_structures_exist():
+def test_body_and_vertebrae_are_cleaned_up_as_totalsegmentator_does():
     manifest = load_manifest()
     for name in ("totalseg_body", "totalseg_body_6mm"):
         entry = manifest.get(name)
@@ -40,6 +40,11 @@ def test_body_is_cleaned_up_as_totalsegmentator_does_and_its_structures_exist():
         assert {n for s in steps for n in s.structures} <= set(entry.label_names())
     assert manifest.get("totalseg_body").conventions.spacing_mm == (1.5, 1.5, 1.5)
     assert not manifest.get("totalseg_total").conventions.clean_up
+    vertebrae = manifest.get("totalseg_vertebrae_pp")
+    (step,) = vertebrae.conventions.clean_up
+    assert step.kind == "relabel_vertebrae" and (step.min_mm3, step.dilation_mm) == (100, 3)
+    assert step.structures[0] == "vertebrae_C1" and step.structures[-1] == "vertebrae_L5"  # from the top down
+    assert list(step.structures) == vertebrae.label_names()
 
 
 def _with(change) -> dict:
