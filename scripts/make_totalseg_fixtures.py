@@ -12,6 +12,8 @@ Writes tests/data/totalseg/:
   other_weights/Dataset299_body_1559subj/...   TotalSegmentator's 1.5 mm `body` model (random weights, biased so
       that both of its clean-ups change the labels); reference/ct_body.nii.gz: task body on ct.nii.gz
   other_weights/Dataset803_.../...   its `vertebrae_pp` model; reference/ct_vertebrae_pp.nii.gz: that task
+  crop_weights/Dataset789_kidney_cyst_501subj/... (with its auxiliary kidney labels) beside a copy of the 6 mm
+      model that finds its crop; reference/ct_kidney_cysts.nii.gz: task kidney_cysts
   cases/ct_tall.nii.gz, reference/ct_tall.nii.gz, ct_tall_split.nii.gz   a crop with every slice (60 at 1.5 mm,
       enough for TotalSegmentator's split in three), and task total on it without and with --force_split
 
@@ -21,6 +23,7 @@ off; it downloads nothing. Needs the `test,oracle` extras and the sdist's exampl
     .venv/bin/python scripts/make_totalseg_fixtures.py            # everything (weights, cases, answers)
     .venv/bin/python scripts/make_totalseg_fixtures.py --split    # only the tall case and its answers
     .venv/bin/python scripts/make_totalseg_fixtures.py --other-tasks  # only other_weights and their answers
+    .venv/bin/python scripts/make_totalseg_fixtures.py --crop-tasks   # only crop_weights and their answers
 """
 from __future__ import annotations
 
@@ -53,6 +56,8 @@ PARTS = {291: "nnUNetTrainerNoMirroring", 292: "nnUNetTrainerNoMirroring", 293: 
          294: "nnUNetTrainerNoMirroring", 295: "nnUNetTrainerNoMirroring", 298: "nnUNetTrainer_4000epochs_NoMirroring"}
 OTHER_TASKS = {299: "body", 803: "vertebrae_pp"}  # single-model tasks: dataset id -> TotalSegmentator task
 OTHER_TRAINERS = {299: "nnUNetTrainer", 803: "nnUNetTrainerNoMirroring"}
+# tasks predicted inside the 6 mm model's crop: dataset id -> (task, trainer); in crop_weights/ beside a copy of 298
+CROP_TASKS = {789: ("kidney_cysts", "nnUNetTrainer_DASegOrd0_NoMirroring")}
 # the body model's biases (background, trunk, extremities): several trunk components and extremities' components
 # on both sides of TotalSegmentator's 50 000 mm3, so that both of its clean-ups change the labels
 BODY_BIAS = [0.0, 0.0, 1.0]
@@ -99,8 +104,9 @@ def _part_labels(task_id: int) -> tuple[str, dict[str, int]]:
     from totalsegmentator.map_to_binary import class_map, class_map_5_parts, map_taskid_to_partname_ct
 
     dataset = TASK_ID_WEIGHTS_CONFIGS[task_id]["foldername"]
-    if task_id in OTHER_TASKS:
-        names = class_map[OTHER_TASKS[task_id]]
+    if task_id in OTHER_TASKS or task_id in CROP_TASKS:
+        task = OTHER_TASKS.get(task_id) or CROP_TASKS[task_id][0]
+        names = {**class_map[task], **class_map.get(f"{task}_auxiliary", {})}  # the labels its model predicts
     else:
         names = class_map["total"] if task_id == 298 else class_map_5_parts[map_taskid_to_partname_ct[task_id]]
     return dataset, {"background": 0, **{v: int(k) for k, v in sorted(names.items())}}
@@ -131,6 +137,8 @@ def make_model(weights: Path, task_id: int, trainer: str) -> Path:
             bias[[labels[name] for name in ROI_SUBSET]] += BACKGROUND_BIAS
         if task_id == 299:
             bias = torch.tensor(BODY_BIAS)
+        if task_id == 789:  # the auxiliary kidneys (3, 4) win often: TotalSegmentator clears them
+            bias[3:] += BACKGROUND_BIAS
         net.decoder.seg_layers[-1].bias.copy_(bias)
     folder = weights / dataset / f"{trainer}__nnUNetPlans__3d_fullres"
     (folder / "fold_0").mkdir(parents=True, exist_ok=True)
@@ -260,6 +268,22 @@ def make_other_models(weights: Path) -> None:
         make_model(weights, task_id, trainer)
 
 
+def make_crop_models(weights: Path, crop_weights: Path) -> None:
+    if crop_weights.exists():
+        shutil.rmtree(crop_weights)
+    for task_id, (_, trainer) in CROP_TASKS.items():
+        make_model(crop_weights, task_id, trainer)
+    six = next(weights.glob("Dataset298_*"))
+    shutil.copytree(six, crop_weights / six.name)  # the crop model, beside, as in TotalSegmentator's folder
+
+
+def run_crop_tasks(crop_weights: Path, case: Path, reference: Path) -> None:
+    reference.mkdir(parents=True, exist_ok=True)
+    with totalsegmentator_home(crop_weights) as totalsegmentator:
+        for task, _ in CROP_TASKS.values():
+            totalsegmentator(case, reference / f"ct_{task}.nii.gz", task=task, **COMMON)
+
+
 def run_split(weights: Path, case: Path, reference: Path) -> None:
     """Task total on the tall case as it is and in TotalSegmentator's three slabs (--force_split)."""
     reference.mkdir(parents=True, exist_ok=True)
@@ -277,6 +301,10 @@ def main() -> int:
         make_other_models(OUT / "other_weights")
         run_other_tasks(OUT / "other_weights", OUT / "cases" / "ct.nii.gz", OUT / "reference")
         return 0
+    if sys.argv[1:] == ["--crop-tasks"]:
+        make_crop_models(weights, OUT / "crop_weights")
+        run_crop_tasks(OUT / "crop_weights", OUT / "cases" / "ct.nii.gz", OUT / "reference")
+        return 0
     if weights.exists():
         shutil.rmtree(weights)
     for task_id, trainer in PARTS.items():
@@ -286,6 +314,8 @@ def main() -> int:
     run_split(weights, make_tall_case(OUT / "cases"), OUT / "reference")
     make_other_models(OUT / "other_weights")
     run_other_tasks(OUT / "other_weights", OUT / "cases" / "ct.nii.gz", OUT / "reference")
+    make_crop_models(weights, OUT / "crop_weights")
+    run_crop_tasks(OUT / "crop_weights", OUT / "cases" / "ct.nii.gz", OUT / "reference")
     (OUT / "reference" / "roi_subset.json").write_text(json.dumps(ROI_SUBSET) + "\n")
     print(f"TotalSegmentator fixtures in {OUT}")
     return 0

@@ -136,6 +136,8 @@ def entry_for(name: str, task: str, mode: str | None, description: str | None, o
                    "crop": _crop(task, config), "roi_crop": _roi_crop(task)}
     if task in CLEAN_UPS:
         conventions["clean_up"] = CLEAN_UPS[task]
+    if f"{task}_auxiliary" in maps.class_map:  # labels its model predicts that TotalSegmentator clears
+        conventions["auxiliary"] = {str(k): v for k, v in maps.class_map[f"{task}_auxiliary"].items()}
     entry["conventions"] = conventions
     if len(ids) > 1:
         entry["parts"] = _parts(task, ids)

@@ -60,6 +60,7 @@ class Conventions:
     roi_crop: Crop | None = None
     parts: tuple[Part, ...] = field(default=())
     clean_up: tuple[CleanUp, ...] = field(default=())  # in order, after the merge, before going back
+    auxiliary: dict[int, str] = field(default_factory=dict)  # labels the model predicts and TotalSegmentator clears
 
 
 def parse_conventions(raw: Any, parts: Any, where: str) -> Conventions | None:
@@ -80,7 +81,8 @@ def parse_conventions(raw: Any, parts: Any, where: str) -> Conventions | None:
                        spacing_mm=_spacing(raw.get("spacing_mm"), where), step=float(step),
                        crop=_crop(raw.get("crop"), where, needs_structures=True),
                        roi_crop=_crop(raw.get("roi_crop"), where, needs_structures=False),
-                       parts=_parts(parts, datasets, where), clean_up=_clean_up(raw.get("clean_up"), where))
+                       parts=_parts(parts, datasets, where), clean_up=_clean_up(raw.get("clean_up"), where),
+                       auxiliary=_auxiliary(raw.get("auxiliary"), where))
 
 
 def _spacing(raw: Any, where: str) -> tuple[float, float, float] | None:
@@ -118,6 +120,15 @@ def _parts(raw: Any, datasets: list[str], where: str) -> tuple[Part, ...]:
                where, f"part {part['dataset']}: 'labels' must map label values (\"1\", ...) to structure names")
         parts.append(Part(part["dataset"], {int(k): v for k, v in labels.items()}))
     return tuple(parts)
+
+
+def _auxiliary(raw: Any, where: str) -> dict[int, str]:
+    if raw is None:
+        return {}
+    _check(isinstance(raw, dict) and all(str(k).isdigit() and int(k) > 0 and isinstance(v, str)
+                                         for k, v in raw.items()),
+           where, "'conventions.auxiliary' must map label values (\"3\", ...) to structure names")
+    return {int(k): v for k, v in raw.items()}
 
 
 def _clean_up(raw: Any, where: str) -> tuple[CleanUp, ...]:
