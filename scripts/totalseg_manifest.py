@@ -101,7 +101,9 @@ def _crop(task: str, config: dict) -> dict | None:
     if not config.get("crop"):
         return None
     model = "totalseg_total_3mm" if config.get("robust_crop") else "totalseg_total_6mm"
-    return {"model": model, "structures": list(config["crop"]), "margin_mm": list(config.get("crop_addon") or [3] * 3)}
+    # python_api.py replaces the task's crop_addon by 20 mm whenever the crop comes from its `total` model
+    margin = [20, 20, 20] if config.get("crop_model") is None else list(config.get("crop_addon") or [3] * 3)
+    return {"model": model, "structures": list(config["crop"]), "margin_mm": margin}
 
 
 def _roi_crop(task: str) -> dict | None:
