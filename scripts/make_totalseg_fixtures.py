@@ -11,7 +11,8 @@ Writes tests/data/totalseg/:
       them: task total, and --roi_subset ROI_SUBSET; statistics as its statistics.json
   other_weights/Dataset299_body_1559subj/...   TotalSegmentator's 1.5 mm `body` model (random weights, biased so
       that both of its clean-ups change the labels); reference/ct_body.nii.gz: task body on ct.nii.gz
-  other_weights/Dataset803_.../...   its `vertebrae_pp` model; reference/ct_vertebrae_pp.nii.gz: that task
+  other_weights/Dataset803_.../...   its `vertebrae_pp` model; reference/ct_vertebrae_pp.nii.gz: that task; and
+      alike its `body_mr` (597) and `vertebrae_body` (305) models, which it does not clean up
   crop_weights/Dataset789_kidney_cyst_501subj/... (with its auxiliary kidney labels) beside a copy of the 6 mm
       model that finds its crop; reference/ct_kidney_cysts.nii.gz: task kidney_cysts
   cases/ct_tall.nii.gz, reference/ct_tall.nii.gz, ct_tall_split.nii.gz   a crop with every slice (60 at 1.5 mm,
@@ -54,8 +55,9 @@ FEATURES = [4, 8, 16]
 BACKGROUND_BIAS = 6.0
 PARTS = {291: "nnUNetTrainerNoMirroring", 292: "nnUNetTrainerNoMirroring", 293: "nnUNetTrainerNoMirroring",
          294: "nnUNetTrainerNoMirroring", 295: "nnUNetTrainerNoMirroring", 298: "nnUNetTrainer_4000epochs_NoMirroring"}
-OTHER_TASKS = {299: "body", 803: "vertebrae_pp"}  # single-model tasks: dataset id -> TotalSegmentator task
-OTHER_TRAINERS = {299: "nnUNetTrainer", 803: "nnUNetTrainerNoMirroring"}
+OTHER_TASKS = {299: "body", 803: "vertebrae_pp", 597: "body_mr", 305: "vertebrae_body"}  # dataset id -> task
+OTHER_TRAINERS = {299: "nnUNetTrainer", 803: "nnUNetTrainerNoMirroring", 597: "nnUNetTrainer_DASegOrd0",
+                  305: "nnUNetTrainer_DASegOrd0"}
 # tasks predicted inside the 6 mm model's crop: dataset id -> (task, trainer); in crop_weights/ beside a copy of 298
 CROP_TASKS = {789: ("kidney_cysts", "nnUNetTrainer_DASegOrd0_NoMirroring")}
 # the body model's biases (background, trunk, extremities): several trunk components and extremities' components
@@ -135,7 +137,7 @@ def make_model(weights: Path, task_id: int, trainer: str) -> Path:
         bias[0] += BACKGROUND_BIAS  # each part labels only some voxels, so later parts overwrite earlier ones in places
         if task_id == 298:  # the coarse model finds the --roi-subset structures, so the crop is not empty
             bias[[labels[name] for name in ROI_SUBSET]] += BACKGROUND_BIAS
-        if task_id == 299:
+        if task_id in (299, 597):
             bias = torch.tensor(BODY_BIAS)
         if task_id == 789:  # the auxiliary kidneys (3, 4) win often: TotalSegmentator clears them
             bias[3:] += BACKGROUND_BIAS

@@ -52,6 +52,12 @@ TASKS = [
      "extremities in CT, cleaned up as TotalSegmentator does (the trunk's largest component; extremities' "
      "components over 50 000 mm3)."),
     ("totalseg_body_6mm", "body", "fast", None),
+    ("totalseg_body_mr", "body_mr", "default", "TotalSegmentator MRI 'body_mr' task at 1.5 mm (its default): body "
+     "trunk and extremities in MRI (no clean-up: TotalSegmentator cleans up only its CT 'body' task)."),
+    ("totalseg_body_mr_6mm", "body_mr", "fast", "TotalSegmentator MRI 'body_mr' task at 6 mm (its --fast): body "
+     "trunk and extremities in MRI."),
+    ("totalseg_vertebrae_body", "vertebrae_body", None, "TotalSegmentator 'vertebrae_body' task at 1.5 mm: "
+     "vertebral bodies and intervertebral discs in CT."),
     ("totalseg_vertebrae_pp", "vertebrae_pp", None, "TotalSegmentator 'vertebrae_pp' task at 1.5 mm: vertebral "
      "bodies C1-L5 in CT, touching vertebrae relabelled and every vertebra grown by 3 mm as TotalSegmentator does."),
     ("totalseg_vertebrae_mr", "vertebrae_mr", None, None),

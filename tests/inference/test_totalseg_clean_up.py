@@ -124,3 +124,13 @@ def test_vertebrae_pp_equals_totalsegmentator_with_its_clean_up():
     entry = dataclasses.replace(predictor.model_info.entry, conventions=conventions)
     raw = dataclasses.replace(predictor, model_info=dataclasses.replace(predictor.model_info, entry=entry))
     assert np.count_nonzero(raw.predict(read_case([CT])).labels != theirs) > 100  # the clean-up changes them
+
+
+@pytest.mark.parametrize(("dataset", "name"), [("Dataset597_mri_body_139subj", "body_mr"),
+                                               ("Dataset305_vertebrae_discs_1559subj", "vertebrae_body")])
+def test_tasks_without_a_clean_up_equal_totalsegmentator(dataset, name):
+    predictor = open_predictor(DATA / "other_weights" / dataset, PredictOptions(device="cpu").validate())
+    assert predictor.model_info.entry.name == f"totalseg_{name}" and not predictor.model_info.conventions.clean_up
+    theirs = _labels(DATA / "reference" / f"ct_{name}.nii.gz")
+    assert len(np.unique(theirs)) == 3
+    np.testing.assert_array_equal(predictor.predict(read_case([CT])).labels, theirs)
