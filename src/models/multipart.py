@@ -75,7 +75,7 @@ def find_convention_entry(path: Path, manifest: Manifest) -> ModelEntry | None:
         return None
     best = max(len(e.conventions.datasets) for e in complete)  # type: ignore[union-attr]
     chosen = [e for e in complete if len(e.conventions.datasets) == best]  # type: ignore[union-attr]
-    crops = {c.model for e in chosen for c in (e.conventions.crop, e.conventions.roi_crop) if c}  # type: ignore[union-attr]
+    crops = {c.model for e in chosen if e.conventions for c in (e.conventions.crop, e.conventions.roi_crop) if c}
     if len(chosen) > 1:  # a model beside its crop model (as in TotalSegmentator's weights folder): the model
         chosen = [e for e in chosen if e.name not in crops] or chosen
     if len(chosen) > 1:
