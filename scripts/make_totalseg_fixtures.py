@@ -9,14 +9,26 @@ Writes tests/data/totalseg/:
       the same voxels stored LPS, and with a rotated affine
   reference/<case>.nii.gz, <case>_roi.nii.gz, <case>_statistics.json   TotalSegmentator 2.18 (python API, CPU) on
       them: task total, and --roi_subset ROI_SUBSET; statistics as its statistics.json
+  other_weights/Dataset299_body_1559subj/...   TotalSegmentator's 1.5 mm `body` model (random weights, biased so
+      that both of its clean-ups change the labels); reference/ct_body.nii.gz: task body on ct.nii.gz
+  other_weights/Dataset803_.../...   its `vertebrae_pp` model; reference/ct_vertebrae_pp.nii.gz: that task; and
+      alike its `body_mr` (597) and `vertebrae_body` (305) models, which it does not clean up
+  crop_weights/Dataset789_kidney_cyst_501subj/... (with its auxiliary kidney labels) beside a copy of the 6 mm
+      model that finds its crop; reference/ct_kidney_cysts.nii.gz: task kidney_cysts
+  cases/ct_tall.nii.gz, reference/ct_tall.nii.gz, ct_tall_split.nii.gz   a crop with every slice (60 at 1.5 mm,
+      enough for TotalSegmentator's split in three), and task total on it without and with --force_split
 
 TotalSegmentator finds the weights through TOTALSEG_HOME_DIR (a temporary copy here), with usage statistics
 off; it downloads nothing. Needs the `test,oracle` extras and the sdist's example CT (fetched from PyPI):
 
-    .venv/bin/python scripts/make_totalseg_fixtures.py
+    .venv/bin/python scripts/make_totalseg_fixtures.py            # everything (weights, cases, answers)
+    .venv/bin/python scripts/make_totalseg_fixtures.py --split    # only the tall case and its answers
+    .venv/bin/python scripts/make_totalseg_fixtures.py --other-tasks  # only other_weights and their answers
+    .venv/bin/python scripts/make_totalseg_fixtures.py --crop-tasks   # only crop_weights and their answers
 """
 from __future__ import annotations
 
+import contextlib
 import importlib.abc
 import importlib.machinery
 import json
@@ -38,10 +50,19 @@ OUT = ROOT / "tests" / "data" / "totalseg"
 VERSION = "2.18.0"
 ROI_SUBSET = ["liver", "vertebrae_L1", "heart", "rib_left_5"]  # one structure of four parts; the ribs are in part 5
 CROP = (slice(40, 80), slice(30, 70), slice(4, 26))  # x, y, z of example_ct_sm (122 x 101 x 30 at 3 mm)
+TALL_CROP = (slice(40, 80), slice(30, 70), slice(0, 30))  # every slice: 60 at 1.5 mm, 58 are needed to split
 FEATURES = [4, 8, 16]
 BACKGROUND_BIAS = 6.0
 PARTS = {291: "nnUNetTrainerNoMirroring", 292: "nnUNetTrainerNoMirroring", 293: "nnUNetTrainerNoMirroring",
          294: "nnUNetTrainerNoMirroring", 295: "nnUNetTrainerNoMirroring", 298: "nnUNetTrainer_4000epochs_NoMirroring"}
+OTHER_TASKS = {299: "body", 803: "vertebrae_pp", 597: "body_mr", 305: "vertebrae_body"}  # dataset id -> task
+OTHER_TRAINERS = {299: "nnUNetTrainer", 803: "nnUNetTrainerNoMirroring", 597: "nnUNetTrainer_DASegOrd0",
+                  305: "nnUNetTrainer_DASegOrd0"}
+# tasks predicted inside the 6 mm model's crop: dataset id -> (task, trainer); in crop_weights/ beside a copy of 298
+CROP_TASKS = {789: ("kidney_cysts", "nnUNetTrainer_DASegOrd0_NoMirroring")}
+# the body model's biases (background, trunk, extremities): several trunk components and extremities' components
+# on both sides of TotalSegmentator's 50 000 mm3, so that both of its clean-ups change the labels
+BODY_BIAS = [0.0, 0.0, 1.0]
 CT_STATS = {"max": 3000.0, "mean": 80.0, "median": 60.0, "min": -1024.0, "percentile_00_5": -990.0,
             "percentile_99_5": 1400.0, "std": 350.0}
 
@@ -85,7 +106,11 @@ def _part_labels(task_id: int) -> tuple[str, dict[str, int]]:
     from totalsegmentator.map_to_binary import class_map, class_map_5_parts, map_taskid_to_partname_ct
 
     dataset = TASK_ID_WEIGHTS_CONFIGS[task_id]["foldername"]
-    names = class_map["total"] if task_id == 298 else class_map_5_parts[map_taskid_to_partname_ct[task_id]]
+    if task_id in OTHER_TASKS or task_id in CROP_TASKS:
+        task = OTHER_TASKS.get(task_id) or CROP_TASKS[task_id][0]
+        names = {**class_map[task], **class_map.get(f"{task}_auxiliary", {})}  # the labels its model predicts
+    else:
+        names = class_map["total"] if task_id == 298 else class_map_5_parts[map_taskid_to_partname_ct[task_id]]
     return dataset, {"background": 0, **{v: int(k) for k, v in sorted(names.items())}}
 
 
@@ -112,6 +137,10 @@ def make_model(weights: Path, task_id: int, trainer: str) -> Path:
         bias[0] += BACKGROUND_BIAS  # each part labels only some voxels, so later parts overwrite earlier ones in places
         if task_id == 298:  # the coarse model finds the --roi-subset structures, so the crop is not empty
             bias[[labels[name] for name in ROI_SUBSET]] += BACKGROUND_BIAS
+        if task_id in (299, 597):
+            bias = torch.tensor(BODY_BIAS)
+        if task_id == 789:  # the auxiliary kidneys (3, 4) win often: TotalSegmentator clears them
+            bias[3:] += BACKGROUND_BIAS
         net.decoder.seg_layers[-1].bias.copy_(bias)
     folder = weights / dataset / f"{trainer}__nnUNetPlans__3d_fullres"
     (folder / "fold_0").mkdir(parents=True, exist_ok=True)
@@ -123,8 +152,8 @@ def make_model(weights: Path, task_id: int, trainer: str) -> Path:
     return folder
 
 
-def example_ct() -> nib.Nifti1Image:
-    """TotalSegmentator's example_ct_sm.nii.gz from its sdist (PyPI is the only network access)."""
+def example_ct(crop: tuple[slice, slice, slice] = CROP) -> nib.Nifti1Image:
+    """A crop of TotalSegmentator's example_ct_sm.nii.gz from its sdist (PyPI is the only network access)."""
     with tempfile.TemporaryDirectory() as tmp:
         subprocess.run([sys.executable, "-m", "pip", "download", "-q", "--no-deps", "--no-binary", ":all:",
                         "--no-build-isolation", f"totalsegmentator=={VERSION}", "-d", tmp], check=True)
@@ -134,9 +163,9 @@ def example_ct() -> nib.Nifti1Image:
             path = Path(tmp) / "ct.nii.gz"
             path.write_bytes(member.read())
         image = nib.load(path)
-        data = np.asanyarray(image.dataobj)[CROP].astype(np.int16)
+        data = np.asanyarray(image.dataobj)[crop].astype(np.int16)
         affine = image.affine.copy()
-        affine[:3, 3] = image.affine[:3, :3] @ [CROP[0].start, CROP[1].start, CROP[2].start] + image.affine[:3, 3]
+        affine[:3, 3] = image.affine[:3, :3] @ [crop[0].start, crop[1].start, crop[2].start] + image.affine[:3, 3]
         return nib.Nifti1Image(data, affine)
 
 
@@ -190,7 +219,17 @@ def _stub_timm() -> None:
         sys.meta_path.insert(0, _StubFinder())
 
 
-def run_totalsegmentator(weights: Path, cases: list[Path], reference: Path) -> None:
+def make_tall_case(folder: Path) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    image = example_ct(TALL_CROP)
+    image.set_data_dtype(np.int16)
+    nib.save(image, folder / "ct_tall.nii.gz")
+    return folder / "ct_tall.nii.gz"
+
+
+@contextlib.contextmanager
+def totalsegmentator_home(weights: Path):
+    """TotalSegmentator's python API, reading ``weights`` from a temporary TOTALSEG_HOME_DIR."""
     _stub_timm()
     with tempfile.TemporaryDirectory() as home:
         shutil.copytree(weights, Path(home) / "nnunet" / "results")
@@ -200,23 +239,85 @@ def run_totalsegmentator(weights: Path, cases: list[Path], reference: Path) -> N
         os.environ["TOTALSEG_HOME_DIR"] = home
         from totalsegmentator.python_api import totalsegmentator
 
-        reference.mkdir(parents=True, exist_ok=True)
+        yield totalsegmentator
+
+
+COMMON = {"ml": True, "device": "cpu", "quiet": True, "nr_thr_resamp": 1, "nr_thr_saving": 1}
+
+
+def run_totalsegmentator(weights: Path, cases: list[Path], reference: Path) -> None:
+    reference.mkdir(parents=True, exist_ok=True)
+    with totalsegmentator_home(weights) as totalsegmentator:
         for case in cases:
             name = case.name.removesuffix(".nii.gz")
-            common = {"ml": True, "device": "cpu", "quiet": True, "nr_thr_resamp": 1, "nr_thr_saving": 1}
             totalsegmentator(case, reference / f"{name}.nii.gz", statistics=reference / f"{name}_statistics.json",
-                             **common)
-            totalsegmentator(case, reference / f"{name}_roi.nii.gz", roi_subset=ROI_SUBSET, **common)
+                             **COMMON)
+            totalsegmentator(case, reference / f"{name}_roi.nii.gz", roi_subset=ROI_SUBSET, **COMMON)
+
+
+def run_other_tasks(weights: Path, case: Path, reference: Path) -> None:
+    """The single-model tasks with clean-ups of their own (OTHER_TASKS) on the RAS-stored CT."""
+    reference.mkdir(parents=True, exist_ok=True)
+    with totalsegmentator_home(weights) as totalsegmentator:
+        for task in OTHER_TASKS.values():
+            totalsegmentator(case, reference / f"ct_{task}.nii.gz", task=task, **COMMON)
+
+
+def make_other_models(weights: Path) -> None:
+    if weights.exists():
+        shutil.rmtree(weights)
+    for task_id, trainer in OTHER_TRAINERS.items():
+        make_model(weights, task_id, trainer)
+
+
+def make_crop_models(weights: Path, crop_weights: Path) -> None:
+    if crop_weights.exists():
+        shutil.rmtree(crop_weights)
+    for task_id, (_, trainer) in CROP_TASKS.items():
+        make_model(crop_weights, task_id, trainer)
+    six = next(weights.glob("Dataset298_*"))
+    shutil.copytree(six, crop_weights / six.name)  # the crop model, beside, as in TotalSegmentator's folder
+
+
+def run_crop_tasks(crop_weights: Path, case: Path, reference: Path) -> None:
+    reference.mkdir(parents=True, exist_ok=True)
+    with totalsegmentator_home(crop_weights) as totalsegmentator:
+        for task, _ in CROP_TASKS.values():
+            totalsegmentator(case, reference / f"ct_{task}.nii.gz", task=task, **COMMON)
+
+
+def run_split(weights: Path, case: Path, reference: Path) -> None:
+    """Task total on the tall case as it is and in TotalSegmentator's three slabs (--force_split)."""
+    reference.mkdir(parents=True, exist_ok=True)
+    with totalsegmentator_home(weights) as totalsegmentator:
+        totalsegmentator(case, reference / "ct_tall.nii.gz", **COMMON)
+        totalsegmentator(case, reference / "ct_tall_split.nii.gz", force_split=True, **COMMON)
 
 
 def main() -> int:
     weights = OUT / "weights"
+    if sys.argv[1:] == ["--split"]:
+        run_split(weights, make_tall_case(OUT / "cases"), OUT / "reference")
+        return 0
+    if sys.argv[1:] == ["--other-tasks"]:
+        make_other_models(OUT / "other_weights")
+        run_other_tasks(OUT / "other_weights", OUT / "cases" / "ct.nii.gz", OUT / "reference")
+        return 0
+    if sys.argv[1:] == ["--crop-tasks"]:
+        make_crop_models(weights, OUT / "crop_weights")
+        run_crop_tasks(OUT / "crop_weights", OUT / "cases" / "ct.nii.gz", OUT / "reference")
+        return 0
     if weights.exists():
         shutil.rmtree(weights)
     for task_id, trainer in PARTS.items():
         make_model(weights, task_id, trainer)
     cases = make_cases(OUT / "cases")
     run_totalsegmentator(weights, cases, OUT / "reference")
+    run_split(weights, make_tall_case(OUT / "cases"), OUT / "reference")
+    make_other_models(OUT / "other_weights")
+    run_other_tasks(OUT / "other_weights", OUT / "cases" / "ct.nii.gz", OUT / "reference")
+    make_crop_models(weights, OUT / "crop_weights")
+    run_crop_tasks(OUT / "crop_weights", OUT / "cases" / "ct.nii.gz", OUT / "reference")
     (OUT / "reference" / "roi_subset.json").write_text(json.dumps(ROI_SUBSET) + "\n")
     print(f"TotalSegmentator fixtures in {OUT}")
     return 0

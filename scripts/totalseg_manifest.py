@@ -30,6 +30,13 @@ CITE_MR = ("D'Antonoli T.A., Berger L.K., Indrakanti A.K., et al. TotalSegmentat
            "https://doi.org/10.1038/s41592-020-01008-z)")
 # the task names TotalSegmentator steps tiles by 0.8 of the patch for (its nnunet.py); every other task by 0.5
 STEP_08_TASKS = ("total", "total_v3", "total_mr")
+# the clean-ups TotalSegmentator 2.18 applies to a task's labels on the model grid (written out in its nnunet.py,
+# not in its task list): models/conventions.CleanUp
+CLEAN_UPS = {"body": [{"kind": "largest_component", "structures": ["body_trunc"]},
+                      {"kind": "remove_small_components", "structures": ["body_extremities"], "min_mm3": 50000}],
+             # postprocess_vertebrae_pp's defaults, as nnunet.py calls it: components of >= 100 mm3, grown 3 mm
+             "vertebrae_pp": [{"kind": "relabel_vertebrae", "min_mm3": 100, "dilation_mm": 3,
+                               "structures": list(maps.class_map["vertebrae_pp"].values())}]}
 # (manifest name, TotalSegmentator task, sub-mode or None, description)
 TASKS = [
     ("totalseg_total", "total", "default", "TotalSegmentator v2 'total' task at 1.5 mm (its default): 117 anatomical "
@@ -41,6 +48,18 @@ TASKS = [
     ("totalseg_total_3mm", "total", "fast", None),
     ("totalseg_total_6mm", "total", "fastest", None),
     ("totalseg_total_mr_3mm", "total_mr", "fast", None),
+    ("totalseg_body", "body", "default", "TotalSegmentator v2 'body' task at 1.5 mm (its default): body trunk and "
+     "extremities in CT, cleaned up as TotalSegmentator does (the trunk's largest component; extremities' "
+     "components over 50 000 mm3)."),
+    ("totalseg_body_6mm", "body", "fast", None),
+    ("totalseg_body_mr", "body_mr", "default", "TotalSegmentator MRI 'body_mr' task at 1.5 mm (its default): body "
+     "trunk and extremities in MRI (no clean-up: TotalSegmentator cleans up only its CT 'body' task)."),
+    ("totalseg_body_mr_6mm", "body_mr", "fast", "TotalSegmentator MRI 'body_mr' task at 6 mm (its --fast): body "
+     "trunk and extremities in MRI."),
+    ("totalseg_vertebrae_body", "vertebrae_body", None, "TotalSegmentator 'vertebrae_body' task at 1.5 mm: "
+     "vertebral bodies and intervertebral discs in CT."),
+    ("totalseg_vertebrae_pp", "vertebrae_pp", None, "TotalSegmentator 'vertebrae_pp' task at 1.5 mm: vertebral "
+     "bodies C1-L5 in CT, touching vertebrae relabelled and every vertebra grown by 3 mm as TotalSegmentator does."),
     ("totalseg_vertebrae_mr", "vertebrae_mr", None, None),
     ("totalseg_breasts", "breasts", None, "TotalSegmentator 'breasts' task at 1.5 mm: breasts in CT."),
     ("totalseg_trunk_cavities", "trunk_cavities", None, "TotalSegmentator 'trunk_cavities' task at 1.5 mm: "
@@ -88,7 +107,9 @@ def _crop(task: str, config: dict) -> dict | None:
     if not config.get("crop"):
         return None
     model = "totalseg_total_3mm" if config.get("robust_crop") else "totalseg_total_6mm"
-    return {"model": model, "structures": list(config["crop"]), "margin_mm": list(config.get("crop_addon") or [3] * 3)}
+    # python_api.py replaces the task's crop_addon by 20 mm whenever the crop comes from its `total` model
+    margin = [20, 20, 20] if config.get("crop_model") is None else list(config.get("crop_addon") or [3] * 3)
+    return {"model": model, "structures": list(config["crop"]), "margin_mm": margin}
 
 
 def _roi_crop(task: str) -> dict | None:
@@ -121,6 +142,10 @@ def entry_for(name: str, task: str, mode: str | None, description: str | None, o
     conventions = {"style": "totalsegmentator", "release": sorted(releases)[0], "datasets": folders,
                    "spacing_mm": _spacing(config.get("resample")), "step": 0.8 if task in STEP_08_TASKS else 0.5,
                    "crop": _crop(task, config), "roi_crop": _roi_crop(task)}
+    if task in CLEAN_UPS:
+        conventions["clean_up"] = CLEAN_UPS[task]
+    if f"{task}_auxiliary" in maps.class_map:  # labels its model predicts that TotalSegmentator clears
+        conventions["auxiliary"] = {str(k): v for k, v in maps.class_map[f"{task}_auxiliary"].items()}
     entry["conventions"] = conventions
     if len(ids) > 1:
         entry["parts"] = _parts(task, ids)

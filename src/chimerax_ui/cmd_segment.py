@@ -268,7 +268,7 @@ def _predictor_key(r: Request) -> tuple:
     o = r.options
     return (tuple(str(f.path) for f in r.ensemble or [r.folder]), r.folder.configuration_name,
             tuple(o.folds or ()), o.device, o.effective_step, o.effective_mirroring, o.checkpoint,
-            str(o.postprocess), tuple(o.roi_subset), o.training_label_values)
+            str(o.postprocess), tuple(o.roi_subset), o.training_label_values, o.force_split)
 
 
 def _take_predictor(r: Request) -> Any:

@@ -87,6 +87,17 @@ def to_model_grid(volume_xyz: np.ndarray, affine: np.ndarray, spacing: Sequence[
     return model_image, record
 
 
+def model_grid_shape(shape_xyz: Sequence[int], affine: np.ndarray, spacing: Sequence[float] | None) -> tuple[int, ...]:
+    """The shape (x, y, z) :func:`to_model_grid` gives an uncropped image, found without reading its voxels."""
+    empty = np.broadcast_to(np.float64(0), tuple(int(n) for n in shape_xyz))  # no memory: the header is what counts
+    canonical = nib.as_closest_canonical(nib.Nifti1Image(empty, np.asarray(affine, dtype=np.float64)))
+    zooms = np.array(canonical.header.get_zooms()[:3])
+    if spacing is None or np.array_equal(zooms, np.asarray(spacing, dtype=np.float64)):
+        return tuple(canonical.shape[:3])
+    factors = zooms / np.asarray(spacing, dtype=np.float64)
+    return tuple(int(round(n * f)) for n, f in zip(canonical.shape[:3], factors))  # as scipy's zoom sizes its output
+
+
 def labels_to_input_grid(labels_xyz: np.ndarray, record: CanonicalRecord) -> np.ndarray:
     """Labels on the model grid (x, y, z) -> the input's grid (x, y, z), uint8 as TotalSegmentator writes."""
     labels = np.asarray(labels_xyz)

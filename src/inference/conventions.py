@@ -26,11 +26,13 @@ from ..models.manifest import load_manifest
 from ..models.model_folder import ModelFolder, open_model_folder
 from ..models.multipart import ConventionModel, dataset_folders, find_convention_entry, open_convention_model
 from ..models.registry import resolve_model
-from .canonical_grid import crop_box, to_model_grid
+from .canonical_grid import crop_box, model_grid_shape, to_model_grid
 from .canonical_grid import labels_to_input_grid as _back
 from .cascade_predictor import load_predictor
 from .options import PredictOptions
 from .predictor import Prediction, Predictor
+from .totalseg_clean_up import check_structures, clean_up
+from .triple_split import check_slices, needs_split, slab_image, slabs
 
 Progress = Callable[[float, str], None]
 
@@ -67,6 +69,9 @@ def _check_plain(path, options: PredictOptions) -> None:
     if options.roi_subset:
         raise MedSegError("--roi-subset selects structures of TotalSegmentator's models (totalseg_total, ...); "
                           f"model {path} is not one. Leave it out.")
+    if options.force_split:
+        raise MedSegError("--force-split splits the image as TotalSegmentator does for its models (totalseg_total, "
+                          f"...); model {path} is not one. Leave it out.")
 
 
 @dataclasses.dataclass
@@ -80,12 +85,14 @@ class ConventionPredictor:
     crop_predictor: ConventionPredictor | None = None
     crop_structures: tuple[str, ...] = ()
     crop_margin_mm: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    force_split: bool = False         # three slabs along z whatever the size (TotalSegmentator's --force_split)
 
     @classmethod
     def from_model(cls, model: ConventionModel, options: PredictOptions, fetch: bool = True) -> ConventionPredictor:
         """Checks the ``--roi-subset`` names and finds the crop model (``fetch``: downloading it if needed
         and not offline), before any part is loaded."""
         roi_values = _roi_values(model, options.roi_subset) if options.roi_subset else None
+        check_structures(model.conventions.clean_up, model.label_values, model.entry.name)
         crop = model.conventions.crop
         structures = crop.structures if crop else ()
         if roi_values is not None and model.conventions.roi_crop is not None:
@@ -96,7 +103,7 @@ class ConventionPredictor:
         part_options = _part_options(options, model.conventions.step)
         parts = [Predictor.from_model(model.parts[i], part_options) for i in wanted]
         return cls(model, parts, [model.tables[i] for i in wanted], roi_values, crop_predictor, structures,
-                   crop.margin_mm if crop else (0.0, 0.0, 0.0))
+                   crop.margin_mm if crop else (0.0, 0.0, 0.0), options.force_split)
 
     # --- what writers, previews and the CLI ask of a predictor -------------------------------
 
@@ -134,6 +141,9 @@ class ConventionPredictor:
         image.check_finite("The input image")
         start, report = time.perf_counter(), progress or (lambda fraction, message: None)
         volume = image.array[0].transpose(2, 1, 0)  # (x, y, z), as TotalSegmentator's nibabel arrays
+        if self.force_split and self.crop_predictor is None:  # too few slices: refused before any prediction
+            spacing = self.model_info.conventions.spacing_mm
+            check_slices(model_grid_shape(volume.shape, image.affine, spacing)[2], self.model_info.entry.name)
         box = None
         if self.crop_predictor is not None:
             report(0.0, "finding the crop")
@@ -157,6 +167,23 @@ class ConventionPredictor:
         zooms = model_image.header.get_zooms()[:3]
         grid = Image(np.ascontiguousarray(data.transpose(2, 1, 0))[None].astype(np.float32),
                      (float(zooms[2]), float(zooms[1]), float(zooms[0])), model_image.affine)
+        if needs_split(data.shape[:3], len(self.model_info.conventions.datasets) > 1, self.force_split):
+            check_slices(grid.shape[0], self.model_info.entry.name)
+            combined = np.zeros(grid.shape, dtype=np.int32)
+            for index, slab in enumerate(slabs(grid.shape[0])):  # one slab's logits at a time
+                step = _scaled(report, index / 3, 1 / 3, f"slab {index + 1}/3")
+                part = self._predict_parts(slab_image(grid, slab.source), step, should_stop)
+                combined[slab.target] = part[slab.keep]
+        else:
+            combined = self._predict_parts(grid, report, should_stop)
+        labels = combined.transpose(2, 1, 0)
+        steps = self.model_info.conventions.clean_up
+        if steps:  # on the model grid, as TotalSegmentator cleans up before resampling back
+            labels = clean_up(labels, steps, self.model_info.label_values, model_image.header.get_zooms()[:3])
+        return _back(labels, record)
+
+    def _predict_parts(self, grid: Image, report: Progress, should_stop) -> np.ndarray:
+        """Every part on ``grid``, merged: labels (z, y, x) in the combined values."""
         combined = np.zeros(grid.shape, dtype=np.int32)
         for index, (part, table) in enumerate(zip(self.parts, self.tables)):
             share = 1.0 / len(self.parts)
@@ -164,7 +191,7 @@ class ConventionPredictor:
             labels = part.predict(grid, progress=step, should_stop=should_stop).labels
             mapped = table[np.clip(labels, 0, len(table) - 1)]
             np.copyto(combined, mapped, where=mapped != 0)  # a later part wins where it labels a voxel
-        return _back(combined.transpose(2, 1, 0), record)
+        return combined
 
     def _crop_box(self, image: Image, should_stop=None):
         assert self.crop_predictor is not None
@@ -186,7 +213,7 @@ def _part_options(options: PredictOptions, step: float) -> PredictOptions:
     """TotalSegmentator's step and no mirroring, unless the user chose otherwise."""
     return dataclasses.replace(options, step=options.step if options.step is not None else step,
                                mirroring=False if options.mirroring is None else options.mirroring,
-                               roi_subset=[], configuration=None)
+                               roi_subset=[], configuration=None, force_split=False)
 
 
 def _roi_values(model: ConventionModel, names: Sequence[str]) -> list[int]:
@@ -217,5 +244,5 @@ def _crop_predictor(model: ConventionModel, crop: Crop, structures: Sequence[str
     if unknown:
         raise MedSegError(f"The crop model {crop.model} does not know {', '.join(unknown)}; it cannot find the crop "
                           f"for {model.entry.name}.")
-    plain = dataclasses.replace(options, roi_subset=[], configuration=None)
+    plain = dataclasses.replace(options, roi_subset=[], configuration=None, force_split=False)  # never split
     return ConventionPredictor.from_model(crop_model, plain, fetch)

@@ -117,6 +117,9 @@ def check_ensemble(folders: Sequence[ModelFolder], options: PredictOptions) -> P
     if options.adaptive:
         raise MedSegError("--adaptive cannot be combined with an ensemble of models yet: give one model, or "
                           "leave out --adaptive.")
+    if options.force_split:
+        raise MedSegError("--force-split is for one TotalSegmentator model, not an ensemble: give one model, or "
+                          "leave out --force-split.")
     chosen = [f.select_folds(options.folds) for f in folders]
     return ensemble_postprocessing_file(folders, chosen[0], options.postprocess)
 

@@ -71,6 +71,10 @@ class PredictOptions:
     roi_subset: list[str] = field(default_factory=list, metadata=_option(
         "names", "TotalSegmentator models: only these structures, running only the parts that hold them, "
                  "inside the box its coarse model finds around them (as TotalSegmentator's --roi_subset)"))
+    force_split: bool = field(default=False, metadata=_option(
+        "flag", "TotalSegmentator models: predict the image in three overlapping slabs along z, one after another, "
+                "for less memory (as TotalSegmentator's --force_split; its multi-part models split images of more "
+                "than 512x512x900 voxels anyway); needs at least 58 slices at the model's spacing"))
     statistics: bool = field(default=False, metadata=_option(
         "flag", "also write CASE_statistics.json: per structure its volume (mm3) and the mean and std of the "
                 "image inside it (as TotalSegmentator's statistics.json)"))

@@ -33,6 +33,23 @@ class Part:
 
 
 @dataclass(frozen=True)
+class CleanUp:
+    """One of TotalSegmentator's clean-ups of its labels on the model grid (its nnunet.py): per structure, keep
+    only the largest connected component (``largest_component``), or remove the components of at most
+    ``min_mm3`` (``remove_small_components``), for the ``body`` task; or, for ``vertebrae_pp``, redo touching
+    vertebrae's labels from components of at least ``min_mm3`` and grow each by ``dilation_mm``
+    (``relabel_vertebrae``, its structures listed from the top down: inference/vertebrae_relabel.py)."""
+
+    kind: str
+    structures: tuple[str, ...]
+    min_mm3: float = 0.0
+    dilation_mm: float = 0.0
+
+
+CLEAN_UPS = ("largest_component", "remove_small_components", "relabel_vertebrae")
+
+
+@dataclass(frozen=True)
 class Conventions:
     style: str
     release: str                  # the weights release the datasets belong to (e.g. v2.0.0-weights)
@@ -42,6 +59,8 @@ class Conventions:
     crop: Crop | None = None
     roi_crop: Crop | None = None
     parts: tuple[Part, ...] = field(default=())
+    clean_up: tuple[CleanUp, ...] = field(default=())  # in order, after the merge, before going back
+    auxiliary: dict[int, str] = field(default_factory=dict)  # labels the model predicts and TotalSegmentator clears
 
 
 def parse_conventions(raw: Any, parts: Any, where: str) -> Conventions | None:
@@ -62,7 +81,8 @@ def parse_conventions(raw: Any, parts: Any, where: str) -> Conventions | None:
                        spacing_mm=_spacing(raw.get("spacing_mm"), where), step=float(step),
                        crop=_crop(raw.get("crop"), where, needs_structures=True),
                        roi_crop=_crop(raw.get("roi_crop"), where, needs_structures=False),
-                       parts=_parts(parts, datasets, where))
+                       parts=_parts(parts, datasets, where), clean_up=_clean_up(raw.get("clean_up"), where),
+                       auxiliary=_auxiliary(raw.get("auxiliary"), where))
 
 
 def _spacing(raw: Any, where: str) -> tuple[float, float, float] | None:
@@ -100,6 +120,33 @@ def _parts(raw: Any, datasets: list[str], where: str) -> tuple[Part, ...]:
                where, f"part {part['dataset']}: 'labels' must map label values (\"1\", ...) to structure names")
         parts.append(Part(part["dataset"], {int(k): v for k, v in labels.items()}))
     return tuple(parts)
+
+
+def _auxiliary(raw: Any, where: str) -> dict[int, str]:
+    if raw is None:
+        return {}
+    _check(isinstance(raw, dict) and all(str(k).isdigit() and int(k) > 0 and isinstance(v, str)
+                                         for k, v in raw.items()),
+           where, "'conventions.auxiliary' must map label values (\"3\", ...) to structure names")
+    return {int(k): v for k, v in raw.items()}
+
+
+def _clean_up(raw: Any, where: str) -> tuple[CleanUp, ...]:
+    if raw is None:
+        return ()
+    _check(isinstance(raw, list) and all(isinstance(step, dict) for step in raw), where,
+           "'conventions.clean_up' must be a list of objects")
+    steps = []
+    for step in raw:
+        structures = step.get("structures")
+        _check(step.get("kind") in CLEAN_UPS and isinstance(structures, list) and structures
+               and all(isinstance(s, str) for s in structures), where,
+               f"a clean-up needs 'kind' (one of {', '.join(CLEAN_UPS)}) and 'structures' (label names)")
+        size, grow = step.get("min_mm3", 0), step.get("dilation_mm", 0)
+        _check(_positive(size) or size == 0, where, "a clean-up's 'min_mm3' must be a non-negative number")
+        _check(_positive(grow) or grow == 0, where, "a clean-up's 'dilation_mm' must be a non-negative number")
+        steps.append(CleanUp(step["kind"], tuple(structures), float(size), float(grow)))
+    return tuple(steps)
 
 
 def _positive(value: Any) -> bool:

@@ -75,6 +75,9 @@ def find_convention_entry(path: Path, manifest: Manifest) -> ModelEntry | None:
         return None
     best = max(len(e.conventions.datasets) for e in complete)  # type: ignore[union-attr]
     chosen = [e for e in complete if len(e.conventions.datasets) == best]  # type: ignore[union-attr]
+    crops = {c.model for e in chosen if e.conventions for c in (e.conventions.crop, e.conventions.roi_crop) if c}
+    if len(chosen) > 1:  # a model beside its crop model (as in TotalSegmentator's weights folder): the model
+        chosen = [e for e in chosen if e.name not in crops] or chosen
     if len(chosen) > 1:
         raise MedSegError(f"{path} holds several models ({', '.join(e.name for e in chosen)}); "
                           "give the folder of the one to run, or install it under its name.")
@@ -120,6 +123,9 @@ def _label_table(folder: ModelFolder, part: Part | None, entry: ModelEntry) -> n
     own = folder.labels.names
     combined = {k: int(v) for k, v in entry.labels.items()}
     expected = part.labels if part is not None else {v: k for k, v in combined.items() if v != 0}
+    assert entry.conventions is not None
+    auxiliary = entry.conventions.auxiliary  # predicted, then cleared (TotalSegmentator's remove_auxiliary_labels)
+    expected = {**expected, **auxiliary}
     if own != expected:
         assert entry.conventions is not None
         differ = sorted(set(own.items()) ^ set(expected.items()))[:3]
@@ -129,7 +135,7 @@ def _label_table(folder: ModelFolder, part: Part | None, entry: ModelEntry) -> n
                           "--force`).")
     table = np.zeros(max(own, default=0) + 1, dtype=np.int32)
     for value, name in own.items():
-        table[value] = combined[name]
+        table[value] = 0 if value in auxiliary else combined[name]
     return table
 
 

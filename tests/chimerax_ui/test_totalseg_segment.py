@@ -37,3 +37,12 @@ def test_statistics_and_split_classes_are_refused_with_a_reason(session, run):
     volume = _open_ct(session, "ct")
     with pytest.raises(UserError, match="beside `medseg predict`'s output"):
         run(f"segment {DATA / 'weights'} #{volume.id_string} device cpu statistics true")
+
+
+def test_segment_force_split_equals_totalsegmentators_force_split(session, run):
+    volume = _open_ct(session, "ct_tall")
+    job = run(f"segment {DATA / 'weights'} #{volume.id_string} device cpu surfaces false forceSplit true")
+    assert job.state == "done"
+    theirs = _reference("ct_tall_split")
+    assert np.count_nonzero(theirs != _reference("ct_tall")) > 100  # the split changes the labels
+    np.testing.assert_array_equal(job.models[0].full_matrix(), theirs)

@@ -10,7 +10,7 @@ from totalsegmentator.alignment import undo_canonical
 from totalsegmentator.cropping import crop_to_mask, undo_crop
 from totalsegmentator.resampling import change_spacing
 
-from chimerax.medseg.inference.canonical_grid import crop_box, labels_to_input_grid, to_model_grid
+from chimerax.medseg.inference.canonical_grid import crop_box, labels_to_input_grid, model_grid_shape, to_model_grid
 
 CASES = Path(__file__).resolve().parents[1] / "data" / "totalseg" / "cases"
 
@@ -54,3 +54,12 @@ def test_model_grid_and_the_way_back_equal_totalsegmentators(case, cropped):
         back = undo_crop(back, image, their_box)
     expected = back.get_fdata().astype(np.uint8)
     np.testing.assert_array_equal(labels_to_input_grid(labels, record), expected)
+
+
+@pytest.mark.parametrize("case", ["ct", "ct_lps", "ct_oblique", "ct_tall"])
+@pytest.mark.parametrize("spacing", [[1.5, 1.5, 1.5], [6.0, 6.0, 6.0], [0.8, 1.1, 2.5], [3.0, 3.0, 3.0]])
+def test_model_grid_shape_is_the_shape_totalsegmentator_resamples_to(case, spacing):
+    image = nib.load(str(CASES / f"{case}.nii.gz"))
+    _, theirs, _ = _theirs_in(image, None, None, spacing)
+    assert model_grid_shape(image.shape, image.affine, spacing) == theirs.shape
+    assert model_grid_shape(image.shape, image.affine, None) == nib.as_closest_canonical(image).shape

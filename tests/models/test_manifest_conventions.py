@@ -31,6 +31,22 @@ def test_every_crop_model_is_a_manifest_model_that_knows_the_structures():
             assert set(crop.structures) <= set(manifest.get(crop.model).label_names()), entry.name
 
 
+def test_body_and_vertebrae_are_cleaned_up_as_totalsegmentator_does():
+    manifest = load_manifest()
+    for name in ("totalseg_body", "totalseg_body_6mm"):
+        entry = manifest.get(name)
+        steps = entry.conventions.clean_up
+        assert [s.kind for s in steps] == ["largest_component", "remove_small_components"], name
+        assert {n for s in steps for n in s.structures} <= set(entry.label_names())
+    assert manifest.get("totalseg_body").conventions.spacing_mm == (1.5, 1.5, 1.5)
+    assert not manifest.get("totalseg_total").conventions.clean_up
+    vertebrae = manifest.get("totalseg_vertebrae_pp")
+    (step,) = vertebrae.conventions.clean_up
+    assert step.kind == "relabel_vertebrae" and (step.min_mm3, step.dilation_mm) == (100, 3)
+    assert step.structures[0] == "vertebrae_C1" and step.structures[-1] == "vertebrae_L5"  # from the top down
+    assert list(step.structures) == vertebrae.label_names()
+
+
 def _with(change) -> dict:
     raw = _raw()
     entry = next(m for m in raw["models"] if m["name"] == "totalseg_total")
@@ -46,6 +62,10 @@ def _with(change) -> dict:
     (lambda e: e["parts"][0]["labels"].update({"0": "background"}), "part Dataset291"),
     (lambda e: e.pop("conventions"), "'parts' needs 'conventions'"),
     (lambda e: e["conventions"].update(roi_crop={"model": "x", "margin_mm": [20, -1, 20]}), "margin_mm"),
+    (lambda e: e["conventions"].update(clean_up=[{"kind": "largest", "structures": ["liver"]}]), "'kind'"),
+    (lambda e: e["conventions"].update(clean_up=[{"kind": "largest_component", "structures": []}]), "'structures'"),
+    (lambda e: e["conventions"].update(clean_up=[{"kind": "remove_small_components", "structures": ["liver"],
+                                                  "min_mm3": -5}]), "'min_mm3'"),
 ])
 def test_a_broken_conventions_entry_is_refused_naming_the_field(change, message):
     with pytest.raises(MedSegError, match="totalseg_total") as caught:
