@@ -140,8 +140,10 @@ def bench_model(title: str, model: Path, cases: list, thresholds: list[float], w
             scores = class_dice(reference.labels, truth[name], members)
             print(f"  full vs labels: { {names[v]: round(d, 4) for v, d in scores.items()} }")
         runs = [(f"adaptive {t}", p) for t, p in adaptive.items()] + [("fast", fast)]
+        labels_of = {"full": reference.labels}
         for mode, predictor in runs:
             prediction, seconds = timed(predictor, image)
+            labels_of[mode] = prediction.labels
             passes = prediction.passes
             ratio = passes.ratio if passes else float("nan")
             rows.setdefault(mode, []).append((name, ratio, seconds,
@@ -153,6 +155,9 @@ def bench_model(title: str, model: Path, cases: list, thresholds: list[float], w
             with tempfile.TemporaryDirectory() as tmp:
                 labels, seconds = nnunet_labels(model, files, Path(tmp) / "nnunet.npy")
             rows.setdefault("nnU-Net", []).append((name, 1.0, seconds, class_dice(labels, reference.labels, members)))
+            for mode, ours in labels_of.items():
+                scores = class_dice(ours, labels, members)
+                print(f"  {mode} vs nnU-Net's labels: { {names[v]: round(d, 4) for v, d in scores.items()} }")
         for mode, entries in rows.items():
             case, ratio, seconds, dices = entries[-1]
             print(f"{case:<16}{mode:<18}{'':>12}{'-' if ratio != ratio else f'{ratio:.2f}':>7}{seconds:>8.1f}  "
