@@ -45,8 +45,8 @@ from ..errors import Cancelled
 from ..memory import array_bytes, check_memory
 from .sliding_window import Progress, ShouldStop, SlidingWindow, mirror_combinations
 
-# The survey passes are kept for the marked tiles while they take at most this much memory (float32
-# outputs of every tile); above it a marked tile's survey passes are run again instead.
+# Each tile's survey sum and sum of squares are kept while they take at most this much memory (float32, every
+# tile); above it the squares are blended over tiles and a marked tile's survey passes are run again.
 KEEP_FIRST_PASSES_BYTES = 1 << 30
 # A tile gets every pass when the doubt it answers for reaches this fraction of its voxels: 1/4096 is
 # 26 voxels of the demo model's 40 x 56 x 48 tile, an 8^3 cube of a 128^3 one (benchmarks/adaptive.py).
@@ -124,8 +124,14 @@ def adaptive_logits(window: SlidingWindow, data: torch.Tensor, fold_weights: Seq
     padded, unpad, tiles, weights = window.prepare(data)
     weights = weights.float()
     shape = padded.shape[1:]
+    # Each tile's survey sum and sum of squares are kept while they fit: its own spread, and a marked tile's
+    # survey need not run again. Else the squares are blended over tiles (their disagreement makes that an
+    # upper bound on the spread) and a marked tile's survey runs again.
+    tile_bytes = 4 * window.num_outputs * int(weights.numel())
+    keep = 2 * len(tiles) * tile_bytes <= KEEP_FIRST_PASSES_BYTES
     if padded.device.type == "cpu":
-        check_memory(array_bytes((2 * window.num_outputs + 1, *shape), 4),
+        sums_bytes = 2 * len(tiles) * tile_bytes if keep else array_bytes((window.num_outputs, *shape), 4)
+        check_memory(array_bytes((window.num_outputs + 1, *shape), 4) + sums_bytes,
                      f"Adaptive ensembling's float32 sums and squares of {window.num_outputs} outputs over "
                      f"{tuple(shape)} voxels", "Crop the image to the region of interest, or leave out --adaptive.")
     total = torch.zeros((window.num_outputs, *shape), dtype=torch.float32, device=padded.device)
@@ -142,11 +148,6 @@ def adaptive_logits(window: SlidingWindow, data: torch.Tensor, fold_weights: Seq
             raise Cancelled("Prediction was stopped.")
         return window.forward(padded[(slice(None),) + tile][None], mirrorings)[0].float() * len(mirrorings)
 
-    tile_bytes = 4 * window.num_outputs * int(weights.numel())
-    # Each tile's survey sum and sum of squares are kept while they fit: its own spread, and a marked tile's
-    # survey need not run again. Else the squares are blended over tiles (their disagreement makes that an
-    # upper bound on the spread) and a marked tile's survey runs again.
-    keep = 2 * len(tiles) * tile_bytes <= KEEP_FIRST_PASSES_BYTES
     sums: dict[int, list[torch.Tensor]] = {}
     square = None if keep else torch.zeros_like(total)
     for f, fold in enumerate(fold_weights):  # the survey: every tile, per_fold passes of every fold
@@ -172,16 +173,15 @@ def adaptive_logits(window: SlidingWindow, data: torch.Tensor, fold_weights: Seq
         return confidence(mean, sd, per_fold, folds, len(combos), region_based, window.activation is not None) \
             < threshold
 
-    if count == n:  # the survey was every pass
-        doubts = [torch.zeros(weights.shape, dtype=torch.bool)] * len(tiles)
+    if count == n:  # the survey was every pass: nothing is left to run
+        marked: list[int] = []
     elif square is None:
-        doubts = [in_doubt(estimate[(slice(None),) + t], spread(sums[i][0] / n, sums[i][1] / n, n))
-                  for i, t in enumerate(tiles)]
+        marked = tiles_in_doubt([in_doubt(estimate[(slice(None),) + t], spread(sums[i][0] / n, sums[i][1] / n, n))
+                                 for i, t in enumerate(tiles)], tiles, weights, weight_sum)
     else:
         whole = in_doubt(estimate, spread(estimate, square / weight_sum, n))
-        doubts, square = [whole[t] for t in tiles], None
-    marked = tiles_in_doubt(doubts, tiles, weights, weight_sum)
-    del estimate, doubts
+        marked, square = tiles_in_doubt([whole[t] for t in tiles], tiles, weights, weight_sum), None
+    del estimate
     surveyed = {i: sums[i][0] for i in marked if i in sums}
     sums.clear()
     for f, fold in enumerate(fold_weights if marked else []):  # every other pass on the tiles in doubt
@@ -189,7 +189,7 @@ def adaptive_logits(window: SlidingWindow, data: torch.Tensor, fold_weights: Seq
         others = [c for c in combos if c not in survey[f]]
         for i, index in enumerate(marked):
             tile = tiles[index]
-            out = tile_out(tile, others) if others else torch.zeros_like(total[(slice(None),) + tile])
+            out = tile_out(tile, others)  # never empty: a marked tile means passes are left (count > n)
             if not keep:  # this fold's survey passes again: they leave the survey mean for the ensemble's
                 out = out + tile_out(tile, survey[f]) * (1 - count / n)
             elif f == 0:  # the tile's survey mean gives way to its share of the ensemble mean

@@ -132,6 +132,21 @@ def test_confidence_for_softmax_bounds_the_difference():
     torch.testing.assert_close(got, 2 * torch.atan(torch.tensor([0.5, 0.1]) / 1.0) / torch.pi)
 
 
+def test_folds_without_mirroring_are_all_surveyed():
+    """No mirroring: the survey (one pass per fold) is the whole ensemble, so nothing is left to run."""
+    net = Ramp().eval()
+    window = SlidingWindow(net, (16, 16, 16), 2, step=0.5, accumulate_dtype="float32")
+    with torch.inference_mode():
+        logits, passes = adaptive_logits(window, _image(), FOLDS, net.load_state_dict, 0.999999, region_based=False)
+    assert passes.marked == 0 and passes.run == passes.full == passes.tiles * len(FOLDS)
+    total = 0
+    with torch.inference_mode():
+        for weights in FOLDS:
+            net.load_state_dict(weights)
+            total = total + window(_image())
+    torch.testing.assert_close(logits, total / len(FOLDS), atol=1e-4, rtol=1e-4)
+
+
 def test_survey_gives_each_fold_another_mirroring():
     combos = mirror_combinations((0, 1, 2))
     assert survey_mirrorings(1, combos) == [[(), (0, 1, 2)]]  # a lone fold: two passes, far apart
