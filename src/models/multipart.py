@@ -127,7 +127,6 @@ def _label_table(folder: ModelFolder, part: Part | None, entry: ModelEntry) -> n
     auxiliary = entry.conventions.auxiliary  # predicted, then cleared (TotalSegmentator's remove_auxiliary_labels)
     expected = {**expected, **auxiliary}
     if own != expected:
-        assert entry.conventions is not None
         differ = sorted(set(own.items()) ^ set(expected.items()))[:3]
         raise MedSegError(f"Model folder {folder.path} does not have the labels of {folder.path.parent.name} in "
                           f"TotalSegmentator {entry.conventions.release} (e.g. {differ}); it comes from another "
