@@ -22,7 +22,7 @@ _DEVICE = re.compile(r"^(auto|cpu|cuda|cuda:\d+|mps)$")
 # is what keeps fast mode within ~0.97 Dice of full mode (one fold: 0.92); benchmarks/fast_mode_dice.py.
 FAST_STEP = 0.75
 DEFAULT_STEP = 0.5
-ADAPTIVE_THRESHOLD = 0.3  # inference/adaptive.py: a voxel is in doubt below this confidence of the survey
+ADAPTIVE_THRESHOLD = 0.35  # inference/adaptive.py: a voxel is in doubt below this confidence
 
 
 def _option(kind: str, help: str, flag: str | None = None) -> dict[str, Any]:
@@ -57,10 +57,11 @@ class PredictOptions:
         "path-or-flag", "apply the model's postprocessing.json (or the given file); --no-postprocess: none "
                         "(default: as the model's nnU-Net does: v1 models apply theirs, v2 models none)"))
     adaptive: bool = field(default=False, metadata=_option(
-        "flag", "every fold and mirroring only on tiles where a survey (one pass per fold; two for one fold) "
-                "leaves labels in doubt (near the full ensemble's labels for a fraction of the passes)"))
+        "flag", "each tile's passes in stages: a survey (one pass per fold; two for one fold), then each fold's "
+                "mirrorings doubled while the tile's labels are in doubt (near the full ensemble's labels for a "
+                "fraction of the passes)"))
     adaptive_threshold: float = field(default=ADAPTIVE_THRESHOLD, metadata=_option(
-        "number", f"with --adaptive: a voxel is in doubt when the survey's confidence that more passes keep its "
+        "number", f"with --adaptive: a voxel is in doubt when the confidence that more passes keep its "
                   f"label (from its passes' margin and spread) is below this, in (0, 1) (default "
                   f"{ADAPTIVE_THRESHOLD}; higher = more passes, closer to the full ensemble)"))
     training_label_values: bool = field(default=False, metadata=_option(

@@ -220,7 +220,10 @@ class Predictor:
 
         def run() -> tuple[torch.Tensor | None, Passes | None]:
             if adaptive and self.adaptive_threshold is not None:  # adaptive implies a threshold
-                return adaptive_logits(window, data, self.fold_weights,
+                # the stages switch folds tile by tile: each fold's weights on the device once, not copied each time
+                on_device = [{k: v.to(self.device) for k, v in w.items()} for w in self.fold_weights] \
+                    if self.device.type != "cpu" else self.fold_weights
+                return adaptive_logits(window, data, on_device,
                                        lambda weights: _load_weights(net, weights, self.model.path),
                                        self.adaptive_threshold, self.is_region_based, progress, should_stop)
             total = None

@@ -1,6 +1,7 @@
 """Adaptive ensembling's criterion and exactness, with a real (tiny, hand-set) network: a tile whose
-survey (one pass per fold; two for a one-fold model) is uncertain gets every fold and mirroring, a
-certain one keeps its survey."""
+passes are uncertain gets its next stage (each fold's mirrorings doubled) up to every fold and mirroring;
+a certain one keeps its survey (one pass per fold; two for a one-fold model); one whose mirrorings agree
+stops as soon as its spread within folds shows it."""
 from __future__ import annotations
 
 import pytest
@@ -13,8 +14,9 @@ from chimerax.medseg.inference.adaptive import (
     adaptive_logits,
     confidence,
     doubt_answered,
-    survey_mirrorings,
-    tiles_in_doubt,
+    mirroring_orders,
+    needs_more,
+    stages,
 )
 from chimerax.medseg.inference.options import PredictOptions
 from chimerax.medseg.inference.predictor import Predictor
@@ -32,7 +34,8 @@ class Ramp(torch.nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         ramp = torch.linspace(-1, 1, x.shape[-1]).expand_as(x)
-        fg = self.scale * (x - 0.5) + self.tilt * ramp
+        across = torch.linspace(-1, 1, x.shape[-2])[:, None].expand_as(x)
+        fg = self.scale * (x - 0.5) + self.tilt * ramp * (1 + across)  # each axis' mirroring and both together
         return torch.cat([torch.zeros_like(fg), fg], dim=1)
 
 
@@ -70,6 +73,7 @@ def test_uncertain_tiles_get_every_pass_certain_ones_their_survey():
     # the band (x 40..55) in doubt: the tiles overlapping it are the ones starting at 32, 40 and 48
     survey = tiles * len(FOLDS)  # one pass per fold on every tile
     assert passes.marked == 3 and passes.run == survey + 3 * (combos * len(FOLDS) - len(FOLDS))  # survey kept
+    assert str(passes).endswith("of 11 tiles, 8 ran 1 of 8 mirrorings per fold, 3 ran all 8")
     full, _ = _run(adaptive=False)
     # exact where every tile covering a voxel got every pass (x 40..55 lie only in marked tiles)
     torch.testing.assert_close(logits[..., 40:56], full[..., 40:56], atol=1e-4, rtol=1e-4)
@@ -147,12 +151,19 @@ def test_folds_without_mirroring_are_all_surveyed():
     torch.testing.assert_close(logits, total / len(FOLDS), atol=1e-4, rtol=1e-4)
 
 
-def test_survey_gives_each_fold_another_mirroring():
+def test_each_fold_runs_its_mirrorings_in_complementary_pairs():
     combos = mirror_combinations((0, 1, 2))
-    assert survey_mirrorings(1, combos) == [[(), (0, 1, 2)]]  # a lone fold: two passes, far apart
-    assert survey_mirrorings(1, combos[:1]) == [[()]]
-    assert survey_mirrorings(3, combos) == [[c] for c in combos[:3]]
-    assert survey_mirrorings(10, combos[:2]) == [[()], [(0,)]] * 5
+    assert mirroring_orders(1, (0, 1, 2))[0][:2] == [(), (0, 1, 2)]  # a lone fold: two passes, far apart
+    orders = mirroring_orders(5, (0, 1, 2))
+    assert all(sorted(order) == sorted(combos) for order in orders)  # every fold gets every mirroring
+    assert len({order[0] for order in orders}) == 5  # the survey meets five mirrorings
+    for order in orders:
+        for start in range(0, 8, 2):  # any pass and the next of its fold differ along every axis
+            assert set(order[start]) ^ set(order[start + 1]) == {0, 1, 2}
+        assert all(sum(axis in m for m in order[:4]) == 2 for axis in range(3))  # four: each axis in half
+    assert mirroring_orders(2, ()) == [[()], [()]]
+    assert stages(5, 8) == [1, 2, 4, 8] and stages(1, 8) == [2, 4, 8] and stages(3, 4) == [1, 2, 4]
+    assert stages(3, 1) == [1]  # no mirroring: the survey is every pass
 
 
 def test_doubt_counts_with_the_tiles_share_of_its_weight():
@@ -167,10 +178,10 @@ def test_doubt_counts_with_the_tiles_share_of_its_weight():
     doubt = torch.zeros(padded.shape[1:], dtype=torch.bool)
     doubt[7:9, 7:9, 39:41] = True  # 8 voxels at the centre of the tile starting at x 32, the edge of the one at 40
     starts = [t[-1].start for t in tiles]
-    answered = dict(zip(starts, doubt_answered([doubt[t] for t in tiles], tiles, weights, weight_sum)))
+    answered = {start: doubt_answered(doubt[t], t, weights, weight_sum) for start, t in zip(starts, tiles)}
     assert sum(answered.values()) == pytest.approx(8, rel=1e-5)  # each voxel's doubt is shared out whole
     assert answered[32] > 4 > answered[40] > 0
-    assert [starts[i] for i in tiles_in_doubt([doubt[t] for t in tiles], tiles, weights, weight_sum)] == [32]
+    assert [start for start, t in zip(starts, tiles) if needs_more(doubt[t], t, weights, weight_sum)] == [32]
     assert {starts[i] for i, t in enumerate(tiles) if doubt[t].any()} == {24, 32, 40}  # the old rule
 
 
@@ -194,13 +205,39 @@ def test_threshold_outside_its_range_is_refused(threshold):
         PredictOptions(adaptive=True, adaptive_threshold=threshold).validate()
 
 
-def test_first_passes_run_again_when_too_big_to_keep(monkeypatch):
-    import chimerax.medseg.inference.adaptive as adaptive
-    kept, kept_passes = _run(adaptive=True)
-    monkeypatch.setattr(adaptive, "KEEP_FIRST_PASSES_BYTES", 0)
-    again, passes = _run(adaptive=True)
-    assert passes.run == kept_passes.run + passes.marked * len(FOLDS)  # its survey again, same result
-    torch.testing.assert_close(again, kept)
+def test_a_tile_whose_mirrorings_agree_stops_at_its_second_stage():
+    """The folds disagree tenfold everywhere, so that the survey (whose spread holds that) leaves every tile in doubt,
+    but each fold's mirrorings agree: from two passes per fold the spread within folds shows that more cannot move
+    the mean, and every tile stops there."""
+    steady = [{"scale": torch.tensor(20.0), "tilt": torch.tensor(0.0)},
+              {"scale": torch.tensor(2.0), "tilt": torch.tensor(0.0)}]
+    net = Ramp().eval()
+    window = SlidingWindow(net, (16, 16, 16), 2, step=0.5, mirror_axes=(0, 1, 2), accumulate_dtype="float32")
+    with torch.inference_mode():
+        logits, passes = adaptive_logits(window, _image(), steady, net.load_state_dict, 0.9, region_based=False)
+        full = 0
+        for weights in steady:
+            net.load_state_dict(weights)
+            full = full + window(_image()) / 2
+    assert passes.per_fold == [2] * 11 and passes.marked == 11 and passes.run == 2 * 2 * 11
+    assert str(passes) == "44 of 176 forward passes (0.25x); of 11 tiles, 11 ran 2 of 8 mirrorings per fold"
+    torch.testing.assert_close(logits, full, atol=1e-4, rtol=1e-4)  # mirrorings that agree: the full mean
+
+
+def test_memory_is_checked_before_any_pass(monkeypatch):
+    """The grid's float32 sums and weights, and one tile's: both folds' sums, the squares, a pass, the mean and a
+    spare (never every tile's)."""
+    from chimerax.medseg import memory
+    needed = 4 * (3 * 16 * 16 * 96 + (len(FOLDS) + 4) * 2 * 16 ** 3)
+    net = Ramp().eval()
+    window = SlidingWindow(net, (16, 16, 16), 2, step=0.5, mirror_axes=(0, 1, 2), accumulate_dtype="float32")
+    monkeypatch.setattr(memory, "available_memory", lambda: needed)  # a tenth is kept back: too little
+    with pytest.raises(MedSegError, match="Adaptive ensembling's float32 sums .* would need"):
+        adaptive_logits(window, _image(), FOLDS, net.load_state_dict, 0.5, region_based=False)
+    assert window.forward_seconds == 0  # refused before any pass
+    monkeypatch.setattr(memory, "available_memory", lambda: int(needed / 0.9) + 1)
+    with torch.inference_mode():
+        adaptive_logits(window, _image(), FOLDS, net.load_state_dict, 0.5, region_based=False)
 
 
 def _medseg(*args) -> int:
