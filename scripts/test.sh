@@ -11,6 +11,16 @@ VENV=${MEDSEG_VENV:-.venv}
 bash scripts/setup_venv.sh test,oracle
 "$VENV/bin/python" scripts/fetch_dicom_test_data.py
 bash scripts/setup_chimerax_env.sh .venv-chimerax
+# Debian's chromium, headless, for the panel page's test (tests/chimerax_ui/test_panel_page.py)
+if ! command -v chromium >/dev/null && ! command -v chromium-browser >/dev/null; then
+    if [ "$(id -u)" = 0 ]; then
+        (apt-get install -y -q chromium >/dev/null 2>&1 ||
+         { apt-get update -q >/dev/null && apt-get install -y -q chromium >/dev/null; }) ||
+            echo "warning: could not install chromium; the panel page's test will fail" >&2
+    else
+        echo "warning: chromium missing and not root; the panel page's test will fail" >&2
+    fi
+fi
 
 status=0
 bash scripts/lint.sh || status=$?

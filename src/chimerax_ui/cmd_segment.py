@@ -217,6 +217,9 @@ class SegmentJob(BackgroundTask):
                     model.delete()
             self.models = []
             raise
+        passes = getattr(prediction, "passes", None)  # `adaptive true`: the work it spared, as medseg predict says
+        if passes is not None:
+            self.session.logger.info(f"Adaptive ensembling ran {passes}.")
 
     def cancelled(self) -> None:
         self.session.logger.info(f"Segmentation of {self.request.volumes[0].name} stopped; no models were added.")

@@ -105,6 +105,22 @@ def test_labels_match_medseg_predict_on_the_input_grid(session, run, log, exampl
     assert any("%" in s for s in log.statuses), "no progress in the status line"
 
 
+def test_adaptive_true_matches_medseg_predict_adaptive_and_logs_its_passes(session, run, log, example_model,
+                                                                          example_case, tmp_path):
+    import nibabel as nib
+    from chimerax.medseg.cli import main
+    out = tmp_path / "case.nii.gz"
+    assert main(["predict", "-m", str(example_model), "-i", *map(str, example_case), "-o", str(out),
+                 "--device", "cpu", "--adaptive", "--quiet"]) == 0
+    expected = np.asarray(nib.load(str(out)).dataobj).astype(np.int64).transpose(2, 1, 0)  # (z, y, x)
+    _, volumes = _open_case(session, example_case)
+    job = run(f"segment {example_model} {_spec(volumes)} device cpu adaptive true")
+    assert job.state == "done"
+    np.testing.assert_array_equal(_label_volume(job).full_matrix(), expected)
+    line = next(m.text for m in reversed(log.messages) if "Adaptive ensembling ran" in m.text)
+    assert re.search(r"ran \d+ of \d+ forward passes \(\d\.\d\dx\); of \d+ tiles, \d+ ran", line), line
+
+
 def test_rotated_input_gives_labels_on_its_own_grid(session, run, example_model, example_case, cli_labels):
     rotation = rotation_matrix((1, 2, 3), 40)
     image, volumes = _open_case(session, example_case, rotation=rotation, origin=(30.0, -12.5, 7.0))
