@@ -10,13 +10,7 @@ PIP=(-q --disable-pip-version-check)
 
 # OSMesa for offscreen rendering (PNG pictures without a display).
 if ! ldconfig -p 2>/dev/null | grep -q 'libOSMesa\.so'; then
-    if [ "$(id -u)" = 0 ]; then
-        (apt-get install -y -q libosmesa6 >/dev/null 2>&1 ||
-         { apt-get update -q >/dev/null && apt-get install -y -q libosmesa6 >/dev/null; }) ||
-            echo "warning: could not install libosmesa6; offscreen rendering will be unavailable" >&2
-    else
-        echo "warning: libOSMesa missing and not root; offscreen rendering will be unavailable" >&2
-    fi
+    bash scripts/install_debian_package.sh libosmesa6 "offscreen rendering will be unavailable"
 fi
 
 [ -x "$VENV/bin/python" ] || python3 -m venv "$VENV"

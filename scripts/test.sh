@@ -13,13 +13,7 @@ bash scripts/setup_venv.sh test,oracle
 bash scripts/setup_chimerax_env.sh .venv-chimerax
 # Debian's chromium, headless, for the panel page's test (tests/chimerax_ui/test_panel_page.py)
 if ! command -v chromium >/dev/null && ! command -v chromium-browser >/dev/null; then
-    if [ "$(id -u)" = 0 ]; then
-        (apt-get install -y -q chromium >/dev/null 2>&1 ||
-         { apt-get update -q >/dev/null && apt-get install -y -q chromium >/dev/null; }) ||
-            echo "warning: could not install chromium; the panel page's test will fail" >&2
-    else
-        echo "warning: chromium missing and not root; the panel page's test will fail" >&2
-    fi
+    bash scripts/install_debian_package.sh chromium "the panel page's test will fail"
 fi
 
 status=0
