@@ -217,14 +217,12 @@ def adaptive_logits(window: SlidingWindow, data: torch.Tensor, fold_weights: Seq
             for fold in range(folds):
                 for mirroring in orders[fold][done:level]:
                     sums.add(fold, run(fold, box, mirroring))
-            done = level
-            if level == levels[-1]:
+            done, mean = level, sums.mean()
+            if level == levels[-1] or not needs_more(
+                    confidence(mean, sums.spread(), level, folds, len(combos), region_based,
+                               window.activation is not None) < threshold, tile, weights, weight_sum):
                 break
-            doubt = confidence(sums.mean(), sums.spread(), level, folds, len(combos), region_based,
-                               window.activation is not None) < threshold
-            if not needs_more(doubt, tile, weights, weight_sum):
-                break
-        total[(slice(None),) + tile] += sums.mean() * weights
+        total[(slice(None),) + tile] += mean * weights
         per_fold.append(done)
         report(0.02 + 0.95 * (i + 1) / len(tiles),
                f"tile {i + 1} of {len(tiles)}: {done} of {len(combos)} mirrorings per fold")
